@@ -1,0 +1,3 @@
+from slurm_ai.cli import main
+
+main()

@@ -1,0 +1,1 @@
+"""Slurm hooks: Prolog, Epilog and TaskProlog orchestration."""

@@ -1,0 +1,153 @@
+"""The per-job accounting record and its place in AdminComment.
+
+A job record is a JSON object (format version `RECORD_VERSION`) holding the
+job's metadata and one node record per node. In AdminComment it is one token:
+
+    SAI1:<base64url(zlib(json)), unpadded>
+
+The token has no spaces, quotes, '|' or newlines, so it survives sacctmgr's
+argument parsing and `sacct --parsable2` output. Content written by other
+tools (Princeton jobstats writes `JS1:...`) is kept verbatim beside it,
+separated by a single space; re-delivery replaces only our token.
+
+Record shape (v1), every field optional unless marked required:
+
+    {
+      "v": 1,                                    # required
+      "job": {"id": "123", "cluster": "...", "partition": "bare", "user": "...",
+              "account": "...", "nodes_expected": 2, "submit": <epoch s>,
+              "start": <epoch s>, "end": <epoch s>, "exit_code": 0,
+              "workload": "training"},          # "id" required
+      "nodes": {"n1": <node record>, ...},        # required, may be empty
+      "units": {"tokens": 1.2e9, "epochs": 3},   # work units from `slurm-ai mark`
+      "complete": true                           # every expected node present
+    }
+
+A node record is owned by the modules that fill it (see their docs):
+"platform", "time", "energy", "gpus", "health", "plan", "usage".
+`docs/record.md` and `docs/record.schema.json` describe every field.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import zlib
+from dataclasses import dataclass
+from typing import Any
+
+from slurm_ai.errors import RecordError
+
+RECORD_VERSION = 1
+TOKEN_PREFIX = "SAI1:"
+# AdminComment is a MySQL TEXT column (64 KiB). Leave room for foreign content.
+MAX_TOKEN_CHARS = 48 * 1024
+MAX_JSON_BYTES = 4 * 1024 * 1024
+
+
+def encode_record(record: dict[str, Any]) -> str:
+    """Record -> AdminComment token. Raises RecordError when it is too large."""
+    if not isinstance(record.get("v"), int):
+        raise RecordError("record has no integer format version 'v'")
+    raw = json.dumps(record, separators=(",", ":"), sort_keys=True).encode()
+    packed = base64.urlsafe_b64encode(zlib.compress(raw, 9)).rstrip(b"=").decode()
+    token = TOKEN_PREFIX + packed
+    if len(token) > MAX_TOKEN_CHARS:
+        raise RecordError(
+            f"encoded record is {len(token)} characters, over the {MAX_TOKEN_CHARS} limit"
+        )
+    return token
+
+
+def decode_token(token: str) -> dict[str, Any]:
+    """AdminComment token -> record. Raises RecordError on any corruption."""
+    if not token.startswith(TOKEN_PREFIX):
+        raise RecordError("not a slurm-ai token")
+    body = token[len(TOKEN_PREFIX) :]
+    try:
+        compressed = base64.urlsafe_b64decode(body + "=" * (-len(body) % 4))
+        decompressor = zlib.decompressobj()
+        raw = decompressor.decompress(compressed, MAX_JSON_BYTES)
+        if decompressor.unconsumed_tail:
+            raise RecordError("record expands past the size limit")
+        if not decompressor.eof:
+            raise RecordError("record is truncated")
+        record = json.loads(raw)
+    except (binascii.Error, ValueError, zlib.error) as exc:
+        raise RecordError(f"corrupt record: {exc}") from exc
+    if not isinstance(record, dict) or not isinstance(record.get("v"), int):
+        raise RecordError("corrupt record: no format version")
+    return record
+
+
+@dataclass(frozen=True)
+class AdminComment:
+    """An AdminComment split into our record and everything else."""
+
+    token: str | None
+    foreign: str
+
+    @classmethod
+    def parse(cls, text: str | None) -> AdminComment:
+        """Split on whitespace; the last SAI1 token wins, all else is foreign."""
+        if not text:
+            return cls(token=None, foreign="")
+        token = None
+        kept: list[str] = []
+        for part in text.split(" "):
+            if part.startswith(TOKEN_PREFIX):
+                token = part.strip()
+            else:
+                kept.append(part)
+        return cls(token=token, foreign=" ".join(kept).strip())
+
+    def record(self) -> dict[str, Any] | None:
+        """The decoded record, None when absent; RecordError when corrupt."""
+        return decode_token(self.token) if self.token else None
+
+    def with_token(self, token: str) -> str:
+        """The full AdminComment with our token replaced or added."""
+        return f"{self.foreign} {token}" if self.foreign else token
+
+
+def record_version(record: dict[str, Any]) -> int:
+    version = record.get("v")
+    return version if isinstance(version, int) else -1
+
+
+def new_job_record(job: dict[str, Any]) -> dict[str, Any]:
+    if not job.get("id"):
+        raise RecordError("a job record needs job.id")
+    return {"v": RECORD_VERSION, "job": dict(job), "nodes": {}, "units": {}, "complete": False}
+
+
+def merge_node_records(
+    job: dict[str, Any],
+    nodes: dict[str, dict[str, Any]],
+    *,
+    previous: dict[str, Any] | None = None,
+    units: dict[str, float] | None = None,
+) -> dict[str, Any]:
+    """One job record from node records, keeping nodes a previous delivery had.
+
+    Merging with the record already in accounting means a late or re-delivered
+    node never removes another node's part (no last-writer-wins loss).
+    """
+    record = new_job_record(job)
+    if previous and record_version(previous) == RECORD_VERSION:
+        old_nodes = previous.get("nodes")
+        if isinstance(old_nodes, dict):
+            record["nodes"].update(old_nodes)
+        old_units = previous.get("units")
+        if isinstance(old_units, dict):
+            record["units"].update(old_units)
+        old_job = previous.get("job")
+        if isinstance(old_job, dict):
+            record["job"] = {**old_job, **record["job"]}
+    record["nodes"].update(nodes)
+    if units:
+        record["units"].update(units)
+    expected = record["job"].get("nodes_expected")
+    record["complete"] = isinstance(expected, int) and len(record["nodes"]) >= expected
+    return record
