@@ -1,0 +1,1 @@
+"""Cluster-admin side: install, doctor, slurm.conf checks."""

@@ -1,0 +1,75 @@
+"""slurm.conf checks: what is missing or conflicting, with the line to paste."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from slurm_ai.admin.slurmconf import check_slurm_conf, load_slurm_conf, parse_text
+
+SCRIPTS = {
+    "prolog_script": "/etc/slurm/prolog.d/50-slurm-ai",
+    "epilog_script": "/etc/slurm/epilog.d/50-slurm-ai",
+    "taskprolog_script": "/etc/slurm/slurm-ai-taskprolog",
+}
+
+
+def by_key(findings):
+    return {f.key: f for f in findings}
+
+
+def test_bare_conf_lists_every_missing_line() -> None:
+    conf = parse_text("ClusterName=c\nSlurmctldHost=h\n")
+    found = by_key(check_slurm_conf(conf, **SCRIPTS))
+    assert found["Prolog"].status == "missing"
+    assert found["Prolog"].paste == "Prolog=/etc/slurm/prolog.d/*"
+    assert found["Epilog"].paste == "Epilog=/etc/slurm/epilog.d/*"
+    assert found["TaskProlog"].paste == "TaskProlog=/etc/slurm/slurm-ai-taskprolog"
+    assert found["PrologFlags"].paste == "PrologFlags=Alloc"
+    assert found["AccountingStorageType"].status == "missing"
+    assert found["PrologEpilogTimeout"].status == "missing"
+    assert "GresTypes" not in found  # no GPUs on this node
+
+
+def test_complete_conf_is_all_ok(tmp_path: Path) -> None:
+    (tmp_path / "hooks.conf").write_text(
+        "Prolog=/etc/slurm/prolog.d/*\nEpilog=/etc/slurm/epilog.d/*\n"
+        "TaskProlog=/etc/slurm/slurm-ai-taskprolog\n"
+    )
+    main = tmp_path / "slurm.conf"
+    main.write_text(
+        "PrologFlags=Contain,Alloc  # comment\n"
+        "AccountingStorageType=accounting_storage/slurmdbd\n"
+        "PrologEpilogTimeout=300\nGresTypes=gpu\n"
+        "NodeName=gpu[01-04] CPUs=64 Gres=gpu:8\n"
+        "PartitionName=bare Nodes=gpu[01-04] Default=YES\n"
+        "Include hooks.conf\n"
+    )
+    conf = load_slurm_conf(main)
+    assert conf.problems == []
+    findings = check_slurm_conf(conf, node_name="gpu03", gpu_count=8, **SCRIPTS)
+    assert {f.status for f in findings} == {"ok"}, findings
+
+
+def test_site_prolog_and_flags_are_conflicts_with_merged_paste() -> None:
+    conf = parse_text(
+        "Prolog=/usr/local/sbin/site-prolog\nPrologFlags=Contain\n"
+        "TaskProlog=/usr/local/sbin/site-task\nAccountingStorageType=accounting_storage/none\n"
+        "GresTypes=mps\nNodeName=n1 CPUs=8\n"
+    )
+    found = by_key(check_slurm_conf(conf, node_name="n1", gpu_count=2, **SCRIPTS))
+    assert found["Prolog"].status == "conflict"
+    assert "prolog.d" in found["Prolog"].message
+    assert found["PrologFlags"].paste == "PrologFlags=Contain,Alloc"
+    assert found["TaskProlog"].status == "conflict"
+    assert found["AccountingStorageType"].status == "conflict"
+    assert found["GresTypes"].paste == "GresTypes=mps,gpu"
+    assert found["Gres"].paste == "NodeName=n1 ... Gres=gpu:2"
+
+
+def test_missing_include_and_garbage_are_reported_not_raised(tmp_path: Path) -> None:
+    main = tmp_path / "slurm.conf"
+    main.write_text("Include nowhere/*.conf\n=oops\nNodeName=n[1-\n")
+    conf = load_slurm_conf(main)
+    assert any("no such file" in p for p in conf.problems)
+    findings = check_slurm_conf(conf, node_name="n1", gpu_count=1, **SCRIPTS)
+    assert by_key(findings)["NodeName"].status == "missing"
