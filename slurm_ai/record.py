@@ -3,11 +3,15 @@
 A job record is a JSON object (format version `RECORD_VERSION`) holding the
 job's metadata and one node record per node. In AdminComment it is one token:
 
-    SAI1:<base64url(zlib(json)), unpadded>
+    sai1:<hex(zlib(json))>
 
-The token has no spaces, quotes, '|' or newlines, so it survives sacctmgr's
-argument parsing and `sacct --parsable2` output. Content written by other
-tools (Princeton jobstats writes `JS1:...`) is kept verbatim beside it,
+Why hex: `sacctmgr modify job ... set AdminComment=VALUE` lower-cases VALUE
+(seen on Slurm 22.05.8: its argument parser calls strip_quotes(..., make_lower)
+and turns quotes into backticks), so a case-sensitive encoding such as base64
+would be destroyed on the way in. A lower-case prefix and hex digits pass
+through unchanged, decode with a C routine (binascii), and have no spaces,
+quotes, '|' or newlines for sacct --parsable2 to trip on. Content written by
+other tools (Princeton jobstats writes `JS1:...`) is kept verbatim beside it,
 separated by a single space; re-delivery replaces only our token.
 
 Record shape (v1), every field optional unless marked required:
@@ -30,7 +34,6 @@ A node record is owned by the modules that fill it (see their docs):
 
 from __future__ import annotations
 
-import base64
 import binascii
 import json
 import zlib
@@ -40,19 +43,23 @@ from typing import Any
 from slurm_ai.errors import RecordError
 
 RECORD_VERSION = 1
-TOKEN_PREFIX = "SAI1:"
+# Lower-case prefix + hex: the token is immune to sacctmgr's lower-casing (see the
+# module doc). One encoding only; do not add case-sensitive variants.
+TOKEN_PREFIX = "sai1:"
 # AdminComment is a MySQL TEXT column (64 KiB). Leave room for foreign content.
 MAX_TOKEN_CHARS = 48 * 1024
 MAX_JSON_BYTES = 4 * 1024 * 1024
 
 
-def encode_record(record: dict[str, Any]) -> str:
-    """Record -> AdminComment token. Raises RecordError when it is too large."""
+def encode_record(record: dict[str, Any], *, casefree: bool = True) -> str:
+    """Record -> AdminComment token. Raises RecordError when it is too large.
+
+    Every token is case-proof now; `casefree` is accepted and ignored (transition).
+    """
     if not isinstance(record.get("v"), int):
         raise RecordError("record has no integer format version 'v'")
     raw = json.dumps(record, separators=(",", ":"), sort_keys=True).encode()
-    packed = base64.urlsafe_b64encode(zlib.compress(raw, 9)).rstrip(b"=").decode()
-    token = TOKEN_PREFIX + packed
+    token = TOKEN_PREFIX + zlib.compress(raw, 9).hex()
     if len(token) > MAX_TOKEN_CHARS:
         raise RecordError(
             f"encoded record is {len(token)} characters, over the {MAX_TOKEN_CHARS} limit"
@@ -60,13 +67,18 @@ def encode_record(record: dict[str, Any]) -> str:
     return token
 
 
+def is_token(word: str) -> bool:
+    """Is this space-separated word of an AdminComment our record (any case)?"""
+    return word[: len(TOKEN_PREFIX)].lower() == TOKEN_PREFIX
+
+
 def decode_token(token: str) -> dict[str, Any]:
     """AdminComment token -> record. Raises RecordError on any corruption."""
-    if not token.startswith(TOKEN_PREFIX):
+    if not is_token(token):
         raise RecordError("not a slurm-ai token")
     body = token[len(TOKEN_PREFIX) :]
     try:
-        compressed = base64.urlsafe_b64decode(body + "=" * (-len(body) % 4))
+        compressed = binascii.unhexlify(body)
         decompressor = zlib.decompressobj()
         raw = decompressor.decompress(compressed, MAX_JSON_BYTES)
         if decompressor.unconsumed_tail:
@@ -90,13 +102,13 @@ class AdminComment:
 
     @classmethod
     def parse(cls, text: str | None) -> AdminComment:
-        """Split on whitespace; the last SAI1 token wins, all else is foreign."""
+        """Split on spaces; the last sai1 token wins, all else is foreign."""
         if not text:
             return cls(token=None, foreign="")
         token = None
         kept: list[str] = []
         for part in text.split(" "):
-            if part.startswith(TOKEN_PREFIX):
+            if is_token(part):
                 token = part.strip()
             else:
                 kept.append(part)

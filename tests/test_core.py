@@ -171,7 +171,51 @@ def test_record_round_trip_keeps_foreign_content() -> None:
     assert again.record()["complete"] is True  # type: ignore[index]
 
 
-@pytest.mark.parametrize("token", ["SAI1:", "SAI1:!!!", "SAI1:eJzLSM3JyVcozy_KSQEAGgQEXQ"[:20]])
+def test_record_token_survives_sacctmgr_lowercasing() -> None:
+    # sacctmgr (Slurm 22.05) lower-cases AdminComment values; our token must not care.
+    record = new_job_record({"id": "9", "partition": "GPU-Bare"})
+    token = encode_record(record)
+    assert token == token.lower()
+    assert decode_token(token.upper().replace("SAI1:", "sai1:")) == record
+    assert AdminComment.parse("js1:abc " + token.lower()).record() == record
+
+
+def test_large_job_record_fits_admin_comment() -> None:
+    # 64 nodes x 8 GPUs with every node section filled: well inside the 64 KiB column.
+    nodes = {
+        f"gpu{n:03d}": {
+            "platform": {"class": "bare-metal", "evidence": ["dmi: Dell PowerEdge XE9680"]},
+            "gpus": [
+                {
+                    "index": g,
+                    "uuid": f"GPU-{n:04x}{g:04x}-1111-2222-3333-444455556666",
+                    "model": "NVIDIA H100 80GB HBM3",
+                    "energy_j": 123456.7 + n * 8 + g,
+                }
+                for g in range(8)
+            ],
+            "energy": {
+                "total_j": 1e6 + n,
+                "sources": [
+                    {
+                        "source": "nvml",
+                        "domain": f"gpu{g}",
+                        "joules": 123456.7 + g,
+                        "quality": "measured",
+                    }
+                    for g in range(8)
+                ],
+            },
+            "time": {"prolog_s": 0.08, "epilog_s": 0.12, "health_s": 6.5},
+            "health": {"verdict": "pass", "backend": "nccl", "busbw_gbps": 471.3 - n / 10},
+        }
+        for n in range(64)
+    }
+    token = encode_record(merge_node_records({"id": "1", "nodes_expected": 64}, nodes))
+    assert len(token) < 48 * 1024
+
+
+@pytest.mark.parametrize("token", ["sai1:", "sai1:!!!", "sai1:78da2b492d2e01", "sai1:789c4b4c4a06"])
 def test_corrupt_tokens_raise_record_error(token: str) -> None:
     with pytest.raises(RecordError):
         decode_token(token)
