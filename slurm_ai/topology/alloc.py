@@ -1,0 +1,192 @@
+"""What a job was given on this node, read from the places Slurm leaves it.
+
+CPUs, in order of trust:
+1. the job's cpuset cgroup (task/cgroup): the whole job's CPUs on this node;
+2. the per-task masks in SLURM_CPU_BIND_LIST (task/affinity binds every task
+   of the step and lists all their masks): their union is the step's CPUs;
+3. the caller's own affinity (os.sched_getaffinity), or in the Prolog, which
+   runs outside the job, every online CPU (with a note).
+GPUs: SLURM_STEP_GPUS / SLURM_JOB_GPUS (global indices on the node; in the
+Prolog also CUDA_VISIBLE_DEVICES). Tasks: SLURM_STEP_TASKS_PER_NODE or
+SLURM_TASKS_PER_NODE ("2(x3),1" form) at this node's SLURM_NODEID.
+Garbage in any of them gives a warning and a best-effort allocation.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+
+from slurm_ai.slurmenv import parse_index_list
+from slurm_ai.sysfs import Sysfs, parse_cpu_list, parse_cpu_mask
+from slurm_ai.topology.model import NodeTopology
+from slurm_ai.topology.plan import JobAllocation
+
+CGROUP = "/sys/fs/cgroup"
+
+
+def tasks_on_node(text: str | None, node_id: int | None) -> int | None:
+    """ "2(x3),1" with node id 3 -> 1; None when absent or garbage."""
+    if not text:
+        return None
+    counts: list[int] = []
+    for part in text.split(","):
+        match = re.fullmatch(r"\s*(\d+)(?:\(x(\d+)\))?\s*", part)
+        if not match:
+            return None
+        counts.extend([int(match.group(1))] * int(match.group(2) or 1))
+    if not counts:
+        return None
+    index = node_id if node_id is not None and 0 <= node_id < len(counts) else 0
+    return counts[index]
+
+
+def cpus_from_cpu_bind(env: Mapping[str, str]) -> list[int]:
+    """Union of the task masks of SLURM_CPU_BIND_LIST (mask_cpu or map_cpu)."""
+    kind = env.get("SLURM_CPU_BIND_TYPE", "")
+    listed = env.get("SLURM_CPU_BIND_LIST", "")
+    if not listed:
+        bind = env.get("SLURM_CPU_BIND", "")
+        match = re.search(r"(mask_cpu|map_cpu):([0-9a-fA-Fx,]+)", bind)
+        if not match:
+            return []
+        kind, listed = match.group(1), match.group(2)
+    cpus: set[int] = set()
+    for item in listed.split(","):
+        item = item.strip()
+        if not item:
+            continue
+        try:
+            if "map_cpu" in kind:
+                cpus.add(int(item, 0))
+            else:
+                cpus.update(parse_cpu_mask(item[2:] if item.lower().startswith("0x") else item))
+        except ValueError:
+            return []
+    return sorted(cpus)
+
+
+def _cgroup_cpus(sysfs: Sysfs, rel: str) -> list[int]:
+    for name in ("cpuset.cpus.effective", "cpuset.cpus"):
+        text = sysfs.read_text(f"{rel}/{name}")
+        if text:
+            try:
+                return parse_cpu_list(text)
+            except ValueError:
+                return []
+    return []
+
+
+def cpus_from_cgroup(sysfs: Sysfs, job_id: str | None) -> list[int]:
+    """The job-level cpuset of this process's cgroup (v2 or v1 cpuset)."""
+    for line in (sysfs.read_text("/proc/self/cgroup") or "").splitlines():
+        parts = line.split(":", 2)
+        if len(parts) != 3 or not (parts[1] == "" or "cpuset" in parts[1].split(",")):
+            continue
+        match = re.match(r"^(.*?/job_\d+)(?:/|$)", parts[2])
+        if not match:
+            continue
+        base = CGROUP if parts[1] == "" else f"{CGROUP}/cpuset"
+        cpus = _cgroup_cpus(sysfs, f"{base}{match.group(1)}")
+        if cpus:
+            return cpus
+    if job_id and job_id.isdigit():
+        # The Prolog runs outside the job: look the job's cgroup up by id.
+        for rel in (
+            f"{CGROUP}/system.slice/slurmstepd.scope/job_{job_id}",
+            *(
+                f"{CGROUP}/cpuset/slurm/{uid}/job_{job_id}"
+                for uid in sysfs.listdir(f"{CGROUP}/cpuset/slurm")
+                if uid.startswith("uid_")
+            ),
+        ):
+            cpus = _cgroup_cpus(sysfs, rel)
+            if cpus:
+                return cpus
+    return []
+
+
+def job_gpus(env: Mapping[str, str], in_prolog: bool) -> tuple[list[int], list[str]]:
+    text = env.get("SLURM_STEP_GPUS") or env.get("SLURM_JOB_GPUS")
+    if text is None and in_prolog:
+        text = env.get("CUDA_VISIBLE_DEVICES")
+    gpus, problems = parse_index_list(text)
+    return gpus, [f"GPU list {p}" for p in problems]
+
+
+def visible_style(env: Mapping[str, str], gpus: list[int], configured: str) -> str:
+    """How CUDA_VISIBLE_DEVICES must name GPUs for CUDA inside this task.
+
+    With a device cgroup (ConstrainDevices=yes) the task sees only its GPUs,
+    renumbered from 0, and Slurm then sets CUDA_VISIBLE_DEVICES to 0..n-1:
+    global indices would name the wrong GPUs. UUIDs are right in both cases.
+    """
+    if configured in ("index", "relative", "uuid"):
+        return configured
+    seen = (env.get("CUDA_VISIBLE_DEVICES") or "").split(",")
+    if (
+        seen
+        and all(s.strip().startswith(("GPU-", "MIG-")) for s in seen if s.strip())
+        and any(s.strip() for s in seen)
+    ):
+        return "uuid"
+    indices, problems = parse_index_list(env.get("CUDA_VISIBLE_DEVICES"))
+    if (
+        gpus
+        and not problems
+        and indices == list(range(len(gpus)))
+        and sorted(gpus) != list(range(len(gpus)))
+    ):
+        return "relative"
+    return "index"
+
+
+def _int(env: Mapping[str, str], name: str) -> int | None:
+    value = env.get(name, "").strip()
+    return int(value) if value.isdigit() else None
+
+
+def allocation_from_env(
+    env: Mapping[str, str],
+    sysfs: Sysfs,
+    topo: NodeTopology,
+    *,
+    own_affinity: list[int] | None = None,
+    in_prolog: bool = False,
+    visible: str = "auto",
+) -> JobAllocation:
+    warnings: list[str] = []
+    job_id = env.get("SLURM_JOB_ID") or env.get("SLURM_JOBID")
+    cpus = cpus_from_cgroup(sysfs, job_id)
+    if not cpus and not in_prolog:
+        cpus = sorted(set(cpus_from_cpu_bind(env)) | set(own_affinity or []))
+    if not cpus:
+        cpus = list(own_affinity or []) if not in_prolog else []
+    if not cpus:
+        cpus = list(topo.cpu.online)
+        if in_prolog:
+            warnings.append(
+                "job cpuset not visible to the Prolog (no job cgroup): planned over all online CPUs"
+            )
+    gpus, problems = job_gpus(env, in_prolog)
+    warnings.extend(problems)
+    node_id = _int(env, "SLURM_NODEID")
+    ntasks = tasks_on_node(env.get("SLURM_STEP_TASKS_PER_NODE"), node_id) or tasks_on_node(
+        env.get("SLURM_TASKS_PER_NODE"), node_id
+    )
+    if ntasks is None:
+        ntasks = _int(env, "SLURM_NTASKS_PER_NODE")
+    if ntasks is None and in_prolog:
+        # The Prolog does not know the task count: one rank per GPU.
+        ntasks = max(1, len(gpus))
+    elif ntasks is None:
+        if env.get("SLURM_JOB_ID"):
+            warnings.append("task count on this node unknown: planned for one task")
+        ntasks = 1
+    return JobAllocation(
+        cpus=cpus,
+        gpus=gpus,
+        ntasks=ntasks,
+        visible=visible_style(env, gpus, visible) if not in_prolog else "index",
+        warnings=warnings,
+    )

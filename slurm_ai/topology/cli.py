@@ -1,0 +1,178 @@
+"""click commands: probe, plan, bind, capture, taskprolog.
+
+Kept lean: `bind` and `taskprolog` run on every task start, so this module
+imports only click at load time; the work modules load inside each command.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+
+
+def _settings(ctx: click.Context) -> Any:
+    """[topology] settings; a bad config warns and falls back to defaults."""
+    from slurm_ai.errors import SlurmAIError
+    from slurm_ai.topology.settings import TopologySettings, load_settings
+
+    try:
+        from slurm_ai.cli import load_ctx_config
+
+        return load_settings(load_ctx_config(ctx))
+    except (click.ClickException, SlurmAIError) as exc:
+        message = exc.format_message() if isinstance(exc, click.ClickException) else str(exc)
+        click.echo(f"slurm-ai: warning: config ignored: {message}", err=True)
+        return TopologySettings()
+
+
+def _platform_section(ctx: click.Context) -> Any:
+    from slurm_ai.cli import load_ctx_config
+
+    try:
+        return load_ctx_config(ctx).section("platform")
+    except click.ClickException:
+        return None
+
+
+root_option = click.option(
+    "--root",
+    type=click.Path(exists=True, file_okay=False),
+    default="/",
+    show_default=True,
+    help="Read a tree written by `slurm-ai capture` instead of this host.",
+)
+
+
+@click.command()
+@root_option
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@click.option("--refresh", is_flag=True, help="Ignore the per-boot cache (live host only).")
+@click.pass_context
+def probe(ctx: click.Context, root: str, as_json: bool, refresh: bool) -> None:
+    """Show this node's fingerprint and topology."""
+    from slurm_ai.errors import SlurmAIError
+    from slurm_ai.topology.probe import probe_live_cached, probe_node
+    from slurm_ai.topology.render import render_probe
+    from slurm_ai.topology.virt import platform_record
+
+    settings = _settings(ctx)
+    if os.path.realpath(root) == "/" and os.geteuid() == 0 and not refresh:
+        from slurm_ai.cli import load_ctx_config
+
+        spool = load_ctx_config(ctx).spool_dir
+        result = probe_live_cached(
+            spool, max_age_s=settings.cache_max_age_s, nvml_timeout=settings.nvml_timeout_s
+        )
+    else:
+        result = probe_node(root, nvml_timeout=settings.nvml_timeout_s)
+    node = os.uname().nodename if root == "/" else None
+    try:
+        platform = platform_record(
+            result.fingerprint, _platform_section(ctx), node, os.environ.get("SLURM_JOB_PARTITION")
+        )
+    except SlurmAIError as exc:
+        raise click.ClickException(str(exc)) from exc
+    if as_json:
+        out = {"platform": platform, "topology": result.topology.to_dict(), "cached": result.cached}
+        click.echo(json.dumps(out, indent=2, sort_keys=True))
+    else:
+        click.echo(render_probe(result.topology, platform))
+
+
+@click.command()
+@root_option
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@click.pass_context
+def plan(ctx: click.Context, root: str, as_json: bool) -> None:
+    """Show the affinity plan for the current job environment.
+
+    Outside a job it plans one rank over all CPUs and GPUs of the node; set
+    SLURM_JOB_GPUS, SLURM_STEP_TASKS_PER_NODE, ... to try other allocations.
+    """
+    from slurm_ai.topology.render import render_plan
+    from slurm_ai.topology.task import plan_for_task
+
+    settings = _settings(ctx)
+    env = dict(os.environ)
+    live = os.path.realpath(root) == "/"
+    task = plan_for_task(
+        env, settings, root=root, own_affinity=sorted(os.sched_getaffinity(0)) if live else None
+    )
+    local = env.get("SLURM_LOCALID")
+    if as_json:
+        out = task.plan.to_dict()
+        out["summary"] = task.plan.summary()
+        out["probe_warnings"] = task.warnings
+        click.echo(json.dumps(out, indent=2, sort_keys=True))
+    else:
+        click.echo(render_plan(task.plan, int(local) if local and local.isdigit() else None))
+        for warning in task.warnings:
+            click.echo(f"warning: {warning}")
+
+
+@click.command(context_settings={"ignore_unknown_options": True, "allow_interspersed_args": False})
+@click.option("-q", "--quiet", is_flag=True, help="No notes or warnings on stderr.")
+@click.option("-v", "--verbose", is_flag=True, help="Say what was applied, on stderr.")
+@click.argument("command", nargs=-1, required=True, type=click.UNPROCESSED)
+@click.pass_context
+def bind(ctx: click.Context, quiet: bool, verbose: bool, command: tuple[str, ...]) -> None:
+    """Pin this rank to its GPU, CPUs, memory and NIC, then exec COMMAND.
+
+    Use as `srun slurm-ai bind -- CMD ARGS`. Outside a Slurm task, COMMAND runs
+    unchanged. A fault in slurm-ai never stops COMMAND.
+    """
+    from slurm_ai.topology.bind import bind_and_exec
+
+    settings = None
+    try:
+        # No config file: skip loading it (bind is on every task's start, and
+        # slurm_ai.config pulls in tomllib). Same lookup as config.config_path.
+        path = (
+            ctx.find_root().obj.get("config_file")
+            or os.environ.get("SLURM_AI_CONFIG")
+            or "/etc/slurm-ai/config.toml"
+        )
+        if Path(path).exists():
+            settings = _settings(ctx)
+    except Exception:  # never stop the task for a config problem
+        settings = None
+    bind_and_exec(list(command), quiet=quiet, verbose=verbose, settings=settings)
+
+
+@click.command()
+@click.argument("dest", type=click.Path(file_okay=False))
+@click.option("--no-nvml", is_flag=True, help="Do not record NVML.")
+@click.option("--note", default="", help="A line for the SOURCE file (what machine this is).")
+def capture(dest: str, no_nvml: bool, note: str) -> None:
+    """Record this node's sysfs subset and NVML readings into DEST (for tests)."""
+    from slurm_ai.errors import SlurmAIError
+    from slurm_ai.topology.capture import capture as do_capture
+
+    try:
+        summary = do_capture(Path(dest), with_nvml=not no_nvml, note=note)
+    except SlurmAIError as exc:
+        raise click.ClickException(str(exc)) from exc
+    click.echo(
+        f"captured {summary['files']} files, {summary['links']} links, {summary['gpus']} GPU(s), "
+        f"{summary['nics']} NIC(s) into {dest} ({summary['nvml']}); "
+        f"read back with: slurm-ai probe --root {dest}"
+    )
+
+
+@click.command()
+@click.pass_context
+def taskprolog(ctx: click.Context) -> None:
+    """TaskProlog: print `export NAME=value` lines for the task (always exits 0)."""
+    try:
+        from slurm_ai.topology.taskprolog import taskprolog_lines
+
+        settings = _settings(ctx)
+        for line in taskprolog_lines(dict(os.environ), settings):
+            click.echo(line)
+    except Exception as exc:  # a TaskProlog failure must not stop the task
+        print(f"slurm-ai taskprolog: warning: {type(exc).__name__}: {exc}", file=sys.stderr)

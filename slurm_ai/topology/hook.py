@@ -1,0 +1,57 @@
+"""Prolog step: the node's platform fingerprint and the job's affinity plan.
+
+Returns {"platform": ..., "plan": ...}; the orchestrator stores each key in
+the node record. The fingerprint comes from the per-boot cache in the spool,
+so the step costs a file read on all but the first job after a boot.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from slurm_ai.errors import SlurmAIError
+from slurm_ai.hooks.context import HookContext
+from slurm_ai.sysfs import Sysfs
+from slurm_ai.topology.alloc import allocation_from_env
+from slurm_ai.topology.plan import PlanOptions, compute_plan
+from slurm_ai.topology.probe import probe_live_cached
+from slurm_ai.topology.settings import TopologySettings, load_settings
+from slurm_ai.topology.virt import platform_record
+
+
+def prolog_step(ctx: HookContext) -> dict[str, Any] | None:
+    try:
+        settings = load_settings(ctx.config)
+    except SlurmAIError as exc:
+        ctx.log.warning("topology: bad [topology] config (%s); using defaults", exc)
+        settings = TopologySettings()
+    probe = probe_live_cached(
+        ctx.spool_dir,
+        max_age_s=settings.cache_max_age_s,
+        nvml_timeout=settings.nvml_timeout_s,
+    )
+    for note in probe.notes:
+        ctx.log.warning("topology: %s", note)
+    fragment: dict[str, Any] = {}
+    try:
+        fragment["platform"] = platform_record(
+            probe.fingerprint, ctx.config.section("platform"), ctx.node, ctx.job.partition
+        )
+    except SlurmAIError as exc:
+        ctx.log.warning("topology: [platform] override ignored: %s", exc)
+        fragment["platform"] = platform_record(probe.fingerprint)
+        fragment["platform"]["evidence"].append(f"override ignored: {exc}")
+    alloc = allocation_from_env(os.environ, Sysfs("/"), probe.topology, in_prolog=True)
+    plan = compute_plan(
+        probe.topology,
+        alloc,
+        PlanOptions(nic_exclude=settings.nic_exclude, own_gpu_only=settings.own_gpu_only),
+    )
+    fragment["plan"] = plan.summary()
+    return fragment
+
+
+def epilog_step(ctx: HookContext) -> dict[str, Any] | None:
+    """Nothing to add at the end of a job: the plan was recorded by the Prolog."""
+    return None

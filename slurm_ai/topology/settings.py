@@ -1,0 +1,38 @@
+"""The [topology] config section (defaults are safe: nothing is required)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from slurm_ai.errors import ConfigError
+
+VISIBLE_CHOICES = ("auto", "index", "relative", "uuid")
+
+
+@dataclass(frozen=True)
+class TopologySettings:
+    nvml_timeout_s: float = 5.0
+    cache_max_age_s: float = 3600.0
+    visible_devices: str = "auto"
+    nic_exclude: list[str] = field(default_factory=list)
+    own_gpu_only: bool = False
+    override_user_env: bool = False
+
+
+def load_settings(config: Any) -> TopologySettings:
+    """Read [topology] from a Config; raises ConfigError on bad values."""
+    section = config.section("topology")
+    visible = section.get_str("visible_devices", "auto")
+    if visible not in VISIBLE_CHOICES:
+        raise ConfigError(
+            f"[topology] visible_devices = {visible!r}: expected one of {', '.join(VISIBLE_CHOICES)}"
+        )
+    return TopologySettings(
+        nvml_timeout_s=section.get_float("nvml_timeout_s", 5.0),
+        cache_max_age_s=section.get_float("cache_max_age_s", 3600.0),
+        visible_devices=visible,
+        nic_exclude=section.get_str_list("nic_exclude", []),
+        own_gpu_only=section.get_bool("own_gpu_only", False),
+        override_user_env=section.get_bool("override_user_env", False),
+    )
