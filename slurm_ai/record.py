@@ -51,11 +51,8 @@ MAX_TOKEN_CHARS = 48 * 1024
 MAX_JSON_BYTES = 4 * 1024 * 1024
 
 
-def encode_record(record: dict[str, Any], *, casefree: bool = True) -> str:
-    """Record -> AdminComment token. Raises RecordError when it is too large.
-
-    Every token is case-proof now; `casefree` is accepted and ignored (transition).
-    """
+def encode_record(record: dict[str, Any]) -> str:
+    """Record -> AdminComment token. Raises RecordError when it is too large."""
     if not isinstance(record.get("v"), int):
         raise RecordError("record has no integer format version 'v'")
     raw = json.dumps(record, separators=(",", ":"), sort_keys=True).encode()

@@ -39,6 +39,11 @@ class HookContext:
     started: float = field(default_factory=time.time)
     prolog_state: dict[str, Any] = field(default_factory=dict)
     drain_reasons: list[str] = field(default_factory=list)
+    # The hook's environment as slurmd gave it (SLURM_JOB_CPUS_PER_NODE, ...).
+    env: dict[str, str] = field(default_factory=dict)
+    # What the steps that already ran in this hook returned, keyed by step name
+    # (steps run in the order topology, health, agent, energy).
+    fragments: dict[str, Any] = field(default_factory=dict)
 
     @property
     def job_dir(self) -> Path:

@@ -1,0 +1,1 @@
+"""Slurm accounting: delivering job records into AdminComment and reading them back."""

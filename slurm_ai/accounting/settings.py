@@ -1,0 +1,52 @@
+"""The [accounting] config section, read once into a typed object."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from slurm_ai.config import Config
+from slurm_ai.errors import ConfigError
+
+DEFAULT_MARK_DIR = "/var/spool/slurm-ai-marks"
+
+
+@dataclass(frozen=True)
+class AccountingSettings:
+    backend: str = "auto"
+    timeout_s: float = 20.0
+    shared_spool: bool = True
+    deliver_inline: bool = True
+    inline_budget_s: float = 10.0
+    batch_size: int = 100
+    max_writes_per_s: float = 20.0
+    partial_after_s: float = 600.0
+    stale_after_s: float = 31 * 86400.0
+    settle_s: float = 120.0
+    mark_dir: Path = Path(DEFAULT_MARK_DIR)
+    mark_max_bytes: int = 4096
+    sacctmgr_folds_case: bool = True
+    foreign_case: str = "protect"
+
+    @classmethod
+    def from_config(cls, config: Config) -> AccountingSettings:
+        sec = config.section("accounting")
+        d = cls()
+        if sec.get_str("foreign_case", d.foreign_case) not in ("protect", "allow"):
+            raise ConfigError('[accounting] foreign_case: expected "protect" or "allow"')
+        return cls(
+            backend=sec.get_str("backend", d.backend),
+            timeout_s=sec.get_float("timeout_s", d.timeout_s),
+            shared_spool=sec.get_bool("shared_spool", d.shared_spool),
+            deliver_inline=sec.get_bool("deliver_inline", d.deliver_inline),
+            inline_budget_s=sec.get_float("inline_budget_s", d.inline_budget_s),
+            batch_size=max(1, sec.get_int("batch_size", d.batch_size)),
+            max_writes_per_s=sec.get_float("max_writes_per_s", d.max_writes_per_s),
+            partial_after_s=sec.get_float("partial_after_s", d.partial_after_s),
+            stale_after_s=sec.get_float("stale_after_s", d.stale_after_s),
+            settle_s=sec.get_float("settle_s", d.settle_s),
+            mark_dir=Path(sec.get_str("mark_dir", DEFAULT_MARK_DIR)),
+            mark_max_bytes=sec.get_int("mark_max_bytes", d.mark_max_bytes),
+            sacctmgr_folds_case=sec.get_bool("sacctmgr_folds_case", d.sacctmgr_folds_case),
+            foreign_case=sec.get_str("foreign_case", d.foreign_case),
+        )

@@ -1,0 +1,163 @@
+"""Pure rendering of what installing the hooks writes: no file is touched here.
+
+- the one-line Prolog/Epilog shims (prolog.d/, epilog.d/): slurmd runs them as
+  root with an almost empty environment (no PATH), so every path is absolute
+  and the config path is baked in;
+- the TaskProlog shim (exports SLURM_AI_CONFIG to tasks, then the topology
+  TaskProlog);
+- an optional EpilogSlurmctld shim running `slurm-ai deliver` on the controller;
+- the config file (TOML) naming spool, log, slurm.conf and mark directory;
+- the slurm.conf lines (Prolog=, Epilog=, TaskProlog=, PrologFlags=Alloc).
+
+`slurm-ai install` (issue 8) writes these; tests/hooks_fixture.py uses them for
+the local cluster.
+"""
+
+from __future__ import annotations
+
+import shlex
+import sys
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+SHIM_NAME = "50-slurm-ai"
+SHIM_MODE = 0o755
+CONFIG_MODE = 0o644  # users' `slurm-ai mark` reads [accounting] mark_dir
+
+
+@dataclass(frozen=True)
+class HookLayout:
+    """Where the pieces go on a node."""
+
+    etc_dir: Path = Path("/etc/slurm")
+    config_path: Path = Path("/etc/slurm-ai/config.toml")
+    python: str = field(default_factory=lambda: sys.executable)
+
+    @property
+    def prolog_dir(self) -> Path:
+        return self.etc_dir / "prolog.d"
+
+    @property
+    def epilog_dir(self) -> Path:
+        return self.etc_dir / "epilog.d"
+
+    @property
+    def prolog_shim(self) -> Path:
+        return self.prolog_dir / SHIM_NAME
+
+    @property
+    def epilog_shim(self) -> Path:
+        return self.epilog_dir / SHIM_NAME
+
+    @property
+    def taskprolog_shim(self) -> Path:
+        return self.etc_dir / "slurm-ai-taskprolog"
+
+    @property
+    def epilog_slurmctld_shim(self) -> Path:
+        return self.etc_dir / "slurm-ai-deliver"
+
+
+def render_shim(layout: HookLayout, hook: str) -> str:
+    """`#!/bin/sh` + one exec line: python -I (no PYTHON* env, no user site)."""
+    if hook not in ("prolog", "epilog", "taskprolog"):
+        raise ValueError(f"unknown hook {hook!r}")
+    argv = [layout.python, "-I", "-m", "slurm_ai.hooks", hook, "--config", str(layout.config_path)]
+    return "#!/bin/sh\nexec " + shlex.join(argv) + "\n"
+
+
+def render_deliver_shim(layout: HookLayout, budget_s: float = 20.0) -> str:
+    """EpilogSlurmctld: sweep after each job; a run already going means no wait."""
+    argv = [
+        layout.python, "-I", "-m", "slurm_ai", "--config", str(layout.config_path),
+        "deliver", "--wait", "0", "--budget", f"{budget_s:g}",
+    ]  # fmt: skip
+    return "#!/bin/sh\n" + shlex.join(argv) + " >/dev/null 2>&1\nexit 0\n"
+
+
+def render_slurm_conf_lines(layout: HookLayout, *, epilog_slurmctld: bool = False) -> str:
+    lines = [
+        "# slurm-ai hooks (rendered by slurm_ai.admin.hookfiles)",
+        f"Prolog={layout.prolog_dir}/*",
+        f"Epilog={layout.epilog_dir}/*",
+        f"TaskProlog={layout.taskprolog_shim}",
+        # Alloc: the Prolog runs on every node at allocation, not at the first step.
+        "PrologFlags=Alloc",
+    ]
+    if epilog_slurmctld:
+        lines.append(f"EpilogSlurmctld={layout.epilog_slurmctld_shim}")
+    return "\n".join(lines) + "\n"
+
+
+def _toml_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (int, float)):
+        return repr(value)
+    if isinstance(value, str):
+        escaped = value.replace("\\", "\\\\").replace('"', '\\"')
+        return f'"{escaped}"'
+    if isinstance(value, (list, tuple)):
+        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
+    raise TypeError(f"cannot render {type(value).__name__} as TOML")
+
+
+def render_toml(data: Mapping[str, Any], _prefix: str = "") -> str:
+    """A small TOML writer for tables of scalars and lists (enough for config)."""
+    out: list[str] = []
+    scalars = {k: v for k, v in data.items() if not isinstance(v, Mapping)}
+    tables = {k: v for k, v in data.items() if isinstance(v, Mapping)}
+    if scalars and _prefix:
+        out.append(f"[{_prefix}]")
+    for key, value in scalars.items():
+        out.append(f"{key} = {_toml_value(value)}")
+    if scalars:
+        out.append("")
+    for key, value in tables.items():
+        out.append(render_toml(value, f"{_prefix}.{key}" if _prefix else key))
+    return "\n".join(out)
+
+
+def default_config(
+    *,
+    spool_dir: str,
+    log_file: str,
+    slurm_conf: str | None,
+    mark_dir: str,
+    health: bool = True,
+    extra: Mapping[str, Mapping[str, Any]] | None = None,
+) -> dict[str, Any]:
+    """The config the installer writes; `extra` tables are merged over it."""
+    data: dict[str, Any] = {
+        "spool": {"dir": spool_dir},
+        "log": {"file": log_file},
+        "accounting": {"mark_dir": mark_dir},
+    }
+    if slurm_conf:
+        data["slurm"] = {"conf": slurm_conf}
+    if not health:
+        data["hooks"] = {"steps": ["topology", "agent", "energy"]}
+    for name, table in (extra or {}).items():
+        data[name] = {**data.get(name, {}), **table}
+    return data
+
+
+def render_config(data: Mapping[str, Any]) -> str:
+    return "# slurm-ai configuration (rendered by slurm_ai.admin.hookfiles)\n" + render_toml(data)
+
+
+def render_all(
+    layout: HookLayout, config: Mapping[str, Any], *, epilog_slurmctld: bool = False
+) -> dict[Path, tuple[str, int]]:
+    """Every file to write, path -> (text, mode). slurm.conf lines are separate."""
+    files = {
+        layout.prolog_shim: (render_shim(layout, "prolog"), SHIM_MODE),
+        layout.epilog_shim: (render_shim(layout, "epilog"), SHIM_MODE),
+        layout.taskprolog_shim: (render_shim(layout, "taskprolog"), SHIM_MODE),
+        layout.config_path: (render_config(config), CONFIG_MODE),
+    }
+    if epilog_slurmctld:
+        files[layout.epilog_slurmctld_shim] = (render_deliver_shim(layout), SHIM_MODE)
+    return files

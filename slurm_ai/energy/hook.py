@@ -1,0 +1,280 @@
+"""Energy hook step: start counters in the Prolog, deltas in the Epilog.
+
+Prolog fragment (private state, not put into the record):
+    {"_start": {"t": epoch, "rapl": {...uJ}, "gpus": [...], "ipmi_w": W}}
+Epilog fragment (the node record's "energy", plus "gpus" lifted out by the
+orchestrator):
+    {"total_j", "quality", "elapsed_s", "sources": [...], "gpus": [...]}
+
+Config [energy]: sysfs_root ("/"), nvml_recorded (a recording, for tests),
+nvml_timeout_s (2.0), ipmi ("auto"|"on"|"off"), ipmi_timeout_s (3.0),
+cpu_tdp_w (0 = from RAPL's package limit, else 200 W assumed).
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from slurm_ai.energy import estimate, ipmi, rapl
+from slurm_ai.energy.types import ESTIMATED, MEASURED, UNAVAILABLE, SourceReading
+from slurm_ai.errors import ProbeError
+from slurm_ai.hooks.context import HookContext
+from slurm_ai.sysfs import Sysfs
+
+
+@dataclass(frozen=True)
+class EnergySettings:
+    sysfs_root: str = "/"
+    nvml_recorded: str | None = None
+    nvml_timeout_s: float = 2.0
+    ipmi: str = "auto"
+    ipmi_timeout_s: float = 3.0
+    cpu_tdp_w: float = 0.0
+
+    @classmethod
+    def from_ctx(cls, ctx: HookContext) -> EnergySettings:
+        sec = ctx.config.section("energy")
+        return cls(
+            sysfs_root=sec.get_str("sysfs_root", "/"),
+            nvml_recorded=sec.get_opt_str("nvml_recorded") or None,
+            nvml_timeout_s=sec.get_float("nvml_timeout_s", 2.0),
+            ipmi=sec.get_str("ipmi", "auto"),
+            ipmi_timeout_s=sec.get_float("ipmi_timeout_s", 3.0),
+            cpu_tdp_w=sec.get_float("cpu_tdp_w", 0.0),
+        )
+
+
+def _gpu_snapshot(ctx: HookContext, cfg: EnergySettings) -> list[dict[str, Any]]:
+    # No GPU allocated: never import pynvml (it costs the Prolog ~30 ms).
+    if not ctx.job.gpus:
+        return []
+    from slurm_ai.energy.gpu import snapshot
+    from slurm_ai.nvml import open_nvml
+
+    try:
+        with open_nvml(recorded=cfg.nvml_recorded, timeout=cfg.nvml_timeout_s) as nv:
+            return snapshot(nv, ctx.job.gpus)
+    except ProbeError as exc:
+        ctx.log.warning("event=nvml_unavailable error=%s", " ".join(str(exc).split()))
+        return [{"index": i, "error": str(exc)[:200]} for i in ctx.job.gpus]
+
+
+def _ipmi_power(ctx: HookContext, cfg: EnergySettings) -> float | None:
+    tool = ipmi.available(cfg.ipmi)
+    if tool is None:
+        return None
+    try:
+        return ipmi.read_power_w(tool, cfg.ipmi_timeout_s)
+    except ProbeError as exc:
+        ctx.log.warning("event=ipmi_failed error=%s", " ".join(str(exc).split()))
+        return None
+
+
+def take_snapshot(ctx: HookContext, cfg: EnergySettings) -> dict[str, Any]:
+    sysfs = Sysfs(cfg.sysfs_root)
+    domains = rapl.discover(sysfs)
+    snap: dict[str, Any] = {"t": time.time(), "rapl": rapl.read_counters(sysfs, domains)}
+    gpus = _gpu_snapshot(ctx, cfg)
+    if gpus:
+        snap["gpus"] = gpus
+    watts = _ipmi_power(ctx, cfg)
+    if watts is not None:
+        snap["ipmi_w"] = watts
+    return snap
+
+
+def prolog_step(ctx: HookContext) -> dict[str, Any] | None:
+    return {"_start": take_snapshot(ctx, EnergySettings.from_ctx(ctx))}
+
+
+def epilog_step(ctx: HookContext) -> dict[str, Any] | None:
+    cfg = EnergySettings.from_ctx(ctx)
+    state = ctx.prolog_state.get("energy")
+    start = state.get("_start") if isinstance(state, dict) else None
+    end = take_snapshot(ctx, cfg)
+    if not isinstance(start, dict) or not isinstance(start.get("t"), (int, float)):
+        return {
+            "total_j": None,
+            "quality": UNAVAILABLE,
+            "sources": [],
+            "note": "no Prolog snapshot for this job on this node",
+        }
+    return compute(ctx, cfg, start, end)
+
+
+def _share(ctx: HookContext, sysfs: Sysfs) -> tuple[float, str]:
+    """The job's share of node-wide energy: its CPUs / the node's CPUs."""
+    node_cpus = estimate.node_cpus(sysfs)
+    job_cpus = estimate.job_cpus_on_node(
+        ctx.env.get("SLURM_JOB_CPUS_PER_NODE"), ctx.job.nodelist, ctx.node
+    )
+    if not node_cpus or not job_cpus or job_cpus >= node_cpus:
+        return 1.0, ""
+    return job_cpus / node_cpus, f"apportioned by CPU share {job_cpus}/{node_cpus}"
+
+
+def compute(
+    ctx: HookContext, cfg: EnergySettings, start: dict[str, Any], end: dict[str, Any]
+) -> dict[str, Any]:
+    sysfs = Sysfs(cfg.sysfs_root)
+    elapsed = max(0.0, float(end["t"]) - float(start["t"]))
+    share, share_note = _share(ctx, sysfs)
+    sources: list[SourceReading] = []
+    gpus_out: list[dict[str, Any]] = []
+
+    # GPUs: per device, not apportioned (a GPU belongs to one job).
+    start_gpus = {g.get("index"): g for g in start.get("gpus", []) if isinstance(g, dict)}
+    for g_end in end.get("gpus", []):
+        index = g_end.get("index")
+        g_start = start_gpus.get(index, {})
+        domain = f"gpu{index}"
+        reading: SourceReading
+        if isinstance(g_start.get("mj"), int) and isinstance(g_end.get("mj"), int):
+            delta = g_end["mj"] - g_start["mj"]
+            if delta >= 0:
+                reading = SourceReading("nvml", domain, delta / 1000.0, MEASURED)
+            else:
+                reading = SourceReading(
+                    "nvml", domain, None, UNAVAILABLE, "energy counter went back (driver reload?)"
+                )
+        elif isinstance(g_start.get("mw"), int) and isinstance(g_end.get("mw"), int):
+            watts = (g_start["mw"] + g_end["mw"]) / 2000.0
+            reading = SourceReading(
+                "nvml-power",
+                domain,
+                watts * elapsed,
+                ESTIMATED,
+                f"no energy counter ({g_end.get('mj_error', '?')}): mean of 2 power readings",
+            )
+        else:
+            reading = SourceReading(
+                "nvml", domain, None, UNAVAILABLE, str(g_end.get("error") or "no NVML reading")
+            )
+        sources.append(reading)
+        gpus_out.append(
+            {
+                "index": index,
+                "uuid": g_end.get("uuid"),
+                "model": g_end.get("model"),
+                "energy_j": None if reading.joules is None else round(reading.joules, 3),
+            }
+        )
+
+    # CPU packages and DRAM: RAPL counter deltas.
+    domains = {d.name: d for d in rapl.discover(sysfs)}
+    cpu_sources: list[SourceReading] = []
+    for name, end_uj in end.get("rapl", {}).items():
+        dom = domains.get(name)
+        start_uj = start.get("rapl", {}).get(name)
+        if dom is None or not isinstance(start_uj, int):
+            continue
+        if elapsed > dom.wrap_window_s:
+            cpu_sources.append(
+                SourceReading(
+                    "rapl",
+                    name,
+                    None,
+                    UNAVAILABLE,
+                    f"job ran {elapsed:.0f} s, longer than the counter's wrap window "
+                    f"({dom.wrap_window_s:.0f} s): wraps cannot be counted",
+                )
+            )
+            continue
+        joules = rapl.counter_delta(start_uj, int(end_uj), dom.max_energy_uj) / 1e6
+        wrapped = int(end_uj) < start_uj
+        note = "counter wrapped once" if wrapped else ""
+        quality = MEASURED
+        if share < 1.0:
+            joules *= share
+            quality = ESTIMATED
+            note = "; ".join(n for n in (note, share_note) if n)
+        cpu_sources.append(SourceReading("rapl", name, joules, quality, note))
+    if not any(s.joules is not None for s in cpu_sources):
+        cpu_sources.append(_cpu_model(ctx, cfg, sysfs, elapsed, domains))
+    sources.extend(cpu_sources)
+
+    # Whole node: IPMI DCMI power at both ends.
+    node_source = None
+    if isinstance(start.get("ipmi_w"), (int, float)) and isinstance(
+        end.get("ipmi_w"), (int, float)
+    ):
+        watts = (start["ipmi_w"] + end["ipmi_w"]) / 2.0
+        node_source = SourceReading(
+            "ipmi",
+            "node",
+            watts * elapsed * share,
+            ESTIMATED,
+            "; ".join(n for n in ("mean of 2 DCMI power readings", share_note) if n),
+        )
+        sources.append(node_source)
+
+    # Total: the whole-node reading when there is one (it already holds GPUs
+    # and CPUs), else the sum of the parts.
+    parts = [s for s in sources if s is not node_source]
+    if node_source is not None:
+        total, basis = node_source.joules, [node_source]
+    else:
+        known = [s for s in parts if s.joules is not None]
+        total = sum(s.joules for s in known if s.joules is not None) if known else None
+        basis = known
+    quality = (
+        UNAVAILABLE
+        if total is None
+        else MEASURED
+        if all(s.quality == MEASURED for s in basis)
+        else ESTIMATED
+    )
+    out: dict[str, Any] = {
+        "total_j": None if total is None else round(total, 3),
+        "quality": quality,
+        "elapsed_s": round(elapsed, 3),
+        "sources": [s.as_dict() for s in sources],
+    }
+    if share < 1.0:
+        out["share"] = round(share, 4)
+    if gpus_out:
+        out["gpus"] = gpus_out
+    return out
+
+
+def _cpu_model(
+    ctx: HookContext,
+    cfg: EnergySettings,
+    sysfs: Sysfs,
+    elapsed: float,
+    domains: dict[str, rapl.RaplDomain],
+) -> SourceReading:
+    node_cpus = estimate.node_cpus(sysfs) or 1
+    job_cpus = (
+        estimate.job_cpus_on_node(
+            ctx.env.get("SLURM_JOB_CPUS_PER_NODE"), ctx.job.nodelist, ctx.node
+        )
+        or node_cpus
+    )
+    usage = ctx.fragments.get("agent")
+    if isinstance(usage, dict) and isinstance(usage.get("usage"), dict):
+        usage = usage["usage"]
+    efficiency = usage.get("cpu_efficiency") if isinstance(usage, dict) else None
+    if isinstance(efficiency, (int, float)) and 0 <= efficiency <= 1:
+        cpu_s, how = job_cpus * elapsed * float(efficiency), "CPU efficiency from the agent"
+    else:
+        cpu_s, how = job_cpus * elapsed, "all allocated CPUs assumed busy"
+    tdp = cfg.cpu_tdp_w
+    tdp_how = "cpu_tdp_w"
+    if tdp <= 0:
+        package = domains.get("package-0")
+        if package is not None and package.max_power_w != rapl.FALLBACK_MAX_POWER_W["package"]:
+            tdp, tdp_how = package.max_power_w, "RAPL limit"
+        else:
+            tdp, tdp_how = estimate.DEFAULT_TDP_W, "assumed"
+    per_package = max(1, node_cpus // estimate.packages(sysfs))
+    joules, note = estimate.cpu_model_joules(cpu_s, tdp, per_package)
+    return SourceReading(
+        "cpu-model",
+        "cpu",
+        joules,
+        ESTIMATED,
+        f"no RAPL counter; {note} (TDP {tdp:.0f} W {tdp_how}, {per_package} CPUs/package; {how})",
+    )

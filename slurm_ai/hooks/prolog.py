@@ -1,0 +1,125 @@
+"""The node Prolog: run the steps, keep their fragments for the Epilog.
+
+Exit status: 0 always, except when a step asked for a drain (a real health
+failure): then the node is drained with the step's readable reason and the
+Prolog exits 1 (Slurm requeues the job held). Internal errors never drain.
+"""
+
+from __future__ import annotations
+
+import re
+import socket
+import time
+from collections.abc import Mapping
+from typing import Any
+
+from slurm_ai.errors import CommandError, ConfigError, SlurmAIError
+from slurm_ai.hooks import runner
+from slurm_ai.hooks.context import HookContext
+
+DRAIN_REASON_MAX = 120
+NODE_STATE_VERSION = 1
+
+
+def drain_reason(reasons: list[str]) -> str:
+    text = "; ".join(reasons) or "slurm_ai: drain requested"
+    text = re.sub(r"[\x00-\x1f\x7f]", " ", text)
+    return text[:DRAIN_REASON_MAX]
+
+
+def drain_node(ctx: HookContext, reason: str) -> bool:
+    from slurm_ai.proc import run_command
+
+    scontrol = ctx.config.section("slurm").get_str("scontrol", "/usr/bin/scontrol")
+    argv = [scontrol, "update", f"nodename={ctx.node}", "state=drain", f"reason={reason}"]
+    try:
+        run_command(argv, timeout=15, extra_env=ctx.config.slurm_env())
+    except CommandError as exc:
+        ctx.log.error("event=drain_failed reason=%s error=%s", reason, runner.one_line(exc))
+        return False
+    ctx.log.warning("event=drained reason=%s", reason)
+    return True
+
+
+def run_prolog(config_path: str | None, environ: Mapping[str, str]) -> int:
+    """The whole Prolog; returns the exit status for slurmd."""
+    started = time.time()
+    t0 = time.perf_counter()
+    from slurm_ai.config import load_config
+    from slurm_ai.slurmenv import JobEnv
+
+    job = JobEnv.from_environ(environ)
+    node = job.nodename or socket.gethostname().split(".")[0]
+    try:
+        config = load_config(config_path)
+    except ConfigError as exc:
+        runner.setup_log(None, "prolog", job.job_id, node).error(
+            "event=config_error error=%s", runner.one_line(exc)
+        )
+        return 0
+    log = runner.setup_log(config, "prolog", job.job_id, node)
+    try:
+        return _prolog(config, job, node, environ, log, started, t0)
+    except Exception as exc:  # fail open: a bug here must never drain the cluster
+        log.exception("event=internal_error error=%s", runner.one_line(exc))
+        return 0
+
+
+def _prolog(
+    config: Any,
+    job: Any,
+    node: str,
+    environ: Mapping[str, str],
+    log: Any,
+    started: float,
+    t0: float,
+) -> int:
+    from slurm_ai.accounting.outbox import Spool, valid_job_id
+
+    if not valid_job_id(job.job_id):
+        log.error("event=no_job_id value=%s", runner.one_line(environ.get("SLURM_JOB_ID"), 40))
+        return 0
+    spool = Spool(config.spool_dir, log)
+    spool.ensure_job_dir(job.job_id)
+    ctx = HookContext(config, job, node, config.spool_dir, log, env=dict(environ))
+    _prepare_marks(ctx)
+    fragments, errors, durations = runner.run_steps(ctx, "prolog", runner.step_names(config))
+    timing = {"prolog_start": round(started, 3), "prolog_s": round(time.perf_counter() - t0, 4)}
+    if "health" in durations:
+        timing["health_s"] = round(durations["health"], 4)
+    state = {
+        "v": NODE_STATE_VERSION,
+        "node": node,
+        "job": runner.job_meta(ctx),
+        "time": timing,
+        "steps": fragments,
+        "errors": errors,
+    }
+    try:
+        spool.write_node_file(job.job_id, node, "prolog", state)
+    except SlurmAIError as exc:
+        log.error("event=spool_write_failed error=%s", runner.one_line(exc))
+    log.info(
+        "event=prolog_done s=%.3f steps=%s errors=%d",
+        time.perf_counter() - t0,
+        ",".join(f"{k}:{v:.3f}" for k, v in durations.items()),
+        len(errors),
+    )
+    if ctx.drain_reasons:
+        drain_node(ctx, drain_reason(ctx.drain_reasons))
+        return 1
+    return 0
+
+
+def _prepare_marks(ctx: HookContext) -> None:
+    """The directory `slurm-ai mark` writes into (owned by the job's user)."""
+    from slurm_ai.accounting import marks
+    from slurm_ai.accounting.settings import AccountingSettings
+
+    try:
+        settings = AccountingSettings.from_config(ctx.config)
+        gid_text = ctx.env.get("SLURM_JOB_GID", "")
+        gid = int(gid_text) if gid_text.isdigit() else None
+        marks.prepare(settings.mark_dir, str(ctx.job.job_id), ctx.job.uid, gid)
+    except (OSError, SlurmAIError) as exc:
+        ctx.log.warning("event=mark_dir_failed error=%s", runner.one_line(exc))

@@ -1,0 +1,135 @@
+"""Delivery on the local cluster: foreign AdminComment, slurmdbd down, corrupt spool files."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import time
+from pathlib import Path
+
+import pytest
+from clusterjobs import admin_comment, job_done, record_of, sbatch, slurm_ai, wait_for, wait_record
+
+from slurm_ai import spool
+
+pytestmark = pytest.mark.cluster
+
+
+def _set_foreign_while_running(hooks, text: str) -> str:
+    job = sbatch(hooks, "-N1", "-n1", "--wrap", "sleep 4")
+    wait_for(
+        lambda: (
+            hooks.cluster.run(["squeue", "-h", "-j", job, "-o", "%T"]).stdout.strip() == "RUNNING"
+        ),
+        60,
+        what="job running",
+    )
+    proc = hooks.cluster.run(["scontrol", "update", f"JobId={job}", f"AdminComment={text}"])
+    assert proc.returncode == 0, proc.stderr
+    return job
+
+
+def test_foreign_admin_comment_kept(installed_hooks):
+    job = _set_foreign_while_running(installed_hooks, "js1:abc123")
+    record = wait_record(installed_hooks, job, set())
+    assert record["complete"]
+    assert admin_comment(installed_hooks, job).split(" ")[0] == "js1:abc123"
+
+
+def test_mixed_case_foreign_content_is_protected(installed_hooks):
+    # sacctmgr (22.05) lowercases what it stores: writing would destroy JS1 base64.
+    job = _set_foreign_while_running(installed_hooks, "JS1:H4sIAbC")
+    wait_for(
+        lambda: f"event=foreign_protected job={job} " in installed_hooks.log_text(),
+        60,
+        what="protect log line",
+    )
+    assert admin_comment(installed_hooks, job) == "JS1:H4sIAbC"
+    pending = json.loads(slurm_ai(installed_hooks, "deliver", "--list", "--json").stdout)
+    mine = [p for p in pending if p["job"] == job]
+    assert mine and "lowercased" in mine[0]["last_error"]
+    os.unlink(installed_hooks.spool_dir / "outbox" / f"{job}.json")  # leave no waiting entry
+
+
+def _pid(prefix, name: str) -> int | None:
+    try:
+        return int((prefix / "run" / f"{name}.pid").read_text().strip())
+    except (OSError, ValueError):
+        return None
+
+
+@pytest.fixture
+def slurmdbd_stopped(installed_hooks):
+    """Stop this instance's slurmdbd; `localcluster up` restarts it afterwards."""
+    cluster = installed_hooks.cluster
+    pid = _pid(cluster.prefix, "slurmdbd")
+    assert pid, "slurmdbd pid file missing"
+    os.kill(pid, signal.SIGTERM)
+    wait_for(lambda: not Path(f"/proc/{pid}").exists(), 30, what="slurmdbd exit")
+
+    def restart() -> None:
+        up = cluster.localcluster("up", timeout=300)
+        assert up.returncode == 0, up.stdout + up.stderr
+
+    try:
+        yield restart
+    finally:
+        pid_now = _pid(cluster.prefix, "slurmdbd")
+        if pid_now is None or not Path(f"/proc/{pid_now}").exists():
+            restart()
+
+
+def test_slurmdbd_down_record_waits_then_delivered(installed_hooks, slurmdbd_stopped):
+    with installed_hooks.configured({"accounting": {"timeout_s": 8.0}}):
+        job = sbatch(installed_hooks, "-N2", "-n2", "--wrap", "srun -N2 -n2 true")
+        wait_for(lambda: job_done(installed_hooks, job), 120, what="job end")
+        entry = installed_hooks.spool_dir / "outbox" / f"{job}.json"
+        wait_for(
+            lambda: entry.exists() and json.loads(entry.read_text())["attempts"] > 0,
+            60,
+            what="record waiting in the outbox",
+        )
+        waiting = json.loads(entry.read_text())
+        assert set(waiting["nodes"]) == {"n1", "n2"}
+        down = slurm_ai(installed_hooks, "deliver")
+        assert down.returncode == 3, down.stdout + down.stderr
+        slurmdbd_stopped()
+
+        def delivered() -> bool:
+            slurm_ai(installed_hooks, "deliver")
+            return not entry.exists()
+
+        wait_for(delivered, 120, interval=2, what="delivery after slurmdbd restart")
+    record = record_of(installed_hooks, job)
+    assert record and set(record["nodes"]) == {"n1", "n2"} and record["complete"]
+    again = json.loads(slurm_ai(installed_hooks, "deliver", "--json").stdout or "{}")
+    assert "writes" not in again  # idempotent: nothing left to write
+
+
+def test_corrupt_spool_file_quarantined_and_sweep_goes_on(installed_hooks):
+    job = sbatch(installed_hooks, "-N1", "-n1", "--wrap", "true")
+    first = wait_record(installed_hooks, job, set())
+    node = next(iter(first["nodes"]))
+    outbox = installed_hooks.spool_dir / "outbox"
+    # A corrupt entry beside a valid one that re-delivers this job with an extra node.
+    spool.atomic_write_bytes(outbox / "999999.json", b"{not json")
+    extra = {
+        "v": 1,
+        "job": {"id": job, "nodes_expected": 1},
+        "nodes": {"nX": {"time": {}}},
+        "units": {},
+        "queued": time.time(),
+        "attempts": 0,
+        "last_error": "",
+    }
+    spool.atomic_write_json(outbox / f"{job}.json", extra)
+    out = slurm_ai(installed_hooks, "deliver")
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert not (outbox / "999999.json").exists()
+    assert any(
+        p.name.endswith("999999.json") for p in (installed_hooks.spool_dir / "corrupt").iterdir()
+    )
+    assert "event=quarantine" in installed_hooks.log_text()
+    record = record_of(installed_hooks, job)
+    assert set(record["nodes"]) == {node, "nX"}  # merged: nothing removed

@@ -1,0 +1,157 @@
+"""Session fixture `installed_hooks`: the slurm-ai hooks installed into the local cluster.
+
+Usage from another area's conftest.py (tests/<area>/conftest.py):
+
+    from hooks_fixture import installed_hooks  # noqa: F401  (re-export the fixture)
+
+    def test_something(installed_hooks):
+        with installed_hooks.configured({"hooks": {"steps": ["topology", "health"]}}):
+            ...  # submit jobs; their Prolog/Epilog read this config
+        installed_hooks.log_text()         # the hooks' log
+        installed_hooks.spool_dir          # <prefix>/spool/slurm-ai
+
+What it installs under the instance prefix (from slurm_ai.admin.hookfiles):
+<prefix>/etc/prolog.d/50-slurm-ai, <prefix>/etc/epilog.d/50-slurm-ai,
+<prefix>/etc/slurm-ai-taskprolog, <prefix>/etc/slurm-ai/config.toml (health
+step OFF by default: [hooks] steps = topology, agent, energy), spool
+<prefix>/spool/slurm-ai, marks <prefix>/marks, log <prefix>/log/slurm-ai/;
+then a marked block with Prolog=/Epilog=/TaskProlog=/PrologFlags=Alloc in
+<prefix>/etc/hooks.conf and `scontrol reconfigure`. `configured()` changes
+the config for the duration of a with-block (restored after, even on failure);
+at session end hooks.conf is restored and Slurm reconfigured.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import sys
+import time
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from slurm_ai.admin.hookfiles import (
+    HookLayout,
+    default_config,
+    render_all,
+    render_config,
+    render_slurm_conf_lines,
+)
+
+BEGIN = "# BEGIN slurm-ai hooks (tests/hooks_fixture.py)"
+END = "# END slurm-ai hooks"
+
+
+@dataclass
+class InstalledHooks:
+    cluster: Any  # tests.conftest.SlurmCluster
+    layout: HookLayout
+    spool_dir: Path
+    log_file: Path
+    mark_dir: Path
+    base_config: dict[str, Any]
+
+    @property
+    def config_path(self) -> Path:
+        return self.layout.config_path
+
+    def write_config(self, data: Mapping[str, Any]) -> None:
+        tmp = self.config_path.with_suffix(".tmp")
+        tmp.write_text(render_config(data))
+        tmp.chmod(0o644)
+        os.replace(tmp, self.config_path)
+
+    @contextlib.contextmanager
+    def configured(self, overrides: Mapping[str, Mapping[str, Any]]) -> Iterator[dict[str, Any]]:
+        """Merge `overrides` (table -> keys) into the config for a with-block."""
+        data = {k: dict(v) for k, v in self.base_config.items()}
+        for table, values in overrides.items():
+            data[table] = {**data.get(table, {}), **values}
+        self.write_config(data)
+        try:
+            yield data
+        finally:
+            self.write_config(self.base_config)
+
+    def log_text(self) -> str:
+        try:
+            return self.log_file.read_text(errors="replace")
+        except FileNotFoundError:
+            return ""
+
+    def env(self) -> dict[str, str]:
+        """Environment for `slurm-ai` commands run by tests against this install."""
+        return self.cluster.env({"SLURM_AI_CONFIG": str(self.config_path)})
+
+
+def _with_block(text: str, block: str | None) -> str:
+    lines = text.splitlines()
+    if BEGIN in lines:
+        start = lines.index(BEGIN)
+        end = lines.index(END, start) if END in lines[start:] else len(lines) - 1
+        lines = lines[:start] + lines[end + 1 :]
+    if block:
+        lines += [BEGIN, *block.rstrip("\n").splitlines(), END]
+    return "\n".join(lines) + "\n"
+
+
+def _reconfigure(cluster: Any) -> None:
+    proc = cluster.run(["scontrol", "reconfigure"], timeout=60)
+    if proc.returncode != 0:
+        raise RuntimeError(f"scontrol reconfigure failed: {proc.stderr.strip()}")
+    # Wait until both nodes answer again after the reconfigure.
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        out = cluster.run(["sinfo", "-h", "-N", "-o", "%N %t"]).stdout.split()
+        states = dict(zip(out[::2], out[1::2], strict=False))
+        if states and all(s in ("idle", "mix", "alloc") for s in states.values()):
+            return
+        time.sleep(0.5)
+
+
+@pytest.fixture(scope="session")
+def installed_hooks(slurm_cluster: Any) -> Iterator[InstalledHooks]:
+    if os.geteuid() != 0:
+        pytest.skip("installing the hooks into the local cluster needs root")
+    prefix = Path(slurm_cluster.prefix)
+    layout = HookLayout(
+        etc_dir=prefix / "etc",
+        config_path=prefix / "etc" / "slurm-ai" / "config.toml",
+        python=sys.executable,
+    )
+    hooks = InstalledHooks(
+        cluster=slurm_cluster,
+        layout=layout,
+        spool_dir=prefix / "spool" / "slurm-ai",
+        log_file=prefix / "log" / "slurm-ai" / "slurm-ai.log",
+        mark_dir=prefix / "marks",
+        base_config={},
+    )
+    hooks.base_config = default_config(
+        spool_dir=str(hooks.spool_dir),
+        log_file=str(hooks.log_file),
+        slurm_conf=str(slurm_cluster.slurm_conf),
+        mark_dir=str(hooks.mark_dir),
+        health=False,
+        extra={"accounting": {"max_writes_per_s": 50.0}},
+    )
+    for path, (text, mode) in render_all(layout, hooks.base_config).items():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text)
+        path.chmod(mode)
+    hooks.spool_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    hooks.spool_dir.chmod(0o700)
+    hooks_conf = prefix / "etc" / "hooks.conf"
+    original = hooks_conf.read_text() if hooks_conf.exists() else ""
+    hooks_conf.write_text(_with_block(original, render_slurm_conf_lines(layout)))
+    _reconfigure(slurm_cluster)
+    try:
+        yield hooks
+    finally:
+        hooks_conf.write_text(original)
+        with contextlib.suppress(Exception):
+            _reconfigure(slurm_cluster)
