@@ -7,10 +7,12 @@ into the slurm_ai exception tree.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import subprocess
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from slurm_ai.errors import CommandError, CommandTimeout
 
@@ -65,3 +67,153 @@ def run_command(
     if check and completed.returncode != 0:
         raise CommandError(args, completed.returncode, completed.stderr or completed.stdout)
     return result
+
+
+def run_group(
+    commands: Sequence[Sequence[str]],
+    *,
+    timeout: float,
+    envs: Sequence[Mapping[str, str]] | None = None,
+    max_output: int = 1024 * 1024,
+    grace: float = 1.0,
+    fail_fast: bool = False,
+) -> list[CommandResult]:
+    """Run several commands at once as ONE new process group, with one hard timeout.
+
+    For workers that must live and die together (the local all-reduce ranks,
+    or an `mpirun` and the ranks it forks): on timeout the whole group and
+    every descendant found under it are sent SIGTERM, then after `grace`
+    seconds SIGKILL, so nothing is left behind; then CommandTimeout is raised.
+    Results come back in the order of `commands` (never `check`ed: callers
+    read the return codes). `envs[i]` is the full environment of command i.
+    With `fail_fast`, the first command to exit non-zero ends the others too
+    (ranks waiting for a dead peer would otherwise wait until the timeout).
+    """
+    import tempfile
+
+    if not commands or any(not argv for argv in commands):
+        raise ValueError("run_group needs non-empty argv lists")
+    if envs is not None and len(envs) != len(commands):
+        raise ValueError("run_group: one env per command")
+    with contextlib.ExitStack() as files:
+        outputs = [
+            (
+                files.enter_context(tempfile.TemporaryFile()),
+                files.enter_context(tempfile.TemporaryFile()),
+            )
+            for _ in commands
+        ]
+        procs, timed_out = _start_and_wait(commands, envs, outputs, timeout, grace, fail_fast)
+        if timed_out:
+            raise CommandTimeout([str(a) for a in commands[0]], timeout)
+        results = []
+        for argv, proc, (out, err) in zip(commands, procs, outputs, strict=True):
+            out.seek(0)
+            err.seek(0)
+            results.append(
+                CommandResult(
+                    [str(a) for a in argv],
+                    proc.returncode,
+                    out.read(max_output).decode(errors="replace"),
+                    err.read(max_output).decode(errors="replace"),
+                )
+            )
+        return results
+
+
+def _start_and_wait(
+    commands: Sequence[Sequence[str]],
+    envs: Sequence[Mapping[str, str]] | None,
+    outputs: Sequence[tuple[Any, Any]],
+    timeout: float,
+    grace: float,
+    fail_fast: bool,
+) -> tuple[list[subprocess.Popen[bytes]], bool]:
+    import signal
+    import time
+
+    procs: list[subprocess.Popen[bytes]] = []
+    leader = 0
+    deadline = time.monotonic() + timeout
+    timed_out = False
+    try:
+        for i, argv in enumerate(commands):
+            out, err = outputs[i]
+            try:
+                proc = subprocess.Popen(
+                    [str(a) for a in argv],
+                    stdin=subprocess.DEVNULL,
+                    stdout=out,
+                    stderr=err,
+                    env=dict(envs[i]) if envs is not None else None,
+                    process_group=leader,  # 0: a new group led by the first command
+                )
+            except OSError as exc:
+                raise CommandError([str(a) for a in argv], None, str(exc)) from exc
+            procs.append(proc)
+            if not leader:
+                leader = proc.pid
+        # Wait without reaping (WNOWAIT): the leader stays a zombie until the
+        # end, so its pid (the group id) cannot be reused before killpg below.
+        pending = {p.pid for p in procs}
+        while pending:
+            failed = False
+            for pid in list(pending):
+                info = os.waitid(os.P_PID, pid, os.WEXITED | os.WNOHANG | os.WNOWAIT)
+                if info is not None:
+                    pending.discard(pid)
+                    failed = failed or info.si_code != os.CLD_EXITED or info.si_status != 0
+            if not pending or (fail_fast and failed):
+                break
+            if time.monotonic() >= deadline:
+                timed_out = True
+                break
+            time.sleep(0.02)
+    finally:
+        if procs:
+            # Also after a normal end: no straggler may outlive the check.
+            _kill_group(leader, procs, signal.SIGTERM if timed_out else signal.SIGKILL, grace)
+            for proc in procs:
+                proc.wait()
+    return procs, timed_out
+
+
+def _kill_group(leader: int, procs: Sequence[Any], first_signal: int, grace: float) -> None:
+    """Signal the group and every descendant (some may have left the group)."""
+    import signal
+    import time
+
+    import psutil
+
+    descendants: dict[int, psutil.Process] = {}
+    for proc in procs:
+        try:
+            for child in psutil.Process(proc.pid).children(recursive=True):
+                descendants[child.pid] = child
+        except psutil.Error:
+            continue
+    targets = list(descendants.values())
+
+    def send(sig: int) -> None:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(leader, sig)
+        for child in targets:
+            with contextlib.suppress(psutil.Error):
+                child.send_signal(sig)
+
+    send(first_signal)
+    if first_signal != signal.SIGKILL:
+        end = time.monotonic() + grace
+        while time.monotonic() < end and any(_alive(c) for c in targets):
+            time.sleep(0.05)
+        send(signal.SIGKILL)
+    psutil.wait_procs(targets, timeout=grace)
+
+
+def _alive(proc: Any) -> bool:
+    import psutil
+
+    try:
+        return bool(proc.is_running() and proc.status() != psutil.STATUS_ZOMBIE)
+    except psutil.Error:
+        return False

@@ -1,0 +1,247 @@
+"""The node check end to end: GPU health, then the all-reduce, then the verdict.
+
+Shared by `slurm-ai healthcheck --scope node` and the Prolog. Everything runs
+under one budget: NVML calls have their own timeout, the all-reduce gets
+what is left, and its workers die with it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from slurm_ai.errors import ProbeError, SlurmAIError
+from slurm_ai.health.backends import choose_backend
+from slurm_ai.health.errors import HealthCheckError, HealthTimeout
+from slurm_ai.health.gpu import GpuCheckOptions, read_kmsg, run_gpu_checks
+from slurm_ai.health.history import HealthStore, comparable_busbw
+from slurm_ai.health.measure import SweepResult, SweepSpec, size_sweep
+from slurm_ai.health.settings import Floors, HealthSettings
+from slurm_ai.health.thresholds import Calibration, calibrate, judge_sweep
+from slurm_ai.health.verdict import CheckResult, Verdict, first_worst, worst
+
+CPU_RANKS = 2
+
+
+@dataclass
+class NodeCheckOptions:
+    backend: str = "auto"
+    ranks: int = 0
+    min_size: int | None = None
+    max_size: int | None = None
+    iters: int | None = None
+    warmup: int | None = None
+    timeout_s: float | None = None
+    gpu_checks: bool = True
+    allreduce: bool = True
+    partition: str | None = None
+    floors: Floors | None = None
+    allocated_gpus: list[int] | None = None
+    nvml_recording: str | None = None
+    kernel_log: str | None = None
+    fault: str | None = None
+
+
+@dataclass
+class HealthReport:
+    verdict: Verdict
+    reason: str
+    backend: str | None = None
+    sweep: SweepResult | None = None
+    checks: list[CheckResult] = field(default_factory=list)
+    calibration: Calibration | None = None
+    duration_s: float = 0.0
+    checked_at: float = field(default_factory=time.time)
+    cached: bool = False
+
+    @property
+    def failed_check(self) -> CheckResult | None:
+        return first_worst(self.checks)
+
+    def fragment(self) -> dict[str, Any]:
+        """The node record's "health" value (no per-size rows: records stay small)."""
+        largest = self.sweep.largest if self.sweep else None
+        return {
+            "verdict": self.verdict.value,
+            "backend": self.backend,
+            "busbw_gbps": round(largest.busbw_gbps, 4) if largest else None,
+            "algbw_gbps": round(largest.algbw_gbps, 4) if largest else None,
+            "size_bytes": largest.size_bytes if largest else None,
+            "ranks": self.sweep.ranks if self.sweep else None,
+            "wrong": self.sweep.wrong if self.sweep else None,
+            "reason": self.reason,
+            "cached": self.cached,
+            "checked_at": round(self.checked_at, 3),
+            "duration_s": round(self.duration_s, 3),
+            "checks": [c.to_json() for c in self.checks if c.verdict is not Verdict.PASS],
+            "calibration": self.calibration.to_json() if self.calibration else None,
+        }
+
+    def to_json(self) -> dict[str, Any]:
+        data = self.fragment()
+        data["checks"] = [c.to_json() for c in self.checks]
+        data["rows"] = self.sweep.to_json()["rows"] if self.sweep else []
+        data["device"] = self.sweep.device if self.sweep else None
+        return data
+
+
+def conclude(checks: list[CheckResult]) -> tuple[Verdict, str]:
+    verdict = worst([c.verdict for c in checks])
+    top = first_worst(checks)
+    if top is None:
+        return verdict, ""
+    return verdict, (top.reason if verdict is Verdict.PASS else f"{top.check}: {top.reason}")
+
+
+def _gpu_part(
+    settings: HealthSettings, options: NodeCheckOptions, budget: float
+) -> tuple[int, list[CheckResult]]:
+    """(GPU count, GPU checks). No NVML here (a CPU node) means 0 GPUs, no checks."""
+    from slurm_ai.nvml import open_nvml
+
+    try:
+        nv = open_nvml(options.nvml_recording, timeout=max(0.5, min(5.0, budget / 4)))
+    except ProbeError:
+        return 0, []
+    with nv:
+        try:
+            count = nv.device_count()
+        except ProbeError as exc:
+            return 0, [CheckResult("count", Verdict.ERROR, f"NVML: {exc}")]
+        if not options.gpu_checks or count == 0:
+            return count, []
+        kernel_log: list[str] | None = None
+        checks: list[CheckResult] = []
+        recorded_log = getattr(nv, "data", {}).get("kernel_log") if options.nvml_recording else None
+        try:
+            if isinstance(recorded_log, list) and not options.kernel_log:
+                kernel_log = [str(line) for line in recorded_log]  # a recorded machine's log
+            else:
+                kernel_log = read_kmsg(options.kernel_log or settings.kmsg)
+        except OSError as exc:
+            checks.append(
+                CheckResult("xid", Verdict.SKIPPED, f"kernel log unreadable: {exc.strerror}")
+            )
+        gpu_options = GpuCheckOptions(
+            expected_gpus=settings.expected_gpus,
+            xid_fatal=settings.xid_fatal,
+            xid_ignore=settings.xid_ignore,
+            nvlink_error_limit=settings.nvlink_error_limit,
+            retired_pages_limit=settings.retired_pages_limit,
+        )
+        checks += run_gpu_checks(
+            nv, gpu_options, allocated=options.allocated_gpus, kernel_log=kernel_log
+        )
+        return count, checks
+
+
+def run_node_check(
+    settings: HealthSettings,
+    options: NodeCheckOptions,
+    store: HealthStore | None = None,
+    *,
+    record: bool = False,
+) -> HealthReport:
+    started = time.monotonic()
+    budget = options.timeout_s or settings.budget_s
+    gpus, checks = _gpu_part(settings, options, budget)
+    report = HealthReport(Verdict.PASS, "")
+    if options.allreduce:
+        report = _allreduce_part(
+            settings, options, store, gpus, budget - (time.monotonic() - started)
+        )
+    report.checks = checks + report.checks
+    report.verdict, report.reason = conclude(report.checks)
+    report.duration_s = time.monotonic() - started
+    if record and store is not None and report.sweep is not None:
+        _record(settings, store, options.partition, report)
+    return report
+
+
+def _allreduce_part(
+    settings: HealthSettings,
+    options: NodeCheckOptions,
+    store: HealthStore | None,
+    gpus: int,
+    remaining: float,
+) -> HealthReport:
+    from slurm_ai.health.launcher import launch_local
+
+    try:
+        backend = choose_backend(options.backend or settings.backend, gpus, settings.mpirun)
+    except ValueError as exc:
+        return HealthReport(
+            Verdict.ERROR, str(exc), checks=[CheckResult("allreduce", Verdict.ERROR, str(exc))]
+        )
+    on_gpu = backend == "nccl"
+    ranks = (
+        options.ranks
+        or settings.ranks
+        or ((len(options.allocated_gpus or []) or gpus) if on_gpu else CPU_RANKS)
+    )
+    max_size = options.max_size or (settings.gpu_max_size if on_gpu else settings.cpu_max_size)
+    min_size = min(options.min_size or settings.min_size, max_size)
+    spec = SweepSpec(
+        sizes=size_sweep(min_size, max_size, settings.size_factor, settings.dtype),
+        dtype=settings.dtype,
+        warmup=options.warmup if options.warmup is not None else settings.warmup,
+        iters=options.iters or (max(settings.iters, 20) if on_gpu else settings.iters),
+        backend=backend,
+        fault=options.fault,
+    )
+    report = HealthReport(Verdict.PASS, "", backend=backend)
+    if remaining < 1.0:
+        report.checks = [CheckResult("allreduce", Verdict.TIMEOUT, "no time left in the budget")]
+        return report
+    try:
+        report.sweep = launch_local(spec, ranks, timeout=remaining, mpirun=settings.mpirun)
+    except HealthTimeout as exc:
+        report.checks = [CheckResult("allreduce", Verdict.TIMEOUT, str(exc))]
+        return report
+    except (HealthCheckError, SlurmAIError) as exc:
+        report.checks = [CheckResult("allreduce", Verdict.ERROR, str(exc))]
+        return report
+    report.calibration = _calibration(settings, store, options.partition, report.sweep)
+    floors = options.floors or settings.floors_for(options.partition)
+    report.checks = judge_sweep(
+        report.sweep,
+        floors,
+        report.calibration,
+        outlier_verdict=Verdict(settings.outlier_verdict),
+    )
+    return report
+
+
+def _calibration(
+    settings: HealthSettings, store: HealthStore | None, partition: str | None, sweep: SweepResult
+) -> Calibration | None:
+    largest = sweep.largest
+    if not settings.calibrate or store is None or largest is None:
+        return None
+    try:
+        entries = store.history(partition)
+    except (SlurmAIError, OSError):
+        return None
+    values = comparable_busbw(entries, sweep.backend, sweep.ranks, largest.size_bytes)
+    return calibrate(
+        values,
+        k=settings.calib_k,
+        min_drop=settings.calib_min_drop,
+        min_samples=settings.calib_min_samples,
+    )
+
+
+def history_entry(report: HealthReport) -> dict[str, Any]:
+    frag = report.fragment()
+    keys = ("verdict", "backend", "busbw_gbps", "algbw_gbps", "size_bytes", "ranks", "checked_at")
+    return {k: frag[k] for k in keys}
+
+
+def _record(
+    settings: HealthSettings, store: HealthStore, partition: str | None, report: HealthReport
+) -> None:
+    # History is a nicety: it never changes the verdict.
+    with contextlib.suppress(SlurmAIError, OSError):
+        store.append_history(partition, history_entry(report), settings.history_max)

@@ -1,0 +1,111 @@
+"""One rank of the all-reduce check.
+
+Node scope: the launcher starts `python -m slurm_ai.health.worker --spec JSON`
+once per rank (torch: rank and rendezvous in SLURM_AI_HEALTH_RANK/_WORLD/
+_LOCAL_RANK/_INIT; mpi: under mpirun). Job scope: the CLI calls `run_rank` in
+its own process under srun.
+
+Rank 0 prints one line `SLURM-AI-HEALTH-RESULT {json}` on stdout. A worker
+exits 0 when it measured (the verdict is judged by the caller), 3 on an error.
+
+Test-only fault injection (never set it in production): SLURM_AI_HEALTH_FAULT=
+"corrupt:R" makes rank R corrupt its input buffer, "hang:R" makes rank R hang
+before the first collective, "crash:R" makes it exit at once.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from collections.abc import Mapping
+from typing import Any
+
+from slurm_ai.health.measure import (
+    FAULT_ENV,
+    RESULT_MARKER,
+    SweepResult,
+    SweepSpec,
+    fault_for_rank,
+    run_sweep,
+)
+from slurm_ai.health.rendezvous import Rendezvous
+
+ERROR_MARKER = "SLURM-AI-HEALTH-ERROR "
+
+
+def make_collective(spec: SweepSpec, rdv: Rendezvous | None, timeout_s: float) -> Any:
+    """The Collective of this rank; imports only the chosen backend's library."""
+    if spec.backend == "mpi":
+        from slurm_ai.health.backends.mpi_backend import MpiCollective
+
+        use_gpu = os.environ.get("SLURM_AI_HEALTH_MPI_GPU", "") == "1"
+        return MpiCollective(use_gpu=use_gpu, local_rank=rdv.local_rank if rdv else 0)
+    if rdv is None:
+        raise ValueError(f"backend {spec.backend} needs a rendezvous")
+    from slurm_ai.health.backends.torch_backend import TorchCollective
+
+    return TorchCollective(
+        spec.backend, rdv.rank, rdv.world, rdv.init_method, rdv.local_rank, timeout_s
+    )
+
+
+def apply_fault(spec: SweepSpec, rank: int) -> None:
+    fault = fault_for_rank(spec.fault, rank)
+    if fault == "hang":
+        while True:  # a stuck rank: only the launcher's hard timeout ends it
+            time.sleep(3600)
+    if fault == "crash":
+        os._exit(9)
+
+
+def run_rank(spec: SweepSpec, rdv: Rendezvous | None, timeout_s: float) -> tuple[int, SweepResult]:
+    """Run this rank's sweep; returns (rank, result)."""
+    if rdv is not None:
+        apply_fault(spec, rdv.rank)
+    coll = make_collective(spec, rdv, timeout_s)
+    try:
+        if rdv is None:
+            apply_fault(spec, coll.rank)
+        return coll.rank, run_sweep(coll, spec)
+    finally:
+        coll.close()
+
+
+def rendezvous_from_env(env: Mapping[str, str]) -> Rendezvous | None:
+    if "SLURM_AI_HEALTH_INIT" not in env:
+        return None
+    init = env["SLURM_AI_HEALTH_INIT"]
+    host, _, port = init.removeprefix("tcp://").rpartition(":")
+    return Rendezvous(
+        rank=int(env["SLURM_AI_HEALTH_RANK"]),
+        world=int(env["SLURM_AI_HEALTH_WORLD"]),
+        local_rank=int(env.get("SLURM_AI_HEALTH_LOCAL_RANK", "0")),
+        master_addr=host.strip("[]"),
+        master_port=int(port),
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="slurm_ai.health.worker")
+    parser.add_argument("--spec", required=True, help="SweepSpec as JSON")
+    parser.add_argument("--timeout", type=float, default=60.0)
+    args = parser.parse_args(argv)
+    try:
+        data = json.loads(args.spec)
+        if not data.get("fault"):
+            data["fault"] = os.environ.get(FAULT_ENV) or None
+        spec = SweepSpec.from_json(data)
+        rank, result = run_rank(spec, rendezvous_from_env(os.environ), args.timeout)
+    except Exception as exc:  # reported to the launcher; the verdict is "error"
+        print(f"{ERROR_MARKER}{type(exc).__name__}: {exc}", file=sys.stderr, flush=True)
+        return 3
+    if rank == 0:
+        print(RESULT_MARKER + json.dumps(result.to_json()), flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,86 @@
+"""--scope node with real local ranks: mpi4py under mpirun and torch gloo.
+
+Faults are injected with the test-only SLURM_AI_HEALTH_FAULT variable.
+"""
+
+from __future__ import annotations
+
+import os
+
+import psutil
+import pytest
+from health_helpers import needs_mpi, needs_torch
+
+from slurm_ai.health.errors import HealthCheckError, HealthTimeout
+from slurm_ai.health.launcher import launch_local, worker_env
+from slurm_ai.health.measure import CORRUPT_STRIDE, SweepSpec
+
+SIZES = [4096, 262144, 1048576]
+BACKENDS = [pytest.param("mpi", marks=needs_mpi), pytest.param("gloo", marks=needs_torch)]
+
+
+def workers_alive() -> list[psutil.Process]:
+    found = []
+    for proc in psutil.process_iter(["cmdline", "status"]):
+        cmd = " ".join(proc.info["cmdline"] or [])
+        if "slurm_ai.health.worker" in cmd and proc.info["status"] != psutil.STATUS_ZOMBIE:
+            found.append(proc)
+    return found
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_node_scope_passes_with_verified_sums(backend: str) -> None:
+    result = launch_local(SweepSpec(sizes=SIZES, backend=backend, iters=3), 2, timeout=60)
+    assert (result.backend, result.ranks, result.device) == (backend, 2, "cpu")
+    assert [r.size_bytes for r in result.rows] == SIZES
+    assert all(r.wrong == 0 and r.busbw_gbps > 0 and r.time_us > 0 for r in result.rows)
+    assert all(r.busbw_gbps == pytest.approx(r.algbw_gbps) for r in result.rows)  # 2 ranks: x1
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_corrupted_buffer_is_counted(backend: str) -> None:
+    spec = SweepSpec(sizes=[4096, 1048576], backend=backend, iters=1, fault="corrupt:1")
+    result = launch_local(spec, 2, timeout=60)
+    per_rank = [-(-(size // 4) // CORRUPT_STRIDE) for size in (4096, 1048576)]
+    # Every rank sees the same wrong sums; #wrong adds them up like nccl-tests.
+    assert [r.wrong for r in result.rows] == [2 * n for n in per_rank]
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_hung_worker_times_out_and_leaves_nothing(backend: str) -> None:
+    spec = SweepSpec(sizes=[4096], backend=backend, fault="hang:1")
+    with pytest.raises(HealthTimeout, match="did not finish within 5 s"):
+        launch_local(spec, 2, timeout=5)
+    assert workers_alive() == []
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_crashed_worker_is_an_error_fast(backend: str) -> None:
+    spec = SweepSpec(sizes=[4096], backend=backend, fault="crash:1")
+    with pytest.raises(HealthCheckError) as err:
+        launch_local(spec, 2, timeout=60)
+    assert not isinstance(err.value, HealthTimeout)
+    assert workers_alive() == []
+
+
+def test_missing_mpirun_is_an_error() -> None:
+    spec = SweepSpec(sizes=[4096], backend="mpi")
+    with pytest.raises(HealthCheckError, match="cannot start"):
+        launch_local(spec, 2, timeout=10, mpirun="/nonexistent/mpirun")
+
+
+def test_worker_env_drops_slurm_and_mpi_variables() -> None:
+    env = worker_env(
+        {
+            "SLURM_JOB_ID": "3",
+            "OMPI_COMM_WORLD_RANK": "0",
+            "PMIX_RANK": "0",
+            "PATH": "/usr/bin",
+            "SLURM_AI_HEALTH_FAULT": "hang:0",
+        }
+    )
+    assert (
+        "SLURM_JOB_ID" not in env and "OMPI_COMM_WORLD_RANK" not in env and "PMIX_RANK" not in env
+    )
+    assert env["PATH"] == "/usr/bin" and env["SLURM_AI_HEALTH_FAULT"] == "hang:0"
+    assert os.path.isdir(env["PYTHONPATH"].split(os.pathsep)[0] + "/slurm_ai")
