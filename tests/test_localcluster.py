@@ -16,7 +16,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from conftest import SlurmCluster
+from cluster_support import SlurmCluster
 
 pytestmark = pytest.mark.cluster
 

@@ -34,7 +34,7 @@ retired_pages_limit = 60
 textfile_dir = ""          # node_exporter textfile collector dir ("": off)
 mpirun = "mpirun"
 
-[health.partitions.gpu-bare]   # per-partition floors override the defaults
+[health.floors.gpu-bare]   # per-partition floors override the defaults
 min_busbw_gbps = 350.0
 max_small_time_us = 100.0
 """

@@ -6,7 +6,7 @@ import json
 import shutil
 from pathlib import Path
 
-from conftest import DATA, load_machine
+from topology_machines import DATA, load_machine
 
 from slurm_ai.sysfs import Sysfs
 from slurm_ai.topology.alloc import (

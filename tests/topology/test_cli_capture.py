@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 
 from click.testing import CliRunner
-from conftest import DATA
+from topology_machines import DATA
 
 from slurm_ai.cli import main
 from slurm_ai.topology.probe import probe_node

@@ -6,7 +6,7 @@ import shutil
 from pathlib import Path
 
 import pytest
-from conftest import DATA, load_machine
+from topology_machines import DATA, load_machine
 
 from slurm_ai.config import Section
 from slurm_ai.errors import ConfigError

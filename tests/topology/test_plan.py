@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import pytest
-from conftest import load_machine
 from topology_checks import check_plan
+from topology_machines import load_machine
 
 from slurm_ai.sysfs import parse_cpu_list
 from slurm_ai.topology.plan import JobAllocation, PlanOptions, compute_plan, gpu_units

@@ -1,0 +1,107 @@
+"""Finding a job's processes (environ, cgroup, node filter) and measuring them."""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+
+from agenthelp import wait_for
+
+from slurm_ai.agent.procs import (
+    JobProcessScanner,
+    job_from_cgroup,
+    job_from_environ,
+    parse_environ,
+)
+from slurm_ai.sysfs import Sysfs
+
+
+def test_environ_and_cgroup_parsing_with_garbage() -> None:
+    env = parse_environ(b"A=1\0SLURM_JOB_ID=42\0\xff\xfe=x\0noequals\0=empty\0B=a=b\0")
+    assert env["SLURM_JOB_ID"] == "42" and env["B"] == "a=b" and "noequals" not in env
+    assert job_from_environ({"SLURM_JOB_ID": "42", "SLURMD_NODENAME": "n1"}, "n1") == "42"
+    assert job_from_environ({"SLURM_JOB_ID": "42", "SLURMD_NODENAME": "n2"}, "n1") is None
+    assert job_from_environ({"SLURM_JOB_ID": "42"}, "n1") == "42"
+    for bad in ("", "4 2", "../42", "42;rm", "1" * 40, "-1"):
+        assert job_from_environ({"SLURM_JOB_ID": bad}, "n1") is None
+    v2 = "0::/system.slice/slurmstepd.scope/job_1234/step_0/user/task_0\n"
+    v1 = "4:memory:/slurm/uid_1000/job_77/step_batch\n3:cpuset:/\n"
+    assert job_from_cgroup(v2) == "1234" and job_from_cgroup(v1) == "77"
+    assert job_from_cgroup("0::/user.slice/myjob_5x\n") is None
+    assert job_from_cgroup("0::/job_12abc/\n") is None
+    assert job_from_cgroup(None) is None
+
+
+def test_real_processes_by_job_and_node(spawn_job_process) -> None:  # type: ignore[no-untyped-def]
+    mine = [spawn_job_process("424242", "tnode", busy_s=1.0, mem=32 << 20) for _ in range(2)]
+    spawn_job_process("424242", "othernode", busy_s=0.0)  # same job, other node
+    spawn_job_process("515151", "tnode")  # another job here
+    scanner = JobProcessScanner(Sysfs("/"), "tnode")
+    assert scanner.use_psutil
+
+    def jobs() -> dict[str, object]:
+        return {j.job: j for j in scanner.scan()}
+
+    assert wait_for(lambda: jobs().get("424242") is not None and jobs()["424242"].nproc == 2)
+    time.sleep(1.2)  # let them burn CPU
+    assert all(p.poll() is None for p in mine)
+    total = 0.0
+    for _ in range(3):
+        sample = jobs()["424242"]
+        total += sample.cpu_delta_s  # type: ignore[attr-defined]
+    assert sample.nproc == 2 and sample.uid == os.getuid()  # type: ignore[attr-defined]
+    assert sample.rss_bytes >= 2 * (32 << 20)  # type: ignore[attr-defined]
+    assert total > 0.5
+    assert jobs()["515151"].nproc == 1  # type: ignore[attr-defined]
+    # A restarted agent (state loaded from the store) does not count the same CPU again.
+    restarted = JobProcessScanner(Sysfs("/"), "tnode")
+    restarted.load_state(scanner.state())
+    again = {j.job: j for j in restarted.scan()}["424242"]
+    fresh = {j.job: j for j in JobProcessScanner(Sysfs("/"), "tnode").scan()}["424242"]
+    assert again.cpu_delta_s < fresh.cpu_delta_s
+    assert fresh.cpu_delta_s >= total * 0.9
+
+
+def _fake_proc(
+    root: Path, pid: int, *, environ: bytes, cgroup: str, utime: int, rss_pages: int
+) -> None:
+    d = root / "proc" / str(pid)
+    d.mkdir(parents=True)
+    (d / "environ").write_bytes(environ)
+    (d / "cgroup").write_text(cgroup)
+    fields = ["S"] + ["0"] * 50
+    fields[11], fields[12], fields[19] = str(utime), "0", "12345"
+    (d / "stat").write_text(f"{pid} (tricky ) name) " + " ".join(fields) + "\n")
+    (d / "statm").write_text(f"1000 {rss_pages} 0 0 0 0 0\n")
+    (d / "status").write_text("Name:\tx\nUid:\t1000\t1000\t1000\t1000\nCpus_allowed_list:\t0-3\n")
+
+
+def test_captured_proc_tree_without_psutil(tmp_path: Path) -> None:
+    tck = os.sysconf("SC_CLK_TCK")
+    _fake_proc(tmp_path, 10, environ=b"SLURM_JOB_ID=9\0SLURMD_NODENAME=n1\0", cgroup="0::/\n",
+               utime=2 * tck, rss_pages=100)  # fmt: skip
+    _fake_proc(tmp_path, 11, environ=b"", cgroup="0::/system.slice/slurmstepd.scope/job_9/step_0\n",
+               utime=tck, rss_pages=50)  # fmt: skip
+    _fake_proc(tmp_path, 12, environ=b"SLURM_JOB_ID=9\0SLURMD_NODENAME=n2\0", cgroup="0::/\n",
+               utime=tck, rss_pages=50)  # fmt: skip
+    (tmp_path / "proc" / "13").mkdir()  # vanished / unreadable process
+    scanner = JobProcessScanner(Sysfs(tmp_path), "n1")
+    assert not scanner.use_psutil
+    (sample,) = scanner.scan()
+    assert (sample.job, sample.uid, sample.nproc, sample.ncpus) == ("9", 1000, 2, 4)
+    assert sample.cpu_delta_s == 3.0
+    assert sample.rss_bytes == 150 * os.sysconf("SC_PAGE_SIZE")
+    (second,) = scanner.scan()
+    assert second.cpu_delta_s == 0.0  # nothing used since the previous tick
+
+
+def test_a_process_that_becomes_a_job_task_after_exec_is_found(tmp_path: Path) -> None:
+    # Before exec, a task forked by slurmstepd has slurmstepd's environment.
+    tck = os.sysconf("SC_CLK_TCK")
+    _fake_proc(tmp_path, 20, environ=b"PATH=/usr/bin\0", cgroup="0::/\n", utime=tck, rss_pages=1)
+    scanner = JobProcessScanner(Sysfs(tmp_path), "n1")
+    assert scanner.scan() == []
+    (tmp_path / "proc" / "20" / "environ").write_bytes(b"SLURM_JOB_ID=31\0SLURMD_NODENAME=n1\0")
+    (sample,) = scanner.scan()
+    assert sample.job == "31" and sample.cpu_delta_s == 1.0

@@ -1,0 +1,121 @@
+"""`slurm-ai report` and `slurm-ai job` on the recorded dump: golden files, HTML in Chromium."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from slurm_ai.cli import main
+
+
+def invoke(args: list[str], config: Path | None = None) -> str:
+    pre = ["--config", str(config)] if config else []
+    result = CliRunner().invoke(main, [*pre, *args], catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    return result.output
+
+
+@pytest.mark.parametrize(
+    ("fmt", "name"), [("table", "report.txt"), ("json", "report.json"), ("csv", "report.csv")]
+)
+def test_report_golden(fmt: str, name: str, data_dir: Path, prices_config: Path, golden) -> None:  # type: ignore[no-untyped-def]
+    out = invoke(
+        ["report", "--from", str(data_dir / "dump.txt"), "--format", fmt, "--workers", "1"],
+        prices_config,
+    )
+    golden(name, out)
+
+
+def test_report_table_says_counts(data_dir: Path, prices_config: Path) -> None:
+    out = invoke(["report", "--from", str(data_dir / "dump.txt")], prices_config)
+    assert "no record: 2" in out and "unparsed: 4" in out
+    assert "too few jobs to say" in out or "lower" in out
+
+
+def test_report_filters(data_dir: Path) -> None:
+    out = json.loads(
+        invoke(
+            [
+                "report",
+                "--from",
+                str(data_dir / "dump.txt"),
+                "--format",
+                "json",
+                "--partition",
+                "vm",
+            ]
+        )
+    )
+    assert {g["partition"] for g in out["groups"]} == {"vm"}
+    out = json.loads(
+        invoke(["report", "--from", str(data_dir / "dump.txt"), "--format", "json", "--end", "1"])
+    )
+    assert out["groups"] == []
+
+
+def test_report_without_prices_says_so(data_dir: Path, tmp_path: Path) -> None:
+    cfg = tmp_path / "c.toml"
+    cfg.write_text("")
+    out = invoke(["report", "--from", str(data_dir / "dump.txt")], cfg)
+    assert "prices: none configured" in out
+
+
+def test_report_bad_inputs(tmp_path: Path) -> None:
+    runner = CliRunner()
+    res = runner.invoke(main, ["report", "--from", str(tmp_path / "missing.txt")])
+    assert res.exit_code != 0 and "cannot read" in res.output
+    empty = tmp_path / "empty.txt"
+    empty.write_text("")
+    assert "no jobs" in invoke(["report", "--from", str(empty)])
+    binary = tmp_path / "bin.txt"
+    binary.write_bytes(b"\x00\xff\xfe garbage\n\x1f\x1f\n")
+    out = invoke(["report", "--from", str(binary)])
+    assert "unparsed: " in out
+    res = runner.invoke(main, ["report", "--from", str(empty), "--start", "yesterday-ish"])
+    assert res.exit_code == 2
+
+
+def test_job_text_and_json(data_dir: Path, prices_config: Path) -> None:
+    dump = str(data_dir / "dump.txt")
+    out = invoke(["job", "5003", "--from", dump], prices_config)
+    assert "platform" in out and "energy" in out and "kWh" in out and "EUR" in out
+    raw = json.loads(invoke(["job", "5003", "--from", dump, "--json"]))
+    assert raw["record_status"] == "ok" and raw["record"]["job"]["id"] == "5003"
+    assert "unparsed" in invoke(["job", "9002", "--from", dump])
+    assert "none" in invoke(["job", "9000", "--from", dump])
+    res = CliRunner().invoke(main, ["job", "424242", "--from", dump])
+    assert res.exit_code == 1 and "not found" in res.output
+    res = CliRunner().invoke(main, ["job", "1;rm", "--from", dump])
+    assert res.exit_code == 2
+
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+
+
+@pytest.mark.skipif(
+    CHROMIUM is None, reason="Debian chromium not installed (apt-get install -y chromium)"
+)
+def test_html_renders_in_headless_chromium(
+    data_dir: Path, prices_config: Path, tmp_path: Path
+) -> None:
+    page = tmp_path / "report.html"
+    invoke(["report", "--from", str(data_dir / "dump.txt"), "--html", str(page)], prices_config)
+    html = page.read_text()
+    assert "<script" not in html and "http://" not in html and "https://" not in html
+    assert CHROMIUM is not None
+    argv = [
+        CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+        "--disable-component-update", "--no-first-run", "--disable-sync",
+        f"--user-data-dir={tmp_path / 'profile'}", "--dump-dom", page.as_uri(),
+    ]  # fmt: skip
+    dom = subprocess.run(argv, capture_output=True, text=True, timeout=120, check=True).stdout
+    # The browser parsed the SVG charts: busbw histograms and cost bars with their bars drawn.
+    assert dom.count('<svg class="busbw"') == 1
+    assert dom.count('<svg class="bars"') >= 2
+    assert dom.count("<rect") > 20
+    assert "Cost per GPU-hour" in dom and "bare/bare-metal" in dom
