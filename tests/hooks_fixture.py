@@ -137,7 +137,11 @@ def installed_hooks(slurm_cluster: Any) -> Iterator[InstalledHooks]:
         slurm_conf=str(slurm_cluster.slurm_conf),
         mark_dir=str(hooks.mark_dir),
         health=False,
-        extra={"accounting": {"max_writes_per_s": 50.0}},
+        extra={
+            "accounting": {"max_writes_per_s": 50.0},
+            # The node agents scripts/localcluster starts (one per node, {node} expands).
+            "agent": {"store_dir": str(prefix / "agent" / "{node}"), "interval_s": 5.0},
+        },
     )
     for path, (text, mode) in render_all(layout, hooks.base_config).items():
         path.parent.mkdir(parents=True, exist_ok=True)
