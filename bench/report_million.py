@@ -2,11 +2,15 @@
 
     python bench/report_million.py [--jobs 1000000] [--dump /var/tmp/sai-bench/dump-1M.txt]
 
-The dump is generated once (slurm_ai.report.synth, seed 1) and reused. Each
-figure is measured in this run: the baseline is reading the same file line by
-line (the floor any streaming reader pays); the report runs with one worker
-and with one worker per core. Peak memory is the largest process's max RSS
-(report main process or a worker), from getrusage of the waited children.
+The dump is generated once (slurm_ai.report.synth, seed 1) and reused; a dump
+of an older token format is regenerated. Each figure is measured in this run:
+the baseline is reading the same file line by line (the floor any streaming
+reader pays); the report runs with one worker per core, with one worker, and
+(when msgspec is installed) with the json.loads-only decoding that a machine
+without msgspec gets. Peak memory is the largest process's max RSS (report
+main process or a worker), from getrusage of the waited children; CPU is
+their user+sys time, which other load on the machine does not inflate the way
+it does wall time (the load average is printed for that reason).
 Target (issue 7): at most 10 s and 1 GiB on the 2-core dev machine.
 """
 
@@ -21,7 +25,15 @@ import sys
 import time
 from pathlib import Path
 
+from slurm_ai.record import is_token
+from slurm_ai.report.slim import available as msgspec_available
 from slurm_ai.report.synth import dump_lines
+
+# A report run with the optional msgspec decoding switched off (forked workers inherit it).
+NO_MSGSPEC = (
+    "import sys; from slurm_ai.report import facts; facts.slim_available = False; "
+    "from slurm_ai.cli import main; main(sys.argv[1:], prog_name='slurm-ai')"
+)
 
 
 def _gen_part(args: tuple[int, int, int]) -> str:
@@ -47,13 +59,20 @@ def generate(path: Path, jobs: int) -> None:
     )
 
 
-def run_report(dump: Path, workers: int) -> tuple[float, float]:
-    before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+def current(dump: Path) -> bool:
+    """Does the dump hold tokens of the current format (else: regenerate)?"""
+    with open(dump, "rb") as handle:
+        handle.readline()
+        line = handle.readline().decode("utf-8", "replace").rstrip("\n")
+    return is_token(line.rsplit(" ", 1)[-1].rsplit("\x1f", 1)[-1]) and "sai1:" in line
+
+
+def run_report(dump: Path, workers: int, slim: bool = True) -> tuple[float, float, float]:
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     t = time.perf_counter()
+    head = [sys.executable, "-m", "slurm_ai"] if slim else [sys.executable, "-c", NO_MSGSPEC]
     argv = [
-        sys.executable,
-        "-m",
-        "slurm_ai",
+        *head,
         "report",
         "--from",
         str(dump),
@@ -64,8 +83,11 @@ def run_report(dump: Path, workers: int) -> tuple[float, float]:
     ]
     subprocess.run(argv, check=True, stdout=subprocess.DEVNULL)
     wall = time.perf_counter() - t
-    peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
-    return wall, max(peak, before) / 1024  # MiB
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = (after.ru_utime + after.ru_stime) - (before.ru_utime + before.ru_stime)
+    # ru_maxrss of children is the largest process so far: the bench's own
+    # children before this run are the dump generators, smaller than a report.
+    return wall, cpu, after.ru_maxrss / 1024  # MiB
 
 
 def main() -> None:
@@ -75,7 +97,7 @@ def main() -> None:
     ap.add_argument("--skip-serial", action="store_true")
     args = ap.parse_args()
     dump = args.dump or Path(f"/var/tmp/sai-bench/dump-{args.jobs}.txt")
-    if not dump.exists():
+    if not dump.exists() or not current(dump):
         generate(dump, args.jobs)
     t = time.perf_counter()
     with open(dump, newline="") as handle:
@@ -84,15 +106,23 @@ def main() -> None:
     base = time.perf_counter() - t
     cores = len(os.sched_getaffinity(0))
     print(f"jobs: {args.jobs}, dump {dump.stat().st_size / 1e9:.2f} GB, cores: {cores}")
-    print(f"baseline (read lines only): {base:.2f} s")
-    runs = [] if args.skip_serial else [1]
-    runs.append(cores)
-    for workers in runs:
-        wall, peak = run_report(dump, workers)
+    print(f"baseline (read lines only): {base:.2f} s; load average {os.getloadavg()[0]:.2f}")
+    runs = [(cores, True)]
+    if not args.skip_serial:
+        runs.append((1, True))
+    if msgspec_available():
+        runs.append((cores, False))
+    else:
+        print("msgspec not installed: every record goes through json.loads")
+    for workers, slim in runs:
+        wall, cpu, peak = run_report(dump, workers, slim)
+        how = "msgspec" if slim and msgspec_available() else "json.loads"
         print(
-            f"report --workers {workers}: {wall:.2f} s = {wall / base:.1f}x baseline, "
-            f"{args.jobs / wall:,.0f} jobs/s, peak RSS {peak:.0f} MiB; "
-            f"target 10 s: {'met' if wall <= 10 else f'{wall / 10:.2f}x over'}"
+            f"report --workers {workers} ({how}): {wall:.2f} s = {wall / base:.1f}x baseline, "
+            f"{args.jobs / wall:,.0f} jobs/s, CPU {cpu:.1f} s = {cpu / args.jobs * 1e6:.1f} us/job, "
+            f"peak RSS {peak:.0f} MiB; "
+            f"target 10 s: {'met' if wall <= 10 else f'{wall / 10:.2f}x over'}; "
+            f"load average now {os.getloadavg()[0]:.2f}"
         )
 
 

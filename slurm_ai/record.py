@@ -71,23 +71,35 @@ def is_token(word: str) -> bool:
 
 def decode_token(token: str) -> dict[str, Any]:
     """AdminComment token -> record. Raises RecordError on any corruption."""
-    if not is_token(token):
-        raise RecordError("not a slurm-ai token")
-    body = token[len(TOKEN_PREFIX) :]
     try:
-        compressed = binascii.unhexlify(body)
-        decompressor = zlib.decompressobj()
-        raw = decompressor.decompress(compressed, MAX_JSON_BYTES)
-        if decompressor.unconsumed_tail:
-            raise RecordError("record expands past the size limit")
-        if not decompressor.eof:
-            raise RecordError("record is truncated")
-        record = json.loads(raw)
-    except (binascii.Error, ValueError, zlib.error) as exc:
+        record = json.loads(token_payload(token))
+    except ValueError as exc:
         raise RecordError(f"corrupt record: {exc}") from exc
     if not isinstance(record, dict) or not isinstance(record.get("v"), int):
         raise RecordError("corrupt record: no format version")
     return record
+
+
+def token_payload(token: str) -> bytes:
+    """AdminComment token -> its record's JSON text, not parsed.
+
+    For readers that parse the JSON their own way (the report decodes only the
+    fields it needs); same checks and errors as decode_token before json.loads.
+    """
+    if not is_token(token):
+        raise RecordError("not a slurm-ai token")
+    try:
+        decompressor = zlib.decompressobj()
+        raw = decompressor.decompress(
+            binascii.unhexlify(token[len(TOKEN_PREFIX) :]), MAX_JSON_BYTES
+        )
+    except (binascii.Error, ValueError, zlib.error) as exc:
+        raise RecordError(f"corrupt record: {exc}") from exc
+    if decompressor.unconsumed_tail:
+        raise RecordError("record expands past the size limit")
+    if not decompressor.eof:
+        raise RecordError("record is truncated")
+    return raw
 
 
 @dataclass(frozen=True)

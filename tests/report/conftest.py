@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -36,7 +37,7 @@ def prices_config(tmp_path: Path) -> Path:
 
 
 @pytest.fixture
-def golden():
+def golden() -> Callable[[str, str], None]:
     """compare(name, text): equal to tests/data/report/golden/name, or rewrite with UPDATE_GOLDEN=1."""
 
     def compare(name: str, text: str) -> None:

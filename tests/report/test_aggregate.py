@@ -11,8 +11,8 @@ from slurm_ai.accounting.sacct import DELIMITER, FIELDS, read_rows
 from slurm_ai.config import Config
 from slurm_ai.errors import ConfigError
 from slurm_ai.record import encode_record
-from slurm_ai.report.aggregate import MIN_JOBS
 from slurm_ai.report import facts
+from slurm_ai.report.aggregate import MIN_JOBS
 from slurm_ai.report.dumpfile import Dump
 from slurm_ai.report.pipeline import aggregate_file, aggregate_rows
 from slurm_ai.report.prices import load_prices

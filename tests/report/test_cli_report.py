@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import shutil
 import subprocess
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -23,7 +24,9 @@ def invoke(args: list[str], config: Path | None = None) -> str:
 @pytest.mark.parametrize(
     ("fmt", "name"), [("table", "report.txt"), ("json", "report.json"), ("csv", "report.csv")]
 )
-def test_report_golden(fmt: str, name: str, data_dir: Path, prices_config: Path, golden) -> None:  # type: ignore[no-untyped-def]
+def test_report_golden(
+    fmt: str, name: str, data_dir: Path, prices_config: Path, golden: Callable[[str, str], None]
+) -> None:
     out = invoke(
         ["report", "--from", str(data_dir / "dump.txt"), "--format", fmt, "--workers", "1"],
         prices_config,

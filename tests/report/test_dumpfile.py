@@ -69,7 +69,9 @@ def test_header_gives_layout_and_missing_file_raises(tmp_path: Path) -> None:
     path = tmp_path / "pipe.txt"
     path.write_bytes(b"JobIDRaw|Partition|AdminComment\n7|vm|a|b\n")
     dump = Dump.open(str(path))
-    assert dump.layout.delimiter == "|" and dump.data_start == len("JobIDRaw|Partition|AdminComment\n")
+    assert dump.layout.delimiter == "|" and dump.data_start == len(
+        "JobIDRaw|Partition|AdminComment\n"
+    )
     assert [r for r, _ in rows_in_range(dump, dump.data_start, dump.size)] == ["7|vm|a|b"]
     with pytest.raises(OSError):
         Dump.open(str(tmp_path / "missing.txt"))

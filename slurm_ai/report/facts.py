@@ -1,0 +1,337 @@
+"""One sacct row (and its AdminComment record) -> the few facts a report needs.
+
+Pure and defensive: every record field is optional, wrong types count as
+missing, and nothing here raises for bad input. The outcome says whether the
+row had a record, had none, or had one we could not read (and why).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from slurm_ai.accounting.sacct import parse_time, tres_gpus
+from slurm_ai.errors import RecordError
+from slurm_ai.record import RECORD_VERSION, AdminComment, decode_token, is_token, token_payload
+from slurm_ai.report.slim import available as _slim_available
+from slurm_ai.report.slim import slim_record
+
+WORKLOADS = ("training", "fine-tuning", "inference", "data-science")
+UNITS = ("tokens", "epochs", "samples", "requests")
+# Health verdicts that carry a real bandwidth measurement, and those that count as failed.
+MEASURED_VERDICTS = frozenset({"pass", "warn", "fail"})
+CHECKED_VERDICTS = frozenset({"pass", "warn", "fail", "timeout"})
+FAILED_VERDICTS = frozenset({"fail", "timeout"})
+PLATFORM_CLASSES = ("bare-metal", "vm-passthrough", "vm-vgpu", "mig", "container")
+NO_RECORD = "no record"
+slim_available = _slim_available()  # tests switch it off to compare both paths
+UNREADABLE = "unparsed"
+
+_NUM = (int, float)
+_INF = float("inf")
+
+# outcome values
+OK = "ok"
+NONE = "none"
+BAD = "bad"
+STEP = "step"
+
+
+@dataclass(slots=True)
+class JobFacts:
+    """What the aggregation keeps of one job."""
+
+    job_id: str
+    partition: str
+    platform: str
+    workload: str
+    workload_guessed: bool
+    model: str
+    nnodes: int
+    gpus: int
+    elapsed_s: float
+    wait_s: float | None
+    completed: bool
+    energy_j: float | None
+    measured_j: float
+    estimated_j: float
+    busbw_gbps: float | None
+    busbw_key: tuple[str, int, int] | None  # (model, ranks, size_bytes)
+    health: str | None  # "ok" | "failed" | None (not checked)
+    units: dict[str, float] = field(default_factory=dict)
+    user: str = ""
+    account: str = ""
+    submit: float | None = None
+    start: float | None = None
+    end: float | None = None
+
+
+@dataclass(slots=True)  # not frozen: a frozen __init__ costs a microsecond a job
+class Outcome:
+    kind: str  # OK | NONE | BAD | STEP
+    facts: JobFacts | None = None
+    reason: str = ""
+    foreign: bool = False
+
+
+STEP_OUTCOME = Outcome(STEP)
+
+
+class RowFilter(Protocol):
+    """Which jobs a report keeps, from sacct fields only (see row_facts)."""
+
+    def __call__(
+        self,
+        partition: str,
+        user: str,
+        account: str,
+        submit: float | None,
+        start: float | None,
+        end: float | None,
+    ) -> bool: ...
+
+
+def _num(value: Any) -> float | None:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    f = float(value)
+    return f if f == f and f not in (float("inf"), float("-inf")) else None
+
+
+def _int(text: str, default: int = 0) -> int:
+    try:
+        return int(text)
+    except ValueError:
+        return default
+
+
+def _dict(value: Any) -> dict[str, Any]:
+    return value if isinstance(value, dict) else {}
+
+
+def _list(value: Any) -> list[Any]:
+    return value if isinstance(value, list) else []
+
+
+def _split_comment(admin_comment: str) -> tuple[str | None, bool]:
+    """(our token or None, whether other content is there): AdminComment.parse's answer."""
+    if " " not in admin_comment and is_token(admin_comment):
+        return admin_comment.strip(), False  # the usual case, faster
+    comment = AdminComment.parse(admin_comment)
+    return comment.token, bool(comment.foreign)
+
+
+def _decode_full(token: str) -> tuple[str, dict[str, Any] | None, str]:
+    try:
+        record = decode_token(token)
+    except RecordError as exc:
+        return BAD, None, str(exc).split(":")[0]
+    version = record.get("v")
+    if version != RECORD_VERSION:
+        return BAD, None, f"record version {version}"
+    return OK, record, ""
+
+
+def read_record(admin_comment: str) -> tuple[str, dict[str, Any] | None, str, bool]:
+    """(kind, record, reason, has_foreign_text) for one AdminComment."""
+    token, foreign = _split_comment(admin_comment)
+    if token is None:
+        return NONE, None, "", foreign
+    return (*_decode_full(token), foreign)
+
+
+def read_record_fields(admin_comment: str) -> tuple[str, dict[str, Any] | None, str, bool]:
+    """read_record for the aggregation: the record may hold only the keys facts read.
+
+    The slim decode (slim.py) is exact or declines; a declined or bad token takes
+    the full path, so kind and reason are read_record's.
+    """
+    token, foreign = _split_comment(admin_comment)
+    if token is None:
+        return NONE, None, "", foreign
+    if slim_available:
+        try:
+            record = slim_record(token_payload(token))
+        except RecordError:
+            record = None
+        if record is not None:
+            return OK, record, "", foreign
+    return (*_decode_full(token), foreign)
+
+
+def guess_workload(gpus: int, nnodes: int, units: dict[str, float]) -> str:
+    """Workload class from the job's shape when no template tagged it."""
+    if units.get("requests"):
+        return "inference"
+    if gpus == 0:
+        return "data-science"
+    if nnodes > 1 or gpus >= 8:
+        return "training"
+    return "fine-tuning"
+
+
+def job_facts(row: dict[str, str]) -> Outcome:
+    """Facts of one sacct row (column -> value); never raises for bad content."""
+    g = row.get
+    outcome = row_facts(
+        g("JobIDRaw", ""), g("Partition", ""), g("User", ""), g("Account", ""),
+        g("NNodes", ""), g("State", ""), g("Submit", ""), g("Start", ""), g("End", ""),
+        g("ElapsedRaw", ""), g("AllocTRES", ""), g("AdminComment", ""),
+    )  # fmt: skip
+    assert outcome is not None  # only a filter drops a job
+    return outcome
+
+
+def row_facts(
+    job_id: str,
+    partition: str,
+    user: str,
+    account: str,
+    nnodes_text: str,
+    state: str,
+    submit_text: str,
+    start_text: str,
+    end_text: str,
+    elapsed_text: str,
+    alloc_tres: str,
+    admin_comment: str,
+    keep: RowFilter | None = None,
+) -> Outcome | None:
+    """Facts of one job from its sacct fields, positional for the hot loop.
+
+    With `keep`, a job it rejects returns None before its record is decoded:
+    every field the filter looks at comes from sacct, and decoding is most of
+    the cost. Steps are never filtered (they are counted as skipped).
+    """
+    if "." in job_id:
+        return STEP_OUTCOME
+    submit = parse_time(submit_text)
+    start = parse_time(start_text)
+    end = parse_time(end_text)
+    partition = partition or "?"
+    if keep is not None and not keep(partition, user, account, submit, start, end):
+        return None
+    kind, record, reason, foreign = read_record_fields(admin_comment)
+    nodes_rec = _dict(record.get("nodes")) if record else {}
+    job_rec = _dict(record.get("job")) if record else {}
+
+    elapsed = float(_int(elapsed_text, 0))
+    nnodes = _int(nnodes_text, 0) or max(len(nodes_rec), 1)
+    wait = start - submit if start is not None and submit is not None else None
+    classes: set[str] = set()
+    models: dict[str, int] = {}
+    energy: float | None = None
+    measured = estimated = 0.0
+    rec_gpus = 0
+    busbw: float | None = None
+    busbw_key: tuple[str, int, int] | None = None
+    health: str | None = None
+    for node in nodes_rec.values():
+        # Hot loop (a million jobs): exact type checks instead of helpers; bool,
+        # NaN and infinity never pass `type(x) in _NUM and 0 <= x < _INF`.
+        if type(node) is not dict:
+            classes.add("unknown")
+            continue
+        plat = node.get("platform")
+        cls = plat.get("class") if type(plat) is dict else None
+        classes.add(cls if type(cls) is str and cls else "unknown")
+        gpu_list = node.get("gpus")
+        if type(gpu_list) is list:
+            rec_gpus += len(gpu_list)
+            for gpu in gpu_list:
+                model = gpu.get("model") if type(gpu) is dict else None
+                if type(model) is str and model:
+                    models[model] = models.get(model, 0) + 1
+        en = node.get("energy")
+        if type(en) is dict:
+            total: Any = en.get("total_j")
+            if type(total) in _NUM and 0 <= total < _INF:
+                energy = (energy or 0.0) + total
+            sources = en.get("sources")
+            if type(sources) is list:
+                for src in sources:
+                    if type(src) is not dict:
+                        continue
+                    joules: Any = src.get("joules")
+                    if type(joules) in _NUM and 0 <= joules < _INF:
+                        quality = src.get("quality")
+                        if quality == "measured":
+                            measured += joules
+                        elif quality == "estimated":
+                            estimated += joules
+        hl = node.get("health")
+        if type(hl) is not dict:
+            continue
+        verdict = hl.get("verdict")
+        if verdict in CHECKED_VERDICTS:
+            if verdict in FAILED_VERDICTS:
+                health = "failed"
+            elif health is None:
+                health = "ok"
+        bw: Any = hl.get("busbw_gbps")
+        # A job is as fast as its slowest node: keep the minimum.
+        if (
+            verdict in MEASURED_VERDICTS
+            and type(bw) in _NUM
+            and 0 <= bw < _INF
+            and (busbw is None or bw < busbw)
+        ):
+            busbw = float(bw)
+            ranks = _num(hl.get("ranks"))
+            size = _num(hl.get("size_bytes"))
+            busbw_key = ("", int(ranks or 0), int(size or 0))
+
+    if kind == OK:
+        platform = classes.pop() if len(classes) == 1 else ("mixed" if classes else "unknown")
+    elif kind == NONE:
+        platform = NO_RECORD
+    else:
+        platform = UNREADABLE
+    if len(models) == 1:
+        (model,) = models
+    else:  # most GPUs; on a tie the first by name
+        model = max(sorted(models), key=models.__getitem__) if models else "cpu"
+    gpus = tres_gpus(alloc_tres)
+    if gpus is None:
+        gpus = rec_gpus
+    if busbw_key is not None:
+        busbw_key = (model, busbw_key[1], busbw_key[2])
+
+    units: dict[str, float] = {}
+    for name, value in _dict(record.get("units") if record else None).items():
+        if name not in UNITS:
+            continue
+        num = _num(value)
+        if num is not None and num > 0:
+            units[name] = num
+    workload = job_rec.get("workload")
+    guessed = workload not in WORKLOADS
+    if guessed:
+        workload = guess_workload(gpus, nnodes, units)
+
+    facts = JobFacts(
+        job_id=job_id,
+        partition=partition,
+        platform=platform,
+        workload=str(workload),
+        workload_guessed=guessed,
+        model=model,
+        nnodes=nnodes,
+        gpus=gpus,
+        elapsed_s=elapsed,
+        wait_s=wait if wait is None or wait >= 0 else None,
+        completed=state.startswith("COMPLETED"),
+        energy_j=energy,
+        measured_j=measured,
+        estimated_j=estimated,
+        busbw_gbps=busbw,
+        busbw_key=busbw_key,
+        health=health,
+        units=units,
+        user=user,
+        account=account,
+        submit=submit,
+        start=start,
+        end=end,
+    )
+    return Outcome(kind, facts, reason, foreign)

@@ -1,0 +1,97 @@
+"""Decode only the part of a record JSON that the report reads, when msgspec is there.
+
+`json.loads` builds every object of a record (plan, time, usage, GPU UUIDs,
+evidence...), about 10 us a job here; the report reads a dozen fields. msgspec
+decodes into the TypedDicts below and skips every other key in C (about 2 us;
+measured in bench/report_million.py), giving plain dicts holding a subset of
+the keys, so facts.py reads them with the same code as a full record.
+
+Exactness: anything the typed decode does not take exactly as json.loads would
+(a node that is not an object, NaN, a lone surrogate, a number out of range,
+a version that is not plain 1) makes `slim_record` return None, and the caller
+decodes the full record with json.loads instead. The figures are therefore the
+same with or without msgspec (tests/report/test_slim.py compares both).
+
+msgspec is optional: without it every record goes through json.loads.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, TypedDict
+
+from slurm_ai.record import RECORD_VERSION
+
+try:
+    import msgspec
+except ImportError:  # optional accelerator
+    msgspec = None  # type: ignore[assignment]
+
+
+# Only the keys facts.py reads; Any where facts.py checks the type itself.
+_Platform = TypedDict("_Platform", {"class": Any}, total=False)
+
+
+class _Gpu(TypedDict, total=False):
+    model: Any
+
+
+class _Source(TypedDict, total=False):
+    joules: Any
+    quality: Any
+
+
+class _Energy(TypedDict, total=False):
+    total_j: Any
+    sources: list[_Source]
+
+
+class _Health(TypedDict, total=False):
+    verdict: Any
+    busbw_gbps: Any
+    ranks: Any
+    size_bytes: Any
+
+
+class _Node(TypedDict, total=False):
+    platform: _Platform
+    gpus: list[_Gpu]
+    energy: _Energy
+    health: _Health
+
+
+class _Job(TypedDict, total=False):
+    workload: Any
+
+
+class _Record(TypedDict, total=False):
+    v: Any
+    job: _Job
+    nodes: dict[str, _Node]
+    units: dict[str, Any]
+
+
+_decode: Callable[[bytes], Any] | None = (
+    msgspec.json.Decoder(_Record).decode if msgspec is not None else None
+)
+_errors: tuple[type[Exception], ...] = (
+    (msgspec.DecodeError, msgspec.ValidationError) if msgspec is not None else ()
+)
+
+
+def available() -> bool:
+    return _decode is not None
+
+
+def slim_record(payload: bytes) -> dict[str, Any] | None:
+    """The report's fields of a v1 record; None: use json.loads (see module doc)."""
+    if _decode is None:
+        return None
+    try:
+        record: dict[str, Any] = _decode(payload)
+    except _errors:
+        return None
+    version = record.get("v")
+    if type(version) is not int or version != RECORD_VERSION:
+        return None  # let the full decode say what is wrong, in its words
+    return record
