@@ -91,6 +91,12 @@ def read_bytes_nofollow(path: Path, *, max_bytes: int) -> bytes:
     Raises SpoolError when the file is a symlink, not a regular file, or
     larger than `max_bytes`; FileNotFoundError passes through.
     """
+    return read_owned_nofollow(path, max_bytes=max_bytes)[0]
+
+
+def read_owned_nofollow(path: Path, *, max_bytes: int) -> tuple[bytes, int]:
+    """read_bytes_nofollow, plus the owner uid of the very file that was read
+    (from the open descriptor, so a swap between a stat and the open cannot fool it)."""
     flags = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0)
     try:
         fd = os.open(path, flags)
@@ -116,7 +122,7 @@ def read_bytes_nofollow(path: Path, *, max_bytes: int) -> bytes:
         data = b"".join(chunks)
         if len(data) > max_bytes:
             raise SpoolError(f"{path} grew past {max_bytes} bytes while reading")
-        return data
+        return data, info.st_uid
     finally:
         os.close(fd)
 

@@ -144,7 +144,7 @@ def read_units(
     if stat.S_ISLNK(dir_info.st_mode) or not stat.S_ISDIR(dir_info.st_mode):
         return {}, f"{directory} is not a plain directory"
     try:
-        raw, owner = _read_owned(path, max_bytes)
+        raw, owner = spool.read_owned_nofollow(path, max_bytes=max_bytes)
     except FileNotFoundError:
         return {}, None
     except (SpoolError, OSError) as exc:
@@ -155,29 +155,6 @@ def read_units(
         return validate(json.loads(raw)), None
     except (ValueError, MarkError) as exc:
         return {}, f"{path}: {exc}"
-
-
-def _read_owned(path: Path, max_bytes: int) -> tuple[bytes, int]:
-    """Like spool.read_bytes_nofollow, but the owner comes from the same open file."""
-    flags = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
-    try:
-        fd = os.open(path, flags)
-    except FileNotFoundError:
-        raise
-    except OSError as exc:
-        raise SpoolError(f"refusing to read {path}: {exc.strerror}") from exc
-    try:
-        info = os.fstat(fd)
-        if not stat.S_ISREG(info.st_mode):
-            raise SpoolError(f"refusing to read {path}: not a regular file")
-        if info.st_size > max_bytes:
-            raise SpoolError(f"{path} is {info.st_size} bytes, more than the {max_bytes} allowed")
-        data = os.read(fd, max_bytes + 1)
-        if len(data) > max_bytes:
-            raise SpoolError(f"{path} grew past {max_bytes} bytes while reading")
-        return data, info.st_uid
-    finally:
-        os.close(fd)
 
 
 def cleanup(mark_dir: Path, job_id: str) -> None:

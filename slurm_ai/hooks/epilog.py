@@ -5,12 +5,11 @@ Exit status: always 0 (an Epilog failure drains the node in Slurm).
 
 from __future__ import annotations
 
-import socket
 import time
 from collections.abc import Mapping
 from typing import Any
 
-from slurm_ai.errors import ConfigError, SlurmAIError
+from slurm_ai.errors import SlurmAIError
 from slurm_ai.hooks import runner
 from slurm_ai.hooks.context import HookContext
 
@@ -73,26 +72,8 @@ def build_node_record(
 
 
 def run_epilog(config_path: str | None, environ: Mapping[str, str]) -> int:
-    started = time.time()
-    t0 = time.perf_counter()
-    from slurm_ai.config import load_config
-    from slurm_ai.slurmenv import JobEnv
-
-    job = JobEnv.from_environ(environ)
-    node = job.nodename or socket.gethostname().split(".")[0]
-    try:
-        config = load_config(config_path)
-    except ConfigError as exc:
-        runner.setup_log(None, "epilog", job.job_id, node).error(
-            "event=config_error error=%s", runner.one_line(exc)
-        )
-        return 0
-    log = runner.setup_log(config, "epilog", job.job_id, node)
-    try:
-        _epilog(config, job, node, environ, log, started, t0)
-    except Exception as exc:  # fail open
-        log.exception("event=internal_error error=%s", runner.one_line(exc))
-    return 0
+    """The whole Epilog; always exit 0 (an Epilog failure would drain the node)."""
+    return runner.run_hook("epilog", config_path, environ, _epilog)
 
 
 def _epilog(
@@ -103,14 +84,14 @@ def _epilog(
     log: Any,
     started: float,
     t0: float,
-) -> None:
+) -> int:
     from slurm_ai.accounting import marks
     from slurm_ai.accounting.outbox import Spool, node_file, valid_job_id
     from slurm_ai.accounting.settings import AccountingSettings
 
     if not valid_job_id(job.job_id):
         log.error("event=no_job_id value=%s", runner.one_line(environ.get("SLURM_JOB_ID"), 40))
-        return
+        return 0
     settings = AccountingSettings.from_config(config)
     spool = Spool(config.spool_dir, log)
     prolog_state = spool.read_prolog_state(job.job_id, node)
@@ -142,6 +123,7 @@ def _epilog(
         hand_over(spool, settings, config, job.job_id, meta, log)
     except SlurmAIError as exc:
         log.error("event=handover_failed error=%s left_for=sweeper", runner.one_line(exc))
+    return 0
 
 
 def hand_over(

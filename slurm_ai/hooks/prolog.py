@@ -8,12 +8,11 @@ Prolog exits 1 (Slurm requeues the job held). Internal errors never drain.
 from __future__ import annotations
 
 import re
-import socket
 import time
 from collections.abc import Mapping
 from typing import Any
 
-from slurm_ai.errors import CommandError, ConfigError, SlurmAIError
+from slurm_ai.errors import CommandError, SlurmAIError
 from slurm_ai.hooks import runner
 from slurm_ai.hooks.context import HookContext
 
@@ -43,26 +42,7 @@ def drain_node(ctx: HookContext, reason: str) -> bool:
 
 def run_prolog(config_path: str | None, environ: Mapping[str, str]) -> int:
     """The whole Prolog; returns the exit status for slurmd."""
-    started = time.time()
-    t0 = time.perf_counter()
-    from slurm_ai.config import load_config
-    from slurm_ai.slurmenv import JobEnv
-
-    job = JobEnv.from_environ(environ)
-    node = job.nodename or socket.gethostname().split(".")[0]
-    try:
-        config = load_config(config_path)
-    except ConfigError as exc:
-        runner.setup_log(None, "prolog", job.job_id, node).error(
-            "event=config_error error=%s", runner.one_line(exc)
-        )
-        return 0
-    log = runner.setup_log(config, "prolog", job.job_id, node)
-    try:
-        return _prolog(config, job, node, environ, log, started, t0)
-    except Exception as exc:  # fail open: a bug here must never drain the cluster
-        log.exception("event=internal_error error=%s", runner.one_line(exc))
-        return 0
+    return runner.run_hook("prolog", config_path, environ, _prolog)
 
 
 def _prolog(

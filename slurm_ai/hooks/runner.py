@@ -13,12 +13,19 @@ import importlib
 import json
 import logging
 import os
+import socket
 import sys
 import time
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from slurm_ai.config import Config
+from slurm_ai.errors import ConfigError
 from slurm_ai.hooks.context import HookContext
+from slurm_ai.slurmenv import JobEnv
+
+# (config, job, node, environ, log, started epoch, started perf_counter) -> exit status
+HookBody = Callable[[Config, JobEnv, str, Mapping[str, str], logging.Logger, float, float], int]
 
 # name -> module. Order matters: later steps see earlier fragments in ctx.fragments
 # (energy uses the agent's CPU efficiency for its CPU model).
@@ -151,3 +158,26 @@ def job_meta(ctx: HookContext) -> dict[str, Any]:
     if raw and len(raw) <= 4096:
         meta["nodelist"] = raw
     return meta
+
+
+def run_hook(hook: str, config_path: str | None, environ: Mapping[str, str], body: HookBody) -> int:
+    """The boundary every node hook shares: parse the job, load the config, log,
+    and fail open: a config error or a bug in slurm-ai is logged and gives exit 0,
+    so it can never drain the cluster. Only `body`'s own return value can be 1."""
+    started = time.time()
+    t0 = time.perf_counter()
+    job = JobEnv.from_environ(environ)
+    node = job.nodename or socket.gethostname().split(".")[0]
+    try:
+        from slurm_ai.config import load_config
+
+        config = load_config(config_path)
+    except ConfigError as exc:
+        setup_log(None, hook, job.job_id, node).error("event=config_error error=%s", one_line(exc))
+        return 0
+    log = setup_log(config, hook, job.job_id, node)
+    try:
+        return body(config, job, node, environ, log, started, t0)
+    except Exception as exc:  # fail open: a bug here must never drain the cluster
+        log.exception("event=internal_error error=%s", one_line(exc))
+        return 0
