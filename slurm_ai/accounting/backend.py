@@ -4,7 +4,9 @@
 writes with `sacctmgr -i modify job where jobid=N set AdminComment=...` (the
 only way that works from an Epilog and after the job ended: see DESIGN.md).
 `PyslurmBackend` does the same through `pyslurm.db.Jobs`, used only when
-pyslurm imports and its major.minor matches the running Slurm. Every call has
+pyslurm imports and its major.minor matches the running Slurm.
+`native.NativeBackend` writes through Slurm's C API with a helper compiled on
+the node (sacctmgr lowercases on 22.05; the helper keeps case). Every call has
 a timeout; failures raise AccountingError.
 """
 
@@ -13,6 +15,7 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Protocol
 
 from slurm_ai.errors import AccountingError, CommandError
@@ -102,6 +105,8 @@ class SlurmCliBackend:
         folds_case: bool = True,
     ) -> None:
         self.folds_case = folds_case
+        # Why "auto" did not pick a case-preserving writer (delivery logs it).
+        self.fallback_reason = ""
         self.extra_env = {**(env or {}), "SLURM_TIME_FORMAT": "%s"}
         self.timeout_s = timeout_s
         self.sacct = sacct
@@ -196,10 +201,14 @@ def select_backend(
     env: Mapping[str, str] | None = None,
     timeout_s: float = 20.0,
     folds_case: bool = True,
+    native_dir: Path | None = None,
 ) -> AccountingBackend:
-    """ "auto" (pyslurm when importable and matching, else the CLI), "slurm-cli", "pyslurm"."""
-    if choice not in ("auto", "slurm-cli", "pyslurm"):
+    """ "auto" (pyslurm when importable and matching, else the native C-API writer
+    when it builds and runs, else the CLI), "slurm-cli", "pyslurm", "native"."""
+    if choice not in ("auto", "slurm-cli", "pyslurm", "native"):
         raise AccountingError(f"unknown accounting backend {choice!r}")
+    if choice == "native":
+        return _native(env, timeout_s, native_dir)
     if choice in ("auto", "pyslurm"):
         try:
             import pyslurm  # type: ignore[import-not-found,unused-ignore]
@@ -213,4 +222,22 @@ def select_backend(
                 return PyslurmBackend(pyslurm)
             if choice == "pyslurm":
                 raise AccountingError(f"pyslurm {version} does not match this Slurm")
-    return SlurmCliBackend(env=env, timeout_s=timeout_s, folds_case=folds_case)
+    fallback = ""
+    if choice == "auto":
+        try:
+            return _native(env, timeout_s, native_dir)
+        except AccountingError as exc:
+            # No compiler or headers, or a failed build: the CLI still works.
+            fallback = "native writer unavailable: " + " ".join(str(exc).split())
+    cli = SlurmCliBackend(env=env, timeout_s=timeout_s, folds_case=folds_case)
+    cli.fallback_reason = fallback
+    return cli
+
+
+def _native(
+    env: Mapping[str, str] | None, timeout_s: float, native_dir: Path | None
+) -> AccountingBackend:
+    """The case-preserving writer (accounting/native.py), built on first use."""
+    from slurm_ai.accounting import native
+
+    return native.native_backend(env, timeout_s, native_dir or native.DEFAULT_NATIVE_DIR)

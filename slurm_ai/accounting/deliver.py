@@ -347,6 +347,9 @@ def deliver_pending(
                 stats.lock_busy = round_no == 0
                 return stats
             deliverer = Deliverer(spool, backend, settings, log)
+            fallback = getattr(backend, "fallback_reason", "")
+            if fallback and round_no == 0:
+                log.info("event=backend_fallback backend=%s reason=%s", backend.name, fallback)
             if sweep and round_no == 0:
                 deliverer.sweep_jobs(stats)
             left = None if budget_s is None else budget_s - (time.monotonic() - start)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import time
 from pathlib import Path
@@ -12,6 +13,7 @@ import pytest
 from clusterjobs import admin_comment, job_done, record_of, sbatch, slurm_ai, wait_for, wait_record
 
 from slurm_ai import spool
+from slurm_ai.accounting import native
 
 pytestmark = pytest.mark.cluster
 
@@ -37,19 +39,34 @@ def test_foreign_admin_comment_kept(installed_hooks):
     assert admin_comment(installed_hooks, job).split(" ")[0] == "js1:abc123"
 
 
-def test_mixed_case_foreign_content_is_protected(installed_hooks):
-    # sacctmgr (22.05) lowercases what it stores: writing would destroy JS1 base64.
+def test_mixed_case_foreign_content_kept_by_native_writer(installed_hooks):
+    # backend "auto" writes through the native helper (accounting/native.py) where a
+    # compiler and the Slurm headers exist: jobstats' JS1 base64 keeps its case.
+    if native.find_compiler() is None or native.find_slurm_headers() is None:
+        pytest.skip("no C compiler or no Slurm headers: auto uses sacctmgr here")
     job = _set_foreign_while_running(installed_hooks, "JS1:H4sIAbC")
-    wait_for(
-        lambda: f"event=foreign_protected job={job} " in installed_hooks.log_text(),
-        60,
-        what="protect log line",
-    )
-    assert admin_comment(installed_hooks, job) == "JS1:H4sIAbC"
-    pending = json.loads(slurm_ai(installed_hooks, "deliver", "--list", "--json").stdout)
-    mine = [p for p in pending if p["job"] == job]
-    assert mine and "lowercased" in mine[0]["last_error"]
-    os.unlink(installed_hooks.spool_dir / "outbox" / f"{job}.json")  # leave no waiting entry
+    record = wait_record(installed_hooks, job, set())
+    assert record["complete"]
+    foreign, token = admin_comment(installed_hooks, job).split(" ")
+    assert foreign == "JS1:H4sIAbC" and token.startswith("sai1:")
+    assert re.search(rf"event=delivered job={job} .*backend=native", installed_hooks.log_text())
+
+
+def test_mixed_case_foreign_content_is_protected_with_cli(installed_hooks):
+    # sacctmgr (22.05) lowercases what it stores: writing would destroy JS1 base64.
+    with installed_hooks.configured({"accounting": {"backend": "slurm-cli"}}):
+        job = _set_foreign_while_running(installed_hooks, "JS1:H4sIAbC")
+        wait_for(
+            lambda: f"event=foreign_protected job={job} " in installed_hooks.log_text(),
+            60,
+            what="protect log line",
+        )
+        assert admin_comment(installed_hooks, job) == "JS1:H4sIAbC"
+        pending = json.loads(slurm_ai(installed_hooks, "deliver", "--list", "--json").stdout)
+        mine = [p for p in pending if p["job"] == job]
+        assert mine and "lowercased" in mine[0]["last_error"]
+        # Leave no waiting entry (a later delivery with the native writer would write it).
+        os.unlink(installed_hooks.spool_dir / "outbox" / f"{job}.json")
 
 
 def _pid(prefix, name: str) -> int | None:

@@ -1,0 +1,354 @@
+"""The native AdminComment writer: Slurm's C API instead of sacctmgr's parser.
+
+`sacctmgr -i modify job where jobid=N set AdminComment=V` is the only CLI that
+writes a finished job's AdminComment, and on Slurm 22.05 it lowercases V and
+turns quotes into backticks. Other tools' content beside our token (jobstats'
+`JS1:<base64>`) would be destroyed by any rewrite. The helper
+`native/sai_admincomment.c` sends the same modify request through
+`slurmdb_job_modify()` and keeps V byte for byte.
+
+It is compiled on the node against the installed <slurm/*.h> (libslurm-dev),
+so its struct layouts always match the installed Slurm, and cached root-only
+under `DEFAULT_NATIVE_DIR/<slurm version>-<hash>/`. The hash covers the C
+source and the Slurm headers: a Slurm or slurm-ai upgrade builds a new helper.
+`build_native_writer()` is what `slurm-ai install` (or the first delivery)
+calls; it returns None, with the reason logged, where gcc or the headers are
+missing or the build fails, and `backend = "auto"` then uses the CLI.
+
+Reads stay with `sacct` (it returns AdminComment unchanged).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import logging
+import os
+import re
+import shutil
+import stat
+import tempfile
+import time
+from collections.abc import Mapping, Sequence
+from importlib import resources
+from pathlib import Path
+
+from slurm_ai import spool as spoolmod
+from slurm_ai.accounting.backend import JobRow, SlurmCliBackend
+from slurm_ai.errors import AccountingError, CommandError, CommandTimeout, SpoolError
+from slurm_ai.proc import run_command
+
+DEFAULT_NATIVE_DIR = Path("/var/lib/slurm-ai/native")
+HELPER_NAME = "sai_admincomment"
+SOURCE_NAME = "sai_admincomment.c"
+DEFAULT_INCLUDE_DIRS = (Path("/usr/include"), Path("/usr/local/include"))
+HEADERS = ("slurm_version.h", "slurm.h", "slurmdb.h", "slurm_errno.h")
+MAX_VALUE_BYTES = 65535  # the helper's (and MySQL TEXT's) limit
+BUILD_TIMEOUT_S = 120.0
+FAILED_NAME = "build-failed.txt"
+RETRY_FAILED_S = 3600.0
+BUILD_PATH = ("/usr/local/bin", "/usr/bin", "/bin")
+
+# Exit codes of the helper (see the C source).
+EXIT_USAGE, EXIT_CONNECT, EXIT_NOTHING, EXIT_REQUEST, EXIT_COMMIT = 2, 3, 4, 5, 6
+
+_LOG = logging.getLogger("slurm_ai.accounting.native")
+_KEY = re.compile(r"^\d+\.\d+\.\d+-[0-9a-f]{12}$")
+_VERSION_LINE = re.compile(r"^\s*#\s*define\s+SLURM_VERSION_NUMBER\s+(0x[0-9a-fA-F]+|\d+)", re.M)
+
+
+def source_text() -> bytes:
+    return (resources.files("slurm_ai.accounting") / "native" / SOURCE_NAME).read_bytes()
+
+
+def find_slurm_headers(include_dirs: Sequence[Path] = DEFAULT_INCLUDE_DIRS) -> Path | None:
+    """The include directory holding slurm/slurmdb.h and friends, if any."""
+    for base in include_dirs:
+        if all((base / "slurm" / name).is_file() for name in HEADERS):
+            return base
+    return None
+
+
+def header_version(include_dir: Path) -> str:
+    """'22.05.8' from <slurm/slurm_version.h>'s SLURM_VERSION_NUMBER."""
+    text = (include_dir / "slurm" / "slurm_version.h").read_text(errors="replace")
+    match = _VERSION_LINE.search(text)
+    if not match:
+        raise AccountingError(f"no SLURM_VERSION_NUMBER in {include_dir}/slurm/slurm_version.h")
+    number = int(match.group(1), 0)
+    return f"{number >> 16 & 0xFF}.{number >> 8 & 0xFF:02d}.{number & 0xFF}"
+
+
+def build_key(include_dir: Path) -> str:
+    """Cache key: Slurm version + hash of the source and the headers it compiles against."""
+    digest = hashlib.sha256(source_text())
+    for name in HEADERS:
+        digest.update((include_dir / "slurm" / name).read_bytes())
+    return f"{header_version(include_dir)}-{digest.hexdigest()[:12]}"
+
+
+def find_compiler() -> str | None:
+    for name in ("cc", "gcc", "clang"):
+        path = shutil.which(name)
+        if path:
+            return path
+    return None
+
+
+def _check_helper(path: Path) -> bool:
+    """An existing helper is used only if it is a root-owned, non-writable-by-others file."""
+    try:
+        info = os.lstat(path)
+    except OSError:
+        return False
+    return (
+        stat.S_ISREG(info.st_mode)
+        and not info.st_mode & (stat.S_IWGRP | stat.S_IWOTH)
+        and (os.geteuid() != 0 or info.st_uid == 0)
+        and bool(info.st_mode & stat.S_IXUSR)
+    )
+
+
+def installed_slurm_version(env: Mapping[str, str] | None = None) -> str | None:
+    """'22.05.8' from `sinfo -V` ("slurm-wlm 22.05.8" / "slurm 24.11.5")."""
+    try:
+        out = run_command(["sinfo", "-V"], timeout=10, extra_env=env).stdout
+    except CommandError:
+        return None
+    match = re.search(r"(\d+)\.(\d+)\.(\d+)", out)
+    return f"{int(match[1])}.{int(match[2]):02d}.{int(match[3])}" if match else None
+
+
+def build_helper(
+    dest_dir: Path = DEFAULT_NATIVE_DIR,
+    *,
+    include_dirs: Sequence[Path] = DEFAULT_INCLUDE_DIRS,
+    env: Mapping[str, str] | None = None,
+    compiler: str | None = None,
+    force: bool = False,
+) -> Path:
+    """The helper for the installed Slurm, compiled now if not cached. Raises AccountingError.
+
+    A failed build is remembered for an hour (so that every Epilog does not
+    retry it); `force` retries at once.
+    """
+    include_dir = find_slurm_headers(include_dirs)
+    if include_dir is None:
+        raise AccountingError(
+            "Slurm headers not found (slurm/slurmdb.h): install libslurm-dev (Debian) "
+            "or slurm-devel (RPM)"
+        )
+    try:
+        key = build_key(include_dir)
+    except OSError as exc:
+        raise AccountingError(f"cannot read the Slurm headers: {exc}") from exc
+    try:
+        spoolmod.ensure_private_dir(dest_dir)
+        build_dir = spoolmod.ensure_private_dir(dest_dir / key)
+    except SpoolError as exc:
+        raise AccountingError(f"native writer cache: {exc}") from exc
+    helper = build_dir / HELPER_NAME
+    version = key.split("-")[0]
+    if _check_helper(helper):
+        _self_test(helper, version, env)  # a few ms: libslurm still loads
+        return helper
+    cc = compiler or find_compiler()
+    if cc is None:
+        raise AccountingError("no C compiler (cc/gcc/clang) to build the native writer")
+    failed = _earlier_failure(build_dir)
+    if failed and not force:
+        raise AccountingError(
+            f"native writer build failed earlier, not retried for an hour: {failed}"
+        )
+    try:
+        _compile(build_dir, helper, cc, include_dir, version, env)
+    except AccountingError as exc:
+        with contextlib.suppress(SpoolError):
+            spoolmod.atomic_write_bytes(build_dir / FAILED_NAME, str(exc).encode()[:2000])
+        raise
+    with contextlib.suppress(OSError):
+        os.unlink(build_dir / FAILED_NAME)
+    _prune_old_builds(dest_dir, keep=key)
+    _LOG.info("event=native_writer_built path=%s", helper)
+    return helper
+
+
+def _prune_old_builds(dest_dir: Path, keep: str) -> None:
+    """Drop helpers built for earlier Slurm headers or sources (node-local cache)."""
+    for entry in os.scandir(dest_dir):
+        if entry.name != keep and _KEY.match(entry.name) and entry.is_dir(follow_symlinks=False):
+            shutil.rmtree(entry.path, ignore_errors=True)
+
+
+def _earlier_failure(build_dir: Path) -> str:
+    """The reason of a failed build less than RETRY_FAILED_S ago, else ''."""
+    path = build_dir / FAILED_NAME
+    try:
+        if time.time() - os.lstat(path).st_mtime > RETRY_FAILED_S:
+            return ""
+        return spoolmod.read_bytes_nofollow(path, max_bytes=4096).decode(errors="replace")
+    except (OSError, SpoolError):
+        return ""
+
+
+def _compile(
+    build_dir: Path,
+    helper: Path,
+    cc: str,
+    include_dir: Path,
+    version: str,
+    env: Mapping[str, str] | None,
+) -> None:
+    running = installed_slurm_version(env)
+    if running is not None and running.split(".")[:2] != version.split(".")[:2]:
+        # Headers of another release than the Slurm in use: the struct
+        # layouts may differ, which is exactly what building here avoids.
+        raise AccountingError(
+            f"Slurm headers are {version} but Slurm is {running}: install the matching libslurm-dev"
+        )
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{HELPER_NAME}.", dir=build_dir)
+    os.close(fd)
+    src = build_dir / SOURCE_NAME
+    try:
+        spoolmod.atomic_write_bytes(src, source_text())
+        argv = [
+            cc, "-O2", "-Wall", f"-I{include_dir}", "-o", tmp_name, str(src),
+            *_link_flags(include_dir), "-lslurm",
+        ]  # fmt: skip
+        try:
+            run_command(argv, timeout=BUILD_TIMEOUT_S, extra_env=_build_env(cc, env))
+        except CommandError as exc:
+            raise AccountingError(f"building the native writer failed: {exc}") from exc
+        os.chmod(tmp_name, 0o700)
+        _self_test(Path(tmp_name), version, env)
+        os.replace(tmp_name, helper)
+    except (OSError, SpoolError) as exc:
+        raise AccountingError(f"building the native writer failed: {exc}") from exc
+    finally:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp_name)
+
+
+def _build_env(cc: str, env: Mapping[str, str] | None) -> dict[str, str]:
+    """slurmd runs hooks without PATH, and the compiler driver finds `as` and
+    `ld` through PATH (collect2: "cannot find 'ld'" otherwise)."""
+    path = os.environ.get("PATH") or ""
+    dirs = [str(Path(cc).parent), *path.split(os.pathsep), *BUILD_PATH]
+    return {**(env or {}), "PATH": os.pathsep.join(dict.fromkeys(d for d in dirs if d))}
+
+
+def _link_flags(include_dir: Path) -> list[str]:
+    """-L and an rpath for a Slurm installed under its own prefix (e.g. /opt/slurm)."""
+    if include_dir in DEFAULT_INCLUDE_DIRS:
+        return []  # the linker's and loader's default paths
+    for lib in ("lib64", "lib"):
+        libdir = include_dir.parent / lib
+        if (libdir / "libslurm.so").exists():
+            return [f"-L{libdir}", f"-Wl,-rpath,{libdir}"]
+    return []
+
+
+def _self_test(helper: Path, expected: str, env: Mapping[str, str] | None) -> None:
+    """The helper loads libslurm and reports the release it was built for."""
+    try:
+        out = run_command([str(helper), "--version"], timeout=10, extra_env=env).stdout
+    except CommandError as exc:
+        raise AccountingError(f"native writer does not run: {exc}") from exc
+    if out.split()[:1] != [expected]:
+        raise AccountingError(f"native writer reports {out.strip()!r}, expected {expected}")
+
+
+def build_native_writer(
+    dest_dir: Path = DEFAULT_NATIVE_DIR,
+    *,
+    include_dirs: Sequence[Path] = DEFAULT_INCLUDE_DIRS,
+    env: Mapping[str, str] | None = None,
+) -> Path | None:
+    """For `slurm-ai install`: build (or find) the helper; None, with the reason logged, if not possible."""
+    try:
+        return build_helper(dest_dir, include_dirs=include_dirs, env=env, force=True)
+    except AccountingError as exc:
+        _LOG.warning("event=native_writer_unavailable reason=%s", " ".join(str(exc).split()))
+        return None
+
+
+def encode_stdin(text: str) -> str:
+    """The helper's stdin: '<byte count> <hex>\\n' (ASCII whatever the locale)."""
+    data = text.encode("utf-8")
+    if len(data) > MAX_VALUE_BYTES:
+        raise AccountingError(f"AdminComment of {len(data)} bytes exceeds {MAX_VALUE_BYTES}")
+    if b"\0" in data:
+        raise AccountingError("AdminComment cannot contain NUL bytes")
+    return f"{len(data)} {data.hex()}\n"
+
+
+class NativeBackend:
+    """sacct for reads (like the CLI backend), the C helper for case-preserving writes."""
+
+    name = "native"
+    folds_case = False
+
+    def __init__(
+        self,
+        helper: Path,
+        env: Mapping[str, str] | None = None,
+        timeout_s: float = 20.0,
+        cluster: str | None = None,
+        reader: SlurmCliBackend | None = None,
+    ) -> None:
+        self.helper = helper
+        self.extra_env = dict(env or {})
+        self.timeout_s = timeout_s
+        self.cluster = cluster
+        self.reader = reader or SlurmCliBackend(env=env, timeout_s=timeout_s)
+
+    def read(self, job_ids: Sequence[str]) -> dict[str, JobRow]:
+        return self.reader.read(job_ids)
+
+    def write_admin_comment(self, job_id: str, text: str) -> None:
+        if not job_id.isdigit():
+            raise AccountingError(f"native writer: job id {job_id!r} is not a plain job id")
+        argv = [str(self.helper)]
+        if self.cluster:
+            argv += ["--cluster", self.cluster]
+        argv.append(job_id)
+        try:
+            result = run_command(
+                argv,
+                timeout=self.timeout_s,
+                extra_env=self.extra_env,
+                input_text=encode_stdin(text),
+                check=False,
+            )
+        except CommandTimeout as exc:
+            raise AccountingError(
+                f"native writer timed out after {self.timeout_s:g}s for job {job_id} "
+                "(slurmdbd not answering?)"
+            ) from exc
+        except CommandError as exc:
+            raise AccountingError(f"native writer failed for job {job_id}: {exc}") from exc
+        why = _last_line(result.stderr) or f"exit {result.returncode}"
+        if result.returncode == 0:
+            return
+        if result.returncode == EXIT_NOTHING:
+            # Delivery retries on this wording (deliver.py: "not in accounting yet").
+            raise AccountingError(f"native writer: job {job_id} not in accounting yet ({why})")
+        if result.returncode == EXIT_CONNECT:
+            raise AccountingError(f"native writer: slurmdbd unreachable: {why}")
+        raise AccountingError(
+            f"native writer failed for job {job_id} (exit {result.returncode}): {why}"
+        )
+
+
+def _last_line(text: str) -> str:
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    return lines[-1] if lines else ""
+
+
+def native_backend(
+    env: Mapping[str, str] | None = None,
+    timeout_s: float = 20.0,
+    native_dir: Path = DEFAULT_NATIVE_DIR,
+) -> NativeBackend:
+    """The native backend, building the helper on first use. Raises AccountingError."""
+    return NativeBackend(build_helper(native_dir, env=env), env=env, timeout_s=timeout_s)
