@@ -90,6 +90,13 @@ def test_config_defaults_and_typed_errors(tmp_path: Path, monkeypatch) -> None:
         config.section("health").get_float("min_busbw", 1.0)
 
 
+def test_config_that_is_not_utf8_is_a_config_error(tmp_path: Path) -> None:
+    path = tmp_path / "c.toml"
+    path.write_bytes(b'[spool]\ndir = "\xff\xfe"\n')
+    with pytest.raises(ConfigError, match="not UTF-8"):
+        load_config(str(path))
+
+
 def test_cpu_lists_round_trip() -> None:
     assert parse_cpu_list("0-3,8,10-11") == [0, 1, 2, 3, 8, 10, 11]
     assert format_cpu_list([0, 1, 2, 3, 8, 10, 11]) == "0-3,8,10-11"

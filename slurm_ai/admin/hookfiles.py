@@ -15,6 +15,7 @@ the local cluster.
 
 from __future__ import annotations
 
+import re
 import shlex
 import sys
 from collections.abc import Mapping
@@ -68,6 +69,24 @@ def render_shim(layout: HookLayout, hook: str) -> str:
     return "#!/bin/sh\nexec " + shlex.join(argv) + "\n"
 
 
+def render_taskprolog_shim(layout: HookLayout, chain: str | None = None) -> str:
+    """The TaskProlog shim; `chain` runs the site's own TaskProlog first.
+
+    Slurm runs a single TaskProlog and reads `export` lines from its stdout, so the
+    site's script prints its lines, then ours follow. Its failure must not stop ours.
+    """
+    if not chain:
+        return render_shim(layout, "taskprolog")
+    if not chain.startswith("/"):
+        raise ValueError(f"TaskProlog to chain must be an absolute path, got {chain!r}")
+    return (
+        "#!/bin/sh\n"
+        + shlex.quote(chain)
+        + ' "$@" || true\n'
+        + render_shim(layout, "taskprolog").split("\n", 1)[1]
+    )
+
+
 def render_deliver_shim(layout: HookLayout, budget_s: float = 20.0) -> str:
     """EpilogSlurmctld: sweep after each job; a run already going means no wait."""
     argv = [
@@ -104,6 +123,14 @@ def _toml_value(value: Any) -> str:
     raise TypeError(f"cannot render {type(value).__name__} as TOML")
 
 
+_BARE_KEY = re.compile(r"[A-Za-z0-9_-]+")
+
+
+def toml_key(key: str) -> str:
+    """A TOML key, quoted unless bare (node hostlists like gpu[01-04] need quotes)."""
+    return key if _BARE_KEY.fullmatch(key) else _toml_value(key)
+
+
 def render_toml(data: Mapping[str, Any], _prefix: str = "") -> str:
     """A small TOML writer for tables of scalars and lists (enough for config)."""
     out: list[str] = []
@@ -112,11 +139,11 @@ def render_toml(data: Mapping[str, Any], _prefix: str = "") -> str:
     if scalars and _prefix:
         out.append(f"[{_prefix}]")
     for key, value in scalars.items():
-        out.append(f"{key} = {_toml_value(value)}")
+        out.append(f"{toml_key(key)} = {_toml_value(value)}")
     if scalars:
         out.append("")
     for key, value in tables.items():
-        out.append(render_toml(value, f"{_prefix}.{key}" if _prefix else key))
+        out.append(render_toml(value, f"{_prefix}.{toml_key(key)}" if _prefix else toml_key(key)))
     return "\n".join(out)
 
 

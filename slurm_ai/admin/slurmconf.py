@@ -163,7 +163,7 @@ def check_slurm_conf(
                 "conflict",
                 "TaskProlog",
                 f"TaskProlog={task} is the site's; Slurm runs one TaskProlog: set ours and have "
-                f'it chain to the site\'s with [taskprolog] chain = "{task}" in the config',
+                f"it run the site's first: slurm-ai install --taskprolog-chain {task}",
                 f"TaskProlog={taskprolog_script}",
             )
         )
@@ -258,3 +258,10 @@ def _node_line(conf: SlurmConf, node_name: str | None) -> dict[str, str] | None:
         if node_name in names:
             return node
     return None
+
+
+def describe_findings(findings: list[Finding]) -> tuple[list[str], list[str]]:
+    """(one line per finding, the lines to paste) for install and doctor output."""
+    lines = [f"  {f.status:<9} {f.key}: {f.message}" for f in findings]
+    paste = list(dict.fromkeys(f.paste for f in findings if f.status != "ok" and f.paste))
+    return lines, paste

@@ -96,7 +96,11 @@ def _print_report(report: Any, as_json: bool, scope: str) -> None:
 @click.option(
     "--partition", default=None, help="Partition whose thresholds apply (default: the job's)."
 )
-@click.option("--gpu-checks/--no-gpu-checks", default=True, help="NVML health checks (node scope).")
+@click.option(
+    "--gpu-checks/--no-gpu-checks",
+    default=None,
+    help="NVML and XID checks (default [health] gpu_checks; job scope: once per node).",
+)
 @click.option("--allreduce/--no-allreduce", default=True, help="Run the all-reduce (node scope).")
 @click.option(
     "--record", is_flag=True, help="Add the result to the partition's history in the spool."
@@ -134,7 +138,7 @@ def healthcheck(ctx: click.Context, **opts: Any) -> None:
     )
     timeout = opts["timeout"] or settings.budget_s
     if opts["scope"] == "job":
-        code = _job(settings, opts, floors, timeout, config)
+        code = _job(settings, opts, floors, timeout, partition, config)
     else:
         code = _node(settings, opts, floors, timeout, partition, config)
     ctx.exit(code)
@@ -153,6 +157,7 @@ def _node(
     from slurm_ai.slurmenv import JobEnv
 
     job = JobEnv.from_environ(os.environ)
+    node = job.nodename or socket.gethostname()
     options = NodeCheckOptions(
         backend=opts["backend"] or settings.backend,
         ranks=opts["ranks"] or 0,
@@ -161,7 +166,7 @@ def _node(
         iters=opts["iters"],
         warmup=opts["warmup"],
         timeout_s=timeout,
-        gpu_checks=opts["gpu_checks"],
+        gpu_checks=settings.gpu_checks if opts["gpu_checks"] is None else opts["gpu_checks"],
         allreduce=opts["allreduce"],
         partition=partition,
         floors=floors,
@@ -169,11 +174,13 @@ def _node(
         nvml_recording=opts["nvml_recording"],
         kernel_log=opts["kernel_log"],
         fault=os.environ.get("SLURM_AI_HEALTH_FAULT") or None,
+        node=node,
+        # Only a check that acts on its verdict moves the XID cursor (kmsg.py).
+        advance_xid_cursor=bool(opts["record"] or opts["drain"]),
     )
     store = HealthStore(config.spool_dir) if os.geteuid() == 0 else None
     report = run_node_check(settings, options, store, record=bool(opts["record"]))
     _print_report(report, opts["as_json"], "node")
-    node = job.nodename or socket.gethostname()
     if settings.textfile_dir:
         from slurm_ai.health.prom import write_textfile
 
@@ -195,9 +202,15 @@ def _node(
 
 
 def _job(
-    settings: HealthSettings, opts: dict[str, Any], floors: Floors, timeout: float, config: Any
+    settings: HealthSettings,
+    opts: dict[str, Any],
+    floors: Floors,
+    timeout: float,
+    partition: str | None,
+    config: Any,
 ) -> int:
     from slurm_ai.health import jobscope
+    from slurm_ai.health.history import HealthStore
 
     backend_name = opts["backend"] or settings.backend
 
@@ -226,9 +239,20 @@ def _job(
             backend=backend,
             fault=os.environ.get("SLURM_AI_HEALTH_FAULT") or None,
         )
+        options = jobscope.JobCheckOptions(
+            settings,
+            floors,
+            partition=partition,
+            gpu_checks=settings.gpu_checks if opts["gpu_checks"] is None else opts["gpu_checks"],
+            nvml_recording=opts["nvml_recording"],
+            kernel_log=opts["kernel_log"],
+            # The spool is root's: a user's job-scope check has no history and no XID cursor.
+            store=HealthStore(config.spool_dir) if os.geteuid() == 0 else None,
+            record=bool(opts["record"]),
+        )
         rank, report = jobscope.run_job_check(
             spec,
-            floors,
+            options,
             timeout=timeout,
             env=os.environ,
             master_addr=opts["master_addr"],

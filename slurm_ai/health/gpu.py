@@ -12,7 +12,7 @@ for that check, which fails open.
 | ecc       | volatile uncorrectable ECC errors             | aggregate uncorrectable > 0 |
 | pages     | retired pages >= limit (NVIDIA's RMA line: 60)| retirement pending          |
 | remap     | row remap failure, or remap pending (reset)   | uncorrectable remapped rows |
-| xid       | an XID from the fatal list since boot         | any other XID not ignored   |
+| xid       | a new XID from the fatal list (see kmsg.py)   | any other new XID           |
 | throttle  | HW slowdown, HW thermal, HW power brake       | SW thermal slowdown         |
 | pcie      | link width below its maximum                  | gen below max while busy    |
 | nvlink    | a link down while others are up               | error counters over a limit |
@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from slurm_ai.errors import ProbeError
+from slurm_ai.health.kmsg import KernelRecord, Window, parse_records
 from slurm_ai.health.verdict import CheckResult, Verdict
 from slurm_ai.nvml import Nvml, NvmlCallError, text
 
@@ -62,20 +63,32 @@ class GpuCheckOptions:
     retired_pages_limit: int = 60
 
 
+# NVML error codes on the handle lookup that mean the GPU itself is broken; any
+# other error (a hang, no permission, the library) is an error of the check.
+GPU_FAULT_CODES = ("GpuIsLost", "IrqIssue", "ResetRequired")
+
+
 @dataclass(frozen=True)
 class XidEvent:
     pci: str
     xid: int
     detail: str
+    seq: int | None = None  # the kernel log record's sequence number
 
 
 def parse_xids(lines: Iterable[str]) -> list[XidEvent]:
     """XID events from kernel log lines (dmesg or /dev/kmsg records)."""
+    return parse_xid_records(parse_records(lines))
+
+
+def parse_xid_records(records: Iterable[KernelRecord]) -> list[XidEvent]:
     events: list[XidEvent] = []
-    for line in lines:
-        match = _XID_RE.search(line)
+    for record in records:
+        match = _XID_RE.search(record.text)
         if match:
-            events.append(XidEvent(match.group(1).lower(), int(match.group(2)), match.group(3)))
+            events.append(
+                XidEvent(match.group(1).lower(), int(match.group(2)), match.group(3), record.seq)
+            )
     return events
 
 
@@ -137,6 +150,8 @@ def _check(name: str, gpu: _Gpu, fn: Any) -> list[CheckResult]:
         return list(fn(gpu))
     except ProbeError as exc:
         return [CheckResult(name, Verdict.ERROR, f"{gpu.label}: {exc}")]
+    except Exception as exc:  # an odd value from a driver: our error, never a fail
+        return [CheckResult(name, Verdict.ERROR, f"{gpu.label}: {type(exc).__name__}: {exc}")]
 
 
 def check_ecc(gpu: _Gpu) -> Iterable[CheckResult]:
@@ -270,24 +285,53 @@ def check_nvlink(gpu: _Gpu, error_limit: int) -> Iterable[CheckResult]:
 
 
 def check_xids(
-    events: list[XidEvent], bus_ids: dict[str, str], fatal: list[int], ignore: list[int]
+    events: list[XidEvent],
+    bus_ids: dict[str, str],
+    fatal: list[int],
+    ignore: list[int],
+    *,
+    old: list[XidEvent] | None = None,
+    datable: bool = True,
 ) -> list[CheckResult]:
-    """Kernel-log XIDs since boot; `bus_ids` maps "18:00" -> "gpu0"."""
+    """Judge the new kernel-log XIDs (`events`); `old` ones (read by an earlier
+    check) are info only. Not `datable` (no cursor to tell old from new):
+    fatal XIDs warn instead of fail. `bus_ids` maps "18:00" -> "gpu0"."""
     results: list[CheckResult] = []
     seen: set[tuple[str, int]] = set()
     for event in events:
         if event.xid in ignore:
             continue
-        suffix = ":".join(event.pci.split(":")[-2:])
-        who = bus_ids.get(suffix, f"PCI {event.pci}")
+        who = _xid_owner(event, bus_ids)
         if (who, event.xid) in seen:
             continue
         seen.add((who, event.xid))
-        verdict = Verdict.FAIL if event.xid in fatal else Verdict.WARN
+        text = f"{who}: Xid {event.xid}: {event.detail[:80]}".rstrip(": ")
+        if event.xid not in fatal:
+            results.append(CheckResult("xid", Verdict.WARN, text))
+        elif datable:
+            results.append(CheckResult("xid", Verdict.FAIL, text))
+        else:
+            results.append(
+                CheckResult(
+                    "xid", Verdict.WARN, f"{text} (new or old unknown: no XID cursor readable)"
+                )
+            )
+    earlier: dict[tuple[str, int], int] = {}
+    for event in old or []:
+        if event.xid not in ignore:
+            key = (_xid_owner(event, bus_ids), event.xid)
+            earlier[key] = earlier.get(key, 0) + 1
+    for (who, xid), count in earlier.items():
+        times = f" ({count} times)" if count > 1 else ""
         results.append(
-            CheckResult("xid", verdict, f"{who}: Xid {event.xid}: {event.detail[:80]}".rstrip(": "))
+            CheckResult("xid", Verdict.INFO, f"{who}: Xid {xid}{times} before the last check")
         )
     return results
+
+
+def _xid_owner(event: XidEvent, bus_ids: dict[str, str]) -> str:
+    suffix = ":".join(event.pci.split(":")[-2:])
+    return bus_ids.get(suffix, f"PCI {event.pci}")
 
 
 def run_gpu_checks(
@@ -296,8 +340,11 @@ def run_gpu_checks(
     *,
     allocated: list[int] | None = None,
     kernel_log: list[str] | None = None,
+    xid_window: Window | None = None,
 ) -> list[CheckResult]:
-    """Every GPU check on the GPUs `allocated` (all when None)."""
+    """Every GPU check on the GPUs `allocated` (all when None). XIDs come from
+    `xid_window` (the log split at the cursor) or, without one, every XID in
+    `kernel_log` is judged."""
     results: list[CheckResult] = []
     try:
         count = nv.device_count()
@@ -313,8 +360,13 @@ def run_gpu_checks(
     for index in indices:
         try:
             gpu = _Gpu(nv, index)
-        except ProbeError as exc:
-            results.append(CheckResult("count", Verdict.FAIL, f"gpu{index}: not reachable: {exc}"))
+        except NvmlCallError as exc:
+            broken = exc.code_name in GPU_FAULT_CODES
+            verdict = Verdict.FAIL if broken else Verdict.ERROR
+            results.append(CheckResult("count", verdict, f"gpu{index}: not reachable: {exc}"))
+            continue
+        except ProbeError as exc:  # a hung NVML: says nothing certain about the GPU
+            results.append(CheckResult("count", Verdict.ERROR, f"gpu{index}: {exc}"))
             continue
         if gpu.bus_id:
             bus_ids[_bus_id_suffix(gpu.bus_id)] = gpu.label
@@ -324,10 +376,19 @@ def run_gpu_checks(
         results += _check("throttle", gpu, check_throttle)
         results += _check("pcie", gpu, check_pcie)
         results += _check("nvlink", gpu, lambda g: check_nvlink(g, options.nvlink_error_limit))
-    if kernel_log is not None:
+    if xid_window is not None:
+        results += check_xids(
+            parse_xid_records(xid_window.new),
+            bus_ids,
+            options.xid_fatal,
+            options.xid_ignore,
+            old=parse_xid_records(xid_window.old),
+            datable=xid_window.datable,
+        )
+    elif kernel_log is not None:
         results += check_xids(
             parse_xids(kernel_log), bus_ids, options.xid_fatal, options.xid_ignore
         )
-    if not results:
-        results.append(CheckResult("gpu", Verdict.PASS, f"{len(indices)} GPUs healthy"))
+    if not any(r.verdict.severity for r in results):
+        results.insert(0, CheckResult("gpu", Verdict.PASS, f"{len(indices)} GPUs healthy"))
     return results

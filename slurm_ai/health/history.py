@@ -2,7 +2,11 @@
 bounded per-partition history the thresholds are calibrated from.
 
     <spool>/health/last.json              {"boot_id", "checked_at", "health": {...}}
-    <spool>/health/history/<partition>.json  {"version": 1, "entries": [...]}
+    <spool>/health/history/<partition>.json  {"version": 1, "entries": [...]}  node scope
+    <spool>/health/history/job/<partition>.json  the same for --scope job (kept by
+                                          the job's rank 0, on its first node)
+    <spool>/health/xid/<node>.json        {"version": 1, "boot_id", "seq"}: how far
+                                          the kernel log was read (see kmsg.py)
 
 Every file is written atomically and read without following symlinks; a
 corrupt file is quarantined and treated as absent (the check runs as if no
@@ -16,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from slurm_ai.errors import SpoolError
+from slurm_ai.health.kmsg import Cursor, CursorState
 from slurm_ai.spool import atomic_write_json, ensure_private_dir, quarantine, read_json
 
 HISTORY_VERSION = 1
@@ -55,34 +60,81 @@ class HealthStore:
             {"boot_id": boot_id, "checked_at": checked_at, "health": health},
         )
 
-    def history_path(self, partition: str | None) -> Path:
-        return self.dir / "history" / f"{_safe_name(partition)}.json"
+    def history_path(self, partition: str | None, scope: str = "node") -> Path:
+        base = self.dir / "history"
+        # "job" is a directory, never a partition file (those end in .json).
+        return (base / "job" if scope == "job" else base) / f"{_safe_name(partition)}.json"
 
-    def history(self, partition: str | None) -> list[dict[str, Any]]:
-        data = self._read(self.history_path(partition))
+    def history(self, partition: str | None, scope: str = "node") -> list[dict[str, Any]]:
+        data = self._read(self.history_path(partition, scope))
         if not isinstance(data, dict) or not isinstance(data.get("entries"), list):
             return []
         return [e for e in data["entries"] if isinstance(e, dict)]
 
-    def append_history(self, partition: str | None, entry: dict[str, Any], keep: int) -> None:
-        path = self.history_path(partition)
+    def append_history(
+        self, partition: str | None, entry: dict[str, Any], keep: int, scope: str = "node"
+    ) -> None:
+        path = self.history_path(partition, scope)
+        self._ensure(self.dir)
         self._ensure(path.parent)
-        entries = [*self.history(partition), entry][-keep:]
+        entries = [*self.history(partition, scope), entry][-keep:]
         atomic_write_json(path, {"version": HISTORY_VERSION, "entries": entries})
+
+    def xid_cursor_path(self, node: str) -> Path:
+        return self.dir / "xid" / f"{_safe_name(node)}.json"
+
+    def xid_cursor(self, node: str) -> tuple[Cursor | None, CursorState]:
+        """How far this node's kernel log was read; a corrupt file is quarantined
+        and reported UNKNOWN (XIDs then warn: old and new cannot be told apart)."""
+        path = self.xid_cursor_path(node)
+        try:
+            data = read_json(path)
+        except FileNotFoundError:
+            return None, CursorState.ABSENT
+        except SpoolError as exc:
+            quarantine(path, self.spool_dir, str(exc))
+            return None, CursorState.UNKNOWN
+        cursor = Cursor.from_json(data)
+        if cursor is None:
+            quarantine(path, self.spool_dir, "not an XID cursor")
+            return None, CursorState.UNKNOWN
+        return cursor, CursorState.OK
+
+    def save_xid_cursor(self, node: str, cursor: Cursor) -> None:
+        """Store the cursor; never moves it back within one boot (two Prologs
+        starting at once each write what they read: the larger one stays)."""
+        path = self.xid_cursor_path(node)
+        self._ensure(self.dir)
+        self._ensure(path.parent)
+        current, state = self.xid_cursor(node)
+        if (
+            state is CursorState.OK
+            and current is not None
+            and current.boot_id == cursor.boot_id
+            and current.seq > cursor.seq
+        ):
+            return
+        atomic_write_json(path, cursor.to_json())
 
 
 def comparable_busbw(
-    entries: list[dict[str, Any]], backend: str, ranks: int, size_bytes: int
+    entries: list[dict[str, Any]],
+    backend: str,
+    ranks: int,
+    size_bytes: int,
+    nodes: int | None = None,
 ) -> list[float]:
-    """Past bandwidths comparable with a new run: same backend, ranks and size,
-    and not from a failed run (a broken node must not drag the median down).
-    One-rank runs keep algbw (their busbw is 0 by definition)."""
+    """Past bandwidths comparable with a new run: same backend, ranks and size
+    (and node count for job scope), and not from a failed run (a broken node
+    must not drag the median down). One-rank runs keep algbw (their busbw is
+    0 by definition)."""
     values: list[float] = []
     for entry in entries:
         if (
             entry.get("backend") == backend
             and entry.get("ranks") == ranks
             and entry.get("size_bytes") == size_bytes
+            and (nodes is None or entry.get("nodes") == nodes)
             and entry.get("verdict") in ("pass", "warn")
         ):
             value = entry.get("busbw_gbps" if ranks > 1 else "algbw_gbps")

@@ -16,12 +16,6 @@ from typing import Any
 from slurm_ai.hooks.context import HookContext
 
 
-def _boot_id() -> str | None:
-    from slurm_ai.sysfs import Sysfs
-
-    return Sysfs("/").read_text("/proc/sys/kernel/random/boot_id")
-
-
 def prolog_step(ctx: HookContext) -> dict[str, Any] | None:
     started = time.time()
     try:
@@ -42,13 +36,14 @@ def _prolog(ctx: HookContext) -> dict[str, Any]:
     from slurm_ai.health.drain import drain_reason
     from slurm_ai.health.history import HealthStore
     from slurm_ai.health.node import NodeCheckOptions, run_node_check
+    from slurm_ai.health.nodegpu import read_boot_id
     from slurm_ai.health.policy import decide
     from slurm_ai.health.settings import HealthSettings
 
     settings = HealthSettings.from_config(ctx.config)
     store = HealthStore(ctx.spool_dir)
     last = store.last() if settings.when != "every_job" else None
-    boot_id = _boot_id()
+    boot_id = read_boot_id(settings.boot_id_file)
     decision = decide(settings, ctx.job, last, boot_id, time.time())
     if not decision.run:
         ctx.log.info("event=health_skipped why=%s", decision.why)
@@ -60,6 +55,10 @@ def _prolog(ctx: HookContext) -> dict[str, Any]:
         timeout_s=settings.budget_s,
         partition=ctx.job.partition,
         allocated_gpus=ctx.job.gpus or None,
+        gpu_checks=settings.gpu_checks,
+        node=ctx.node,
+        # The Prolog acts on the verdict: XIDs it has seen are not judged again.
+        advance_xid_cursor=True,
     )
     report = run_node_check(settings, options, store, record=True)
     fragment = report.fragment()

@@ -5,8 +5,20 @@ rendezvous from the Slurm env, see `rendezvous`) or `srun --mpi=pmix
 slurm-ai healthcheck --scope job --backend mpi` (mpi4py: MPI.COMM_WORLD).
 
 Every rank computes the same rows (times and #wrong are reduced across
-ranks), judges them with the same fixed floors, so every rank exits with the
-same code; rank 0 prints. A watchdog enforces the hard timeout in each rank:
+ranks). Before the all-reduce, the first rank of each node (SLURM_LOCALID 0)
+runs that node's GPU checks (nodegpu.py: NVML and kernel-log XIDs); after
+it, every rank gathers every node's checks and rank 0's calibration, so all
+ranks judge the same checks with the same thresholds and exit with the same
+code; rank 0 prints.
+
+Calibration: rank 0 reads the job-scope history of the partition from its
+own node's spool (`<spool>/health/history/job/<partition>.json`, root only)
+and, with `--record`, adds this run to it. A job-scope history has to live
+somewhere: each node's spool is private to it, and the job's first node is
+the one place every run of a job has (rank 0 runs there), so the history
+grows on whichever node comes first in a job's node list. Runs are compared
+only with runs of the same backend, ranks, node count and size. Without
+access to the spool (a user's job) only the fixed floors apply. A watchdog enforces the hard timeout in each rank:
 a Python timer that prints the timeout verdict and exits (the MPI and gloo
 waits release the GIL), backed by faulthandler's C-level watchdog should the
 interpreter itself be stuck.
@@ -16,21 +28,27 @@ from __future__ import annotations
 
 import contextlib
 import faulthandler
+import json
 import os
+import socket
 import sys
 import threading
 import time
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
 
+from slurm_ai.errors import SlurmAIError
 from slurm_ai.health.backends import choose_backend
 from slurm_ai.health.errors import HealthCheckError
-from slurm_ai.health.measure import SweepSpec
-from slurm_ai.health.node import HealthReport, conclude
+from slurm_ai.health.history import HealthStore, comparable_busbw
+from slurm_ai.health.measure import SweepResult, SweepSpec
+from slurm_ai.health.node import HealthReport, conclude, history_entry
 from slurm_ai.health.rendezvous import Rendezvous, job_rendezvous, scontrol_node_addr
-from slurm_ai.health.settings import Floors
-from slurm_ai.health.thresholds import judge_sweep
+from slurm_ai.health.settings import Floors, HealthSettings
+from slurm_ai.health.thresholds import Calibration, calibrate, judge_sweep
 from slurm_ai.health.verdict import CheckResult, Verdict
-from slurm_ai.health.worker import run_rank
+from slurm_ai.health.worker import run_rank_sharing
 
 
 class Watchdog:
@@ -71,9 +89,115 @@ def job_rank_and_rendezvous(
     )
 
 
+@dataclass
+class JobCheckOptions:
+    settings: HealthSettings
+    floors: Floors
+    partition: str | None = None
+    gpu_checks: bool = True
+    nvml_recording: str | None = None  # test hook, see docs/health.md
+    kernel_log: str | None = None
+    store: HealthStore | None = None  # this node's spool (root only), else None
+    record: bool = False
+
+
+def node_name(env: Mapping[str, str]) -> str:
+    return env.get("SLURMD_NODENAME") or socket.gethostname()
+
+
+def local_gpu_checks(
+    options: JobCheckOptions, env: Mapping[str, str], budget: float
+) -> list[CheckResult]:
+    """This node's GPU checks, run by its first rank only (others: none)."""
+    from slurm_ai.health.nodegpu import gpu_health
+    from slurm_ai.slurmenv import parse_index_list
+
+    if not options.gpu_checks or env.get("SLURM_LOCALID", "0") != "0":
+        return []
+    gpus, _ = parse_index_list(env.get("SLURM_STEP_GPUS") or env.get("SLURM_JOB_GPUS") or "")
+    try:
+        part = gpu_health(
+            options.settings,
+            budget=budget,
+            allocated=gpus or None,
+            store=options.store,
+            node=node_name(env),
+            nvml_recording=options.nvml_recording,
+            kernel_log=options.kernel_log,
+            step=True,
+        )
+    except Exception as exc:  # our bug: this node's result is an error, the job goes on
+        return [
+            CheckResult("gpu", Verdict.ERROR, f"GPU checks failed: {type(exc).__name__}: {exc}")
+        ]
+    return part.checks
+
+
+def job_calibration(options: JobCheckOptions, sweep: SweepResult, nodes: int) -> Calibration | None:
+    """Rank 0's calibration from its node's job-scope history (None: fixed floors only)."""
+    settings, largest = options.settings, sweep.largest
+    if not settings.calibrate or options.store is None or largest is None:
+        return None
+    try:
+        entries = options.store.history(options.partition, scope="job")
+    except (SlurmAIError, OSError):
+        return None
+    values = comparable_busbw(entries, sweep.backend, sweep.ranks, largest.size_bytes, nodes)
+    return calibrate(
+        values,
+        k=settings.calib_k,
+        min_drop=settings.calib_min_drop,
+        min_samples=settings.calib_min_samples,
+    )
+
+
+def _share(
+    options: JobCheckOptions, node: str, nodes: int, checks: list[CheckResult]
+) -> Callable[[int, SweepResult], str]:
+    def share(rank: int, sweep: SweepResult) -> str:
+        data: dict[str, Any] = {"node": node, "checks": [c.to_json() for c in checks]}
+        if rank == 0:
+            try:
+                calibration = job_calibration(options, sweep, nodes)
+            except Exception:  # a rank must always reach the gather, or all others wait
+                calibration = None
+            data["calibration"] = calibration.to_json() if calibration else None
+        return json.dumps(data)
+
+    return share
+
+
+def fold_shared(shared: list[str]) -> tuple[list[CheckResult], Calibration | None]:
+    """Every node's GPU checks (reasons prefixed with the node) and rank 0's calibration."""
+    checks: list[CheckResult] = []
+    calibration: Calibration | None = None
+    for index, text in enumerate(shared):
+        try:
+            data = json.loads(text)
+            node = str(data.get("node", f"rank{index}"))[:64]
+            for item in data.get("checks", []):
+                checks.append(
+                    CheckResult(
+                        str(item["check"]), Verdict(item["verdict"]), f"{node}: {item['reason']}"
+                    )
+                )
+            cal = data.get("calibration") if index == 0 else None
+            if isinstance(cal, dict):
+                calibration = Calibration(
+                    int(cal["samples"]),
+                    float(cal["median"]),
+                    float(cal["p5"]),
+                    float(cal["mad"]),
+                    float(cal["floor"]),
+                )
+        except (ValueError, KeyError, TypeError, AttributeError) as exc:
+            checks.append(CheckResult("gpu", Verdict.ERROR, f"rank {index}: unreadable: {exc}"))
+    return checks, calibration
+
+
 def run_job_check(
     spec: SweepSpec,
-    floors: Floors,
+    options: JobCheckOptions,
     *,
     timeout: float,
     env: Mapping[str, str],
@@ -85,13 +209,29 @@ def run_job_check(
     started = time.monotonic()
     rank_hint = env.get("SLURM_PROCID")
     rank_guess = int(rank_hint) if rank_hint and rank_hint.isdigit() else None
+    nodes_text = env.get("SLURM_STEP_NUM_NODES") or env.get("SLURM_JOB_NUM_NODES") or "1"
+    nodes = int(nodes_text) if nodes_text.isdigit() else 1
     with Watchdog(timeout, lambda: on_timeout(rank_guess)):
+        gpu_checks = local_gpu_checks(options, env, timeout)
         rdv = job_rank_and_rendezvous(spec.backend, env, master_addr, slurm_env)
-        rank, sweep = run_rank(spec, rdv, timeout)
+        share = _share(options, node_name(env), nodes, gpu_checks)
+        rank, sweep, shared = run_rank_sharing(spec, rdv, timeout, share)
     report = HealthReport(Verdict.PASS, "", backend=spec.backend, sweep=sweep)
-    report.checks = judge_sweep(sweep, floors, None)
+    checks, report.calibration = fold_shared(shared)
+    report.checks = checks + judge_sweep(
+        sweep,
+        options.floors,
+        report.calibration,
+        outlier_verdict=Verdict(options.settings.outlier_verdict),
+    )
     report.verdict, report.reason = conclude(report.checks)
     report.duration_s = time.monotonic() - started
+    if rank == 0 and options.record and options.store is not None:
+        entry = {**history_entry(report), "nodes": nodes}
+        with contextlib.suppress(SlurmAIError, OSError):
+            options.store.append_history(
+                options.partition, entry, options.settings.history_max, scope="job"
+            )
     return rank, report
 
 

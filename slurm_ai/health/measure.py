@@ -204,6 +204,10 @@ class Collective(Protocol):
 
     def max_int(self, value: int) -> int: ...
 
+    def allgather_text(self, text: str) -> list[str]:
+        """Every rank's `text`, in rank order (small results, e.g. GPU checks)."""
+        ...
+
 
 def fault_for_rank(fault: str | None, rank: int) -> str | None:
     """The injected fault for this rank ("corrupt", "hang", "crash") or None."""

@@ -12,10 +12,9 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from slurm_ai.errors import ProbeError, SlurmAIError
+from slurm_ai.errors import SlurmAIError
 from slurm_ai.health.backends import choose_backend
 from slurm_ai.health.errors import HealthCheckError, HealthTimeout
-from slurm_ai.health.gpu import GpuCheckOptions, read_kmsg, run_gpu_checks
 from slurm_ai.health.history import HealthStore, comparable_busbw
 from slurm_ai.health.measure import SweepResult, SweepSpec, size_sweep
 from slurm_ai.health.settings import Floors, HealthSettings
@@ -42,6 +41,8 @@ class NodeCheckOptions:
     nvml_recording: str | None = None
     kernel_log: str | None = None
     fault: str | None = None
+    node: str = "localhost"  # whose XID cursor (the spool may be shared in tests)
+    advance_xid_cursor: bool = False  # the Prolog, --drain, --record: see kmsg.py
 
 
 @dataclass
@@ -95,48 +96,6 @@ def conclude(checks: list[CheckResult]) -> tuple[Verdict, str]:
     return verdict, (top.reason if verdict is Verdict.PASS else f"{top.check}: {top.reason}")
 
 
-def _gpu_part(
-    settings: HealthSettings, options: NodeCheckOptions, budget: float
-) -> tuple[int, list[CheckResult]]:
-    """(GPU count, GPU checks). No NVML here (a CPU node) means 0 GPUs, no checks."""
-    from slurm_ai.nvml import open_nvml
-
-    try:
-        nv = open_nvml(options.nvml_recording, timeout=max(0.5, min(5.0, budget / 4)))
-    except ProbeError:
-        return 0, []
-    with nv:
-        try:
-            count = nv.device_count()
-        except ProbeError as exc:
-            return 0, [CheckResult("count", Verdict.ERROR, f"NVML: {exc}")]
-        if not options.gpu_checks or count == 0:
-            return count, []
-        kernel_log: list[str] | None = None
-        checks: list[CheckResult] = []
-        recorded_log = getattr(nv, "data", {}).get("kernel_log") if options.nvml_recording else None
-        try:
-            if isinstance(recorded_log, list) and not options.kernel_log:
-                kernel_log = [str(line) for line in recorded_log]  # a recorded machine's log
-            else:
-                kernel_log = read_kmsg(options.kernel_log or settings.kmsg)
-        except OSError as exc:
-            checks.append(
-                CheckResult("xid", Verdict.SKIPPED, f"kernel log unreadable: {exc.strerror}")
-            )
-        gpu_options = GpuCheckOptions(
-            expected_gpus=settings.expected_gpus,
-            xid_fatal=settings.xid_fatal,
-            xid_ignore=settings.xid_ignore,
-            nvlink_error_limit=settings.nvlink_error_limit,
-            retired_pages_limit=settings.retired_pages_limit,
-        )
-        checks += run_gpu_checks(
-            nv, gpu_options, allocated=options.allocated_gpus, kernel_log=kernel_log
-        )
-        return count, checks
-
-
 def run_node_check(
     settings: HealthSettings,
     options: NodeCheckOptions,
@@ -144,20 +103,50 @@ def run_node_check(
     *,
     record: bool = False,
 ) -> HealthReport:
+    from slurm_ai.health.nodegpu import GpuPart, gpu_health, save_cursor
+
     started = time.monotonic()
     budget = options.timeout_s or settings.budget_s
-    gpus, checks = _gpu_part(settings, options, budget)
+    gpu = GpuPart()
+    if options.gpu_checks:
+        gpu = gpu_health(
+            settings,
+            budget=budget,
+            allocated=options.allocated_gpus,
+            store=store,
+            node=options.node,
+            nvml_recording=options.nvml_recording,
+            kernel_log=options.kernel_log,
+        )
+    elif options.allreduce:
+        gpu.count = _gpu_count(options, budget)
     report = HealthReport(Verdict.PASS, "")
     if options.allreduce:
         report = _allreduce_part(
-            settings, options, store, gpus, budget - (time.monotonic() - started)
+            settings, options, store, gpu.count, budget - (time.monotonic() - started)
         )
-    report.checks = checks + report.checks
+    report.checks = gpu.checks + report.checks
+    if options.advance_xid_cursor:
+        problem = save_cursor(store, options.node, gpu.cursor)
+        if problem:
+            report.checks.append(CheckResult("xid", Verdict.INFO, problem))
     report.verdict, report.reason = conclude(report.checks)
     report.duration_s = time.monotonic() - started
     if record and store is not None and report.sweep is not None:
         _record(settings, store, options.partition, report)
     return report
+
+
+def _gpu_count(options: NodeCheckOptions, budget: float) -> int:
+    """GPUs NVML shows (0 without NVML): picks the backend and the ranks."""
+    from slurm_ai.errors import ProbeError
+    from slurm_ai.nvml import open_nvml
+
+    try:
+        with open_nvml(options.nvml_recording, timeout=max(0.5, min(5.0, budget / 4))) as nv:
+            return nv.device_count()
+    except ProbeError:
+        return 0
 
 
 def _allreduce_part(

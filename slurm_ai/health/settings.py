@@ -29,6 +29,7 @@ expected_gpus = 0          # GPUs this node must show (0: what Slurm allocated)
 xid_fatal = [48, 56, 57, 58, 62, 64, 65, 68, 69, 73, 74, 79, 80, 81, 92, 95, 109, 119, 120, 140]
 xid_ignore = [13, 31, 43, 45]
 kmsg = "/dev/kmsg"         # where the kernel log (NVRM Xid lines) is read
+boot_id_file = "/proc/sys/kernel/random/boot_id"  # a new boot id restarts the XID cursor
 nvlink_error_limit = 100
 retired_pages_limit = 60
 textfile_dir = ""          # node_exporter textfile collector dir ("": off)
@@ -119,6 +120,7 @@ class HealthSettings:
     xid_fatal: list[int] = field(default_factory=lambda: list(DEFAULT_XID_FATAL))
     xid_ignore: list[int] = field(default_factory=lambda: list(DEFAULT_XID_IGNORE))
     kmsg: str = "/dev/kmsg"
+    boot_id_file: str = "/proc/sys/kernel/random/boot_id"
     nvlink_error_limit: int = 100
     retired_pages_limit: int = 60
     textfile_dir: str = ""
@@ -182,6 +184,7 @@ class HealthSettings:
             xid_fatal=s.get_int_list("xid_fatal", DEFAULT_XID_FATAL),
             xid_ignore=s.get_int_list("xid_ignore", DEFAULT_XID_IGNORE),
             kmsg=s.get_str("kmsg", "/dev/kmsg"),
+            boot_id_file=s.get_str("boot_id_file", "/proc/sys/kernel/random/boot_id"),
             nvlink_error_limit=s.get_int("nvlink_error_limit", 100),
             retired_pages_limit=s.get_int("retired_pages_limit", 60),
             textfile_dir=s.get_str("textfile_dir", ""),

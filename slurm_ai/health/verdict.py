@@ -8,6 +8,7 @@ from enum import StrEnum
 
 class Verdict(StrEnum):
     PASS = "pass"
+    INFO = "info"  # noted, never judged (an XID from before the last check, no GPU)
     SKIPPED = "skipped"
     WARN = "warn"
     ERROR = "error"
@@ -31,6 +32,7 @@ class Verdict(StrEnum):
 
 _SEVERITY = {
     Verdict.PASS: 0,
+    Verdict.INFO: 0,
     Verdict.SKIPPED: 0,
     Verdict.WARN: 1,
     Verdict.ERROR: 2,
@@ -42,6 +44,7 @@ _SEVERITY = {
 # so a script can tell "slow to answer" from "could not run".
 EXIT_CODES: dict[Verdict, int] = {
     Verdict.PASS: 0,
+    Verdict.INFO: 0,
     Verdict.SKIPPED: 0,
     Verdict.WARN: 1,
     Verdict.FAIL: 2,
@@ -62,7 +65,7 @@ def worst(verdicts: list[Verdict]) -> Verdict:
 def from_severity(severity: int) -> Verdict:
     """Inverse of `severity` (for verdicts agreed between ranks as an integer)."""
     for verdict, value in _SEVERITY.items():
-        if value == severity and verdict is not Verdict.SKIPPED:
+        if value == severity and verdict not in (Verdict.SKIPPED, Verdict.INFO):
             return verdict
     return Verdict.ERROR
 
@@ -84,4 +87,6 @@ def first_worst(results: list[CheckResult]) -> CheckResult | None:
     if not results:
         return None
     target = worst([r.verdict for r in results])
-    return next(r for r in results if r.verdict is target)
+    exact = next((r for r in results if r.verdict is target), None)
+    # Only info/skipped results (severity 0 like pass): the first of them.
+    return exact or max(results, key=lambda r: r.verdict.severity)

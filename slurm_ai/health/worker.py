@@ -20,7 +20,7 @@ import json
 import os
 import sys
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from slurm_ai.health.measure import (
@@ -63,13 +63,27 @@ def apply_fault(spec: SweepSpec, rank: int) -> None:
 
 def run_rank(spec: SweepSpec, rdv: Rendezvous | None, timeout_s: float) -> tuple[int, SweepResult]:
     """Run this rank's sweep; returns (rank, result)."""
+    rank, result, _ = run_rank_sharing(spec, rdv, timeout_s, None)
+    return rank, result
+
+
+def run_rank_sharing(
+    spec: SweepSpec,
+    rdv: Rendezvous | None,
+    timeout_s: float,
+    share: Callable[[int, SweepResult], str] | None,
+) -> tuple[int, SweepResult, list[str]]:
+    """Run this rank's sweep, then gather `share(rank, result)` of every rank
+    (job scope: each node's GPU checks, rank 0's calibration)."""
     if rdv is not None:
         apply_fault(spec, rdv.rank)
     coll = make_collective(spec, rdv, timeout_s)
     try:
         if rdv is None:
             apply_fault(spec, coll.rank)
-        return coll.rank, run_sweep(coll, spec)
+        result = run_sweep(coll, spec)
+        shared = coll.allgather_text(share(coll.rank, result)) if share is not None else []
+        return coll.rank, result, shared
     finally:
         coll.close()
 

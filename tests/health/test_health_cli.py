@@ -9,7 +9,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from click.testing import CliRunner
+from click.testing import CliRunner, Result
 from health_helpers import needs_mpi
 
 from slurm_ai.cli import main
@@ -27,7 +27,7 @@ FAST = [
 ]
 
 
-def invoke(args: list[str], env: dict[str, str] | None = None, config: str | None = None):
+def invoke(args: list[str], env: dict[str, str] | None = None, config: str | None = None) -> Result:
     env = {"SLURM_AI_HEALTH_FAULT": "", **(env or {})}
     pre = ["--config", config] if config else []
     return CliRunner().invoke(main, [*pre, "healthcheck", *args], env=env, catch_exceptions=False)
@@ -121,3 +121,15 @@ def test_cli_and_mpi_path_never_import_torch(config: str) -> None:
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "[]"
+
+
+def test_only_record_or_drain_moves_the_xid_cursor(
+    config: str, recording: Callable[[str], str]
+) -> None:
+    args = ["--nvml-recording", recording("xid"), "--no-allreduce"]
+    assert invoke(args, config=config).exit_code == 2
+    assert invoke(args, config=config).exit_code == 2  # a look by hand hides nothing
+    assert invoke([*args, "--record"], config=config).exit_code == 2
+    again = invoke(args, config=config)
+    assert again.exit_code == 0, again.output
+    assert "info  xid: gpu7: Xid 79 before the last check" in again.output

@@ -4,8 +4,14 @@ node, and a threshold that cannot be met draining a node through the Prolog."""
 from __future__ import annotations
 
 import json
+import os
 import re
+import shutil
+import subprocess
+import tempfile
 import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import psutil
@@ -28,8 +34,37 @@ HC = [
 ]
 
 
-def srun(cluster: Any, args: list[str], env: dict[str, str] | None = None, timeout: float = 120):
+def srun(
+    cluster: Any, args: list[str], env: dict[str, str] | None = None, timeout: float = 120
+) -> subprocess.CompletedProcess[str]:
     return cluster.run(["srun", "--immediate=60", *args], env=env, timeout=timeout)
+
+
+@pytest.fixture
+def job_config() -> Iterator[tuple[dict[str, str], Path]]:
+    """SLURM_AI_CONFIG for the ranks: a private spool both nodes can see (the
+    nodes have their own /tmp, so not under pytest's tmp_path)."""
+    base = Path(tempfile.mkdtemp(prefix="sai-health-test-", dir="/var/tmp"))
+    spool = base / "spool"
+    spool.mkdir(mode=0o700)
+    config = base / "config.toml"
+    config.write_text(f'[spool]\ndir = "{spool}"\n[health]\nbudget_s = 60\n')
+    os.chmod(base, 0o755)
+    try:
+        yield {"SLURM_AI_CONFIG": str(config)}, spool
+    finally:
+        shutil.rmtree(base, ignore_errors=True)
+
+
+def assert_no_gpu_info_per_node(data: dict[str, Any]) -> None:
+    """Each node's GPU checks ran once and are in the verdict: here no GPU (info)."""
+    gpu = sorted(c["reason"].split(":")[0] for c in data["checks"] if c["check"] == "gpu")
+    assert gpu == ["n1", "n2"], data["checks"]
+    assert all(
+        c["verdict"] == "info" and "no GPU" in c["reason"]
+        for c in data["checks"]
+        if c["check"] == "gpu"
+    )
 
 
 def result_json(stdout: str) -> dict[str, Any]:
@@ -48,10 +83,12 @@ def assert_verified_pass(data: dict[str, Any], backend: str, ranks: int) -> None
 def test_gloo_job_scope_across_two_nodes(slurm_cluster: Any) -> None:
     out = srun(
         slurm_cluster,
-        ["-N2", "-n2", "-w", "n[1-2]", *HC, "--scope", "job", "--backend", "gloo", "--json"],
+        ["-N2", "-n4", "-w", "n[1-2]", *HC, "--scope", "job", "--backend", "gloo", "--json"],
     )
     assert out.returncode == 0, out.stderr
-    assert_verified_pass(result_json(out.stdout), "gloo", 2)
+    data = result_json(out.stdout)
+    assert_verified_pass(data, "gloo", 4)
+    assert_no_gpu_info_per_node(data)  # 4 ranks, GPU checks once per node
 
 
 @needs_mpi
@@ -73,7 +110,61 @@ def test_mpi_job_scope_across_two_nodes(slurm_cluster: Any) -> None:
         ],
     )
     assert out.returncode == 0, out.stderr
-    assert_verified_pass(result_json(out.stdout), "mpi", 2)
+    data = result_json(out.stdout)
+    assert_verified_pass(data, "mpi", 2)
+    assert_no_gpu_info_per_node(data)
+
+
+JOB_MPI = ["-N2", "-n2", "-w", "n[1-2]", "-p", "bare", "--mpi=pmix"]
+
+
+@needs_mpi
+def test_job_scope_fails_on_a_recorded_gpu_fault(
+    slurm_cluster: Any, job_config: tuple[dict[str, str], Path], recording: Callable[[str], str]
+) -> None:
+    """The test hook --nvml-recording feeds each node's GPU checks with a recorded
+    H100 node whose kernel log has Xid 79: the job-scope verdict fails on it."""
+    env, _ = job_config
+    args = [*JOB_MPI, *HC, "--scope", "job", "--backend", "mpi", "--json"]
+    out = srun(slurm_cluster, [*args, "--nvml-recording", recording("xid")], env=env)
+    assert out.returncode == 2, (out.stdout, out.stderr)
+    data = result_json(out.stdout)
+    assert data["verdict"] == "fail" and data["wrong"] == 0
+    assert re.match(r"xid: n[12]: gpu7: Xid 79", data["reason"]), data["reason"]
+    failed = sorted(c["reason"][:2] for c in data["checks"] if c["verdict"] == "fail")
+    assert failed == ["n1", "n2"]
+    # A plain job-scope check does not move the XID cursor: the Prolog still sees it.
+    again = srun(slurm_cluster, [*args, "--nvml-recording", recording("xid")], env=env)
+    assert again.returncode == 2, again.stdout
+    ok = srun(slurm_cluster, [*args, "--nvml-recording", recording("ok")], env=env)
+    assert ok.returncode == 0, ok.stdout
+    healthy = result_json(ok.stdout)
+    gpu = sorted(c["reason"] for c in healthy["checks"] if c["check"] == "gpu")
+    assert gpu == ["n1: 8 GPUs healthy", "n2: 8 GPUs healthy"], healthy["checks"]
+
+
+@needs_mpi
+def test_job_scope_uses_and_extends_the_job_history(
+    slurm_cluster: Any, job_config: tuple[dict[str, str], Path]
+) -> None:
+    env, spool = job_config
+    args = [*JOB_MPI, *HC, "--scope", "job", "--backend", "mpi", "--json", "--record"]
+    out = srun(slurm_cluster, args, env=env)
+    assert out.returncode == 0, (out.stdout, out.stderr)
+    history = spool / "health" / "history" / "job" / "bare.json"
+    entries = json.loads(history.read_text())["entries"]
+    assert len(entries) == 1 and entries[0]["nodes"] == 2 and entries[0]["ranks"] == 2
+    assert entries[0]["size_bytes"] == 1048576 and entries[0]["verdict"] == "pass"
+    # A history of a much faster fabric: this run is an outlier against it.
+    fast = {**entries[0], "busbw_gbps": 1.0e6}
+    history.write_text(json.dumps({"version": 1, "entries": [fast] * 12}))
+    out = srun(slurm_cluster, args, env=env)
+    assert out.returncode == 2, (out.stdout, out.stderr)
+    data = result_json(out.stdout)
+    assert data["calibration"]["samples"] == 12 and data["calibration"]["median"] == 1.0e6
+    assert data["reason"].startswith("allreduce-outlier: busbw "), data["reason"]
+    # The failed run was recorded, but failed runs never enter the statistics.
+    assert len(json.loads(history.read_text())["entries"]) == 13
 
 
 @pytest.mark.parametrize(

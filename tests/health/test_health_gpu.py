@@ -16,7 +16,7 @@ from slurm_ai.health.gpu import (
     run_gpu_checks,
 )
 from slurm_ai.health.settings import DEFAULT_XID_FATAL, DEFAULT_XID_IGNORE
-from slurm_ai.health.verdict import Verdict
+from slurm_ai.health.verdict import CheckResult, Verdict
 from slurm_ai.nvml import open_nvml
 
 OPTIONS = GpuCheckOptions(
@@ -24,7 +24,9 @@ OPTIONS = GpuCheckOptions(
 )
 
 
-def checks_of(path: str, options: GpuCheckOptions = OPTIONS, allocated: list[int] | None = None):
+def checks_of(
+    path: str, options: GpuCheckOptions = OPTIONS, allocated: list[int] | None = None
+) -> list[CheckResult]:
     data = json.loads(Path(path).read_text())
     return run_gpu_checks(
         open_nvml(data), options, allocated=allocated, kernel_log=data.get("kernel_log")

@@ -15,7 +15,14 @@ from slurm_ai.health.history import HealthStore, comparable_busbw
 from slurm_ai.health.policy import decide
 from slurm_ai.health.prom import render, write_textfile
 from slurm_ai.health.settings import HealthSettings
-from slurm_ai.health.verdict import EXIT_CODES, Verdict, from_severity, worst
+from slurm_ai.health.verdict import (
+    EXIT_CODES,
+    CheckResult,
+    Verdict,
+    first_worst,
+    from_severity,
+    worst,
+)
 from slurm_ai.slurmenv import JobEnv
 
 JOB = JobEnv.from_environ(
@@ -35,6 +42,7 @@ def settings(**health: object) -> HealthSettings:
 def test_verdict_table() -> None:
     assert {v.value: c for v, c in EXIT_CODES.items()} == {
         "pass": 0,
+        "info": 0,
         "skipped": 0,
         "warn": 1,
         "fail": 2,
@@ -43,6 +51,9 @@ def test_verdict_table() -> None:
     }
     assert worst([Verdict.PASS, Verdict.TIMEOUT, Verdict.WARN]) is Verdict.TIMEOUT
     assert worst([Verdict.ERROR, Verdict.FAIL]) is Verdict.FAIL
+    assert worst([Verdict.INFO, Verdict.PASS]) is Verdict.PASS
+    info = CheckResult("xid", Verdict.INFO, "old")
+    assert first_worst([info, CheckResult("gpu", Verdict.SKIPPED, "s")]) is info
     assert from_severity(Verdict.FAIL.severity) is Verdict.FAIL
     assert [v for v in Verdict if v.drains] == [Verdict.FAIL]
 

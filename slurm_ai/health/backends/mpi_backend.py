@@ -111,5 +111,8 @@ class MpiCollective:
     def mean_float(self, value: float) -> float:
         return float(self.comm.allreduce(float(value), op=self._mpi.SUM)) / self.world
 
+    def allgather_text(self, text: str) -> list[str]:
+        return [str(t) for t in self.comm.allgather(str(text))]
+
     def close(self) -> None:
         """Nothing to tear down: mpi4py finalizes MPI at exit."""

@@ -120,6 +120,11 @@ class TorchCollective:
     def mean_float(self, value: float) -> float:
         return self._reduce(value, torch.float64, dist.ReduceOp.SUM) / self.world
 
+    def allgather_text(self, text: str) -> list[str]:
+        out: list[Any] = [None] * self.world
+        dist.all_gather_object(out, str(text))
+        return [str(t) for t in out]
+
     def close(self) -> None:
         if dist.is_initialized():
             dist.destroy_process_group()
