@@ -190,6 +190,20 @@ def slurm_version(env: Mapping[str, str] | None = None) -> tuple[int, int] | Non
     return (int(match.group(1)), int(match.group(2))) if match else None
 
 
+# sacctmgr's `set AdminComment=V` lower-cases V on Slurm 22.05.8 and keeps its case on
+# 24.11.5 (both seen on local clusters, docs/localcluster-debian13.md). Releases between
+# were not checked: they are taken as folding, the side that never damages other data.
+FIRST_CASE_PRESERVING_SACCTMGR = (24, 11)
+
+
+def sacctmgr_folds_case(setting: bool | None, env: Mapping[str, str] | None = None) -> bool:
+    """The [accounting] setting when given, else from the Slurm version (unknown: folds)."""
+    if setting is not None:
+        return setting
+    version = slurm_version(env)
+    return version is None or version < FIRST_CASE_PRESERVING_SACCTMGR
+
+
 def pyslurm_matches(pyslurm_version: str, slurm: tuple[int, int] | None) -> bool:
     """pyslurm X.Y.* is built for Slurm X.Y only."""
     match = re.match(r"(\d+)\.(\d+)", pyslurm_version)
@@ -200,7 +214,7 @@ def select_backend(
     choice: str,
     env: Mapping[str, str] | None = None,
     timeout_s: float = 20.0,
-    folds_case: bool = True,
+    folds_case: bool | None = True,
     native_dir: Path | None = None,
 ) -> AccountingBackend:
     """ "auto" (pyslurm when importable and matching, else the native C-API writer
@@ -229,7 +243,9 @@ def select_backend(
         except AccountingError as exc:
             # No compiler or headers, or a failed build: the CLI still works.
             fallback = "native writer unavailable: " + " ".join(str(exc).split())
-    cli = SlurmCliBackend(env=env, timeout_s=timeout_s, folds_case=folds_case)
+    cli = SlurmCliBackend(
+        env=env, timeout_s=timeout_s, folds_case=sacctmgr_folds_case(folds_case, env)
+    )
     cli.fallback_reason = fallback
     return cli
 

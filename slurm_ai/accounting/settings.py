@@ -25,7 +25,8 @@ class AccountingSettings:
     settle_s: float = 120.0
     mark_dir: Path = Path(DEFAULT_MARK_DIR)
     mark_max_bytes: int = 4096
-    sacctmgr_folds_case: bool = True
+    # None: decide from the Slurm version (see backend.sacctmgr_folds_case).
+    sacctmgr_folds_case: bool | None = None
     foreign_case: str = "protect"
 
     @classmethod
@@ -47,6 +48,15 @@ class AccountingSettings:
             settle_s=sec.get_float("settle_s", d.settle_s),
             mark_dir=Path(sec.get_str("mark_dir", DEFAULT_MARK_DIR)),
             mark_max_bytes=sec.get_int("mark_max_bytes", d.mark_max_bytes),
-            sacctmgr_folds_case=sec.get_bool("sacctmgr_folds_case", d.sacctmgr_folds_case),
+            sacctmgr_folds_case=_folds_case_setting(sec.values.get("sacctmgr_folds_case", "auto")),
             foreign_case=sec.get_str("foreign_case", d.foreign_case),
         )
+
+
+def _folds_case_setting(value: object) -> bool | None:
+    """[accounting] sacctmgr_folds_case: true, false or "auto" (from the Slurm version)."""
+    if value == "auto":
+        return None
+    if isinstance(value, bool):
+        return value
+    raise ConfigError('[accounting] sacctmgr_folds_case: expected true, false or "auto"')

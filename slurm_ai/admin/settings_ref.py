@@ -73,8 +73,9 @@ SETTINGS: tuple[Setting, ...] = (
        "work units (root 0711, one 0700 directory per job owned by its user)",
        "slurm_ai.accounting"),
     _s("accounting", "mark_max_bytes", 4096, "largest marks file read", "slurm_ai.accounting"),
-    _s("accounting", "sacctmgr_folds_case", True, "this sacctmgr lower-cases AdminComment "
-       "(Slurm 22.05: see docs/accounting.md)", "slurm_ai.accounting"),
+    _s("accounting", "sacctmgr_folds_case", "auto", "does this sacctmgr lower-case "
+       "AdminComment? auto: yes before Slurm 24.11 (seen on 22.05.8), no from 24.11 (seen on "
+       "24.11.5); or true / false", "slurm_ai.accounting"),
     _s("accounting", "foreign_case", "protect", "protect: never rewrite a job whose "
        "AdminComment holds another tool's mixed-case data; allow: write anyway",
        "slurm_ai.accounting"),
