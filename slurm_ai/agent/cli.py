@@ -78,6 +78,7 @@ def agent(
             sysfs=Sysfs(settings.sysfs_root),
             textfile_dir=settings.textfile_dir,
             events=settings.events,
+            rapl=settings.rapl,
         )
     except SlurmAIError as exc:
         raise click.ClickException(str(exc)) from exc

@@ -35,6 +35,7 @@ from slurm_ai.agent.procs import JobProcessScanner
 from slurm_ai.agent.samples import Tick
 from slurm_ai.agent.store import DEFAULT_MAX_BYTES, DEFAULT_RETENTION_S, SampleStore
 from slurm_ai.config import Config
+from slurm_ai.energy.rapl import RaplReader
 from slurm_ai.errors import ConfigError, ProbeError, SlurmAIError
 from slurm_ai.nvml import Nvml, open_nvml
 from slurm_ai.sysfs import Sysfs
@@ -45,6 +46,7 @@ DEFAULT_INTERVAL_S = 5.0
 DEFAULT_STORE_DIR = "/var/lib/slurm-ai/agent/{node}"
 MAX_STORE_FAILURES = 10
 SLOW_EVERY = 12  # ticks between reads of costly or slow counters (energy, ECC)
+PHASES = ("events", "gpus", "rapl", "procs", "store", "export")
 
 
 def short_hostname() -> str:
@@ -66,6 +68,7 @@ class AgentSettings:
     nvml_timeout_s: float = 2.0
     events: bool = True
     sysfs_root: str = "/"
+    rapl: bool = True
 
     @classmethod
     def from_config(cls, config: Config) -> AgentSettings:
@@ -88,6 +91,7 @@ class AgentSettings:
             nvml_timeout_s=s.get_float("nvml_timeout_s", 2.0),
             events=s.get_bool("events", True),
             sysfs_root=s.get_str("sysfs_root", "/"),
+            rapl=s.get_bool("rapl", True),
         )
 
 
@@ -124,6 +128,7 @@ class Agent:
         sysfs: Sysfs | None = None,
         textfile_dir: str | None = None,
         events: bool = True,
+        rapl: bool = True,
     ) -> None:
         self.node = node
         self.store = store
@@ -140,17 +145,30 @@ class Agent:
             except (ProbeError, SlurmAIError) as exc:
                 log.warning("GPU sampling off: %s", exc)
                 self.gpus = None
-        self.procs = JobProcessScanner(sysfs or Sysfs("/"), node)
+        sysfs = sysfs or Sysfs("/")
+        # RAPL counters each tick: the energy Epilog counts their wraps from these.
+        self.rapl: RaplReader | None = None
+        if rapl:
+            reader = RaplReader(sysfs)
+            self.rapl = reader if reader.domains else None
+        self.procs = JobProcessScanner(sysfs, node)
         self.procs.load_state(store.load_proc_state())
         self.ticks = 0
         self.store_failures = 0
+        # CPU seconds (process time, so the NVML gateway's thread counts) per phase.
+        self.phase_cpu_s: dict[str, float] = dict.fromkeys(PHASES, 0.0)
 
     def tick(self, now: float | None = None) -> Tick:
         t = time.time() if now is None else now
         tick = Tick(t=t, interval_s=self.interval_s)
+        phase = self.phase_cpu_s
+        c0 = time.process_time()
         if self.gpus is not None:
             try:
                 tick.events = self.gpus.poll_events(t)
+                c1 = time.process_time()
+                phase["events"] += c1 - c0
+                c0 = c1
                 tick.gpus = self.gpus.sample(t, slow=self.ticks % SLOW_EVERY == 0)
             except ProbeError as exc:
                 log.warning("GPU sample failed: %s", exc)
@@ -158,12 +176,21 @@ class Agent:
             if event.kind == "xid" and event.gpu is not None:
                 self.xid_total[event.gpu] = self.xid_total.get(event.gpu, 0) + 1
                 log.warning("GPU %s: XID %d", event.gpu, event.code)
+        c1 = time.process_time()
+        phase["gpus"] += c1 - c0
+        tick.rapl = self.rapl.read() if self.rapl is not None else {}
+        c2 = time.process_time()
+        phase["rapl"] += c2 - c1
         try:
             tick.jobs = self.procs.scan()
         except OSError as exc:
             log.warning("process scan failed: %s", exc)
+        c3 = time.process_time()
+        phase["procs"] += c3 - c2
         self.store.write_tick(tick, self.procs.state())
         self.ticks += 1
+        c4 = time.process_time()
+        phase["store"] += c4 - c3
         fams = families(tick, self.node, self.xid_total)
         self.metrics.update(fams)
         if self.textfile_dir:
@@ -171,6 +198,7 @@ class Agent:
                 write_textfile(self.textfile_dir, render_text(fams))
             except SlurmAIError as exc:
                 log.warning("textfile: %s", exc)
+        phase["export"] += time.process_time() - c4
         return tick
 
     def run(self, duration_s: float | None = None) -> None:

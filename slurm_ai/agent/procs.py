@@ -12,16 +12,22 @@ The job's uid is stored with each sample: a user who fakes SLURM_JOB_ID in
 their own processes lands in a different (job, uid) row, and the Epilog
 counts only the job owner's rows.
 
-Reads of environ and cgroup go through `Sysfs` (so tests can use a fake
-/proc tree). CPU time and RSS come from psutil on the live host (one
-`oneshot()` per process, Process objects kept between ticks) and from
-/proc/<pid>/stat and statm under a non-live root.
+/proc is found through `Sysfs` (so tests can use a fake /proc tree). On the
+live host psutil gives a process's create time, uid and affinity (once); under
+a captured root they come from /proc/<pid>/stat and status.
 
-Cost control: classification (environ, cgroup) happens once per process;
-the cache entry is dropped when the pid disappears from /proc. Only job
-processes are measured each tick. A "not a job process" answer is asked again
-for RECHECK_S seconds: slurmstepd forks a task, runs the TaskProlog, then
-execs, and before the exec the child still has slurmstepd's environment.
+Cost control (profiled with bench/agent_cpu.py): classification (cgroup,
+then environ) happens once per process; the cache entry is dropped when the
+pid disappears from /proc. A "not a job process" answer is asked again, but
+only at RECHECK_AGES seconds after the process was first seen (backing off,
+none after 16 s): slurmstepd forks a task, runs the TaskProlog, then execs,
+and before the exec the child still has slurmstepd's environment. Asking
+again on every tick for 15 s made re-classification 80% of a tick. environ
+is searched for the two variables as bytes, never parsed into a dict. Only
+job processes are measured each tick, with ONE read of /proc/<pid>/stat each
+(utime, stime, starttime for pid reuse, rss), whose path is built once per
+process (the floor any sampler pays; psutil's oneshot read stat twice plus
+statm). psutil gives the create time, uid and affinity, once per process.
 
 CPU time: the tracker keeps each job process's last seen CPU time (user +
 system, without reaped children, which would count twice), so a tick stores
@@ -37,16 +43,19 @@ from __future__ import annotations
 import os
 import re
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
 
 from slurm_ai.agent.samples import JobSample
-from slurm_ai.sysfs import Sysfs
+from slurm_ai.sysfs import Sysfs, parse_cpu_list
 
 _CGROUP_JOB = re.compile(r"/job_(\d+)(?:/|$)")
 _JOB_ID = re.compile(r"^\d{1,12}$")
 _MAX_ENVIRON_BYTES = 256 * 1024
-RECHECK_S = 15.0
+# Ages (s since first seen) at which a non-job process is classified again.
+RECHECK_AGES = (0.5, 1.0, 2.0, 4.0, 8.0, 16.0)
+_JOB_KEYS = (b"SLURM_JOB_ID=", b"SLURM_JOBID=")
+_NODE_KEY = b"SLURMD_NODENAME="
 
 try:  # psutil is a dependency of the agent; a missing one degrades to /proc parsing
     import psutil
@@ -59,11 +68,13 @@ class _Known:
     """A classified process: job (None: not a job process of this node)."""
 
     job: str | None
-    recheck_until: float = 0.0  # a "not a job" answer is re-checked until then
+    first_seen: float = 0.0  # monotonic
+    checks: int = 0  # classifications after the first (see RECHECK_AGES)
     uid: int = -1
-    ctime: float = 0.0
+    ctime: float = 0.0  # stored with the CPU state (psutil create time when live)
+    start_ticks: int = -1  # /proc/<pid>/stat starttime: detects a reused pid
     cpus: frozenset[int] = frozenset()
-    proc: Any = None  # psutil.Process, kept so create_time is read once
+    stat_path: str = ""
 
 
 def parse_environ(data: bytes) -> dict[str, str]:
@@ -74,6 +85,34 @@ def parse_environ(data: bytes) -> dict[str, str]:
         if sep and name:
             env[name.decode(errors="replace")] = value.decode(errors="replace")
     return env
+
+
+def _environ_value(data: bytes, key: bytes) -> bytes | None:
+    """The value of `key` (b"NAME=") in NUL-separated environ bytes, no dict built."""
+    if data.startswith(key):
+        begin = len(key)
+    else:
+        at = data.find(b"\0" + key)
+        if at < 0:
+            return None
+        begin = at + 1 + len(key)
+    end = data.find(b"\0", begin)
+    return data[begin:] if end < 0 else data[begin:end]
+
+
+def job_from_environ_bytes(data: bytes, node: str) -> str | None:
+    """job_from_environ on raw /proc/<pid>/environ bytes (the agent's fast path)."""
+    for key in _JOB_KEYS:
+        value = _environ_value(data, key)
+        if value:
+            break
+    else:
+        return None
+    env = {"SLURM_JOB_ID": value.decode(errors="replace")}
+    node_value = _environ_value(data, _NODE_KEY)
+    if node_value is not None:
+        env["SLURMD_NODENAME"] = node_value.decode(errors="replace")
+    return job_from_environ(env, node)
 
 
 def job_from_cgroup(text: str | None) -> str | None:
@@ -100,18 +139,27 @@ def job_from_environ(env: dict[str, str], node: str) -> str | None:
 class JobProcessScanner:
     """Classifies processes into jobs and measures them each tick."""
 
-    def __init__(self, sysfs: Sysfs, node: str, *, use_psutil: bool | None = None) -> None:
+    def __init__(
+        self,
+        sysfs: Sysfs,
+        node: str,
+        *,
+        use_psutil: bool | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self.sysfs = sysfs
         self.node = node
+        self.clock = clock
         self.use_psutil = (
             (psutil is not None and sysfs.is_live) if use_psutil is None else use_psutil
         )
+        # Resolved once: per-process paths are plain strings, not pathlib objects.
+        self._proc_dir = str(sysfs.path("/proc"))
         self._known: dict[int, _Known] = {}
         # (pid, ctime) -> (job, uid, last cpu seconds)
         self._cpu: dict[tuple[int, float], tuple[str, int, float]] = {}
         self._clk_tck = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
         self._page = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
-        self._boot_time: float | None = None
 
     # -- state across restarts ---------------------------------------------
 
@@ -125,41 +173,56 @@ class JobProcessScanner:
     # -- classification -----------------------------------------------------
 
     def _pids(self) -> list[int]:
-        return [int(name) for name in self.sysfs.listdir("/proc") if name.isdigit()]
+        try:
+            return [int(name) for name in os.listdir(self._proc_dir) if name.isdigit()]
+        except OSError:
+            return []
+
+    def _read(self, pid: int, leaf: str, limit: int = -1) -> bytes:
+        try:
+            with open(f"{self._proc_dir}/{pid}/{leaf}", "rb") as handle:
+                return handle.read(limit)
+        except OSError:
+            return b""  # a kernel thread, a vanished process, or not root
 
     def _classify(self, pid: int) -> _Known:
-        base = f"/proc/{pid}"
-        job = job_from_cgroup(self.sysfs.read_text(f"{base}/cgroup"))
+        cgroup = self._read(pid, "cgroup").decode(errors="replace")
+        job = job_from_cgroup(cgroup)
         if job is None:
-            try:
-                data = self.sysfs.path(f"{base}/environ").read_bytes()[:_MAX_ENVIRON_BYTES]
-            except OSError:
-                data = b""  # a kernel thread, a vanished process, or not root
-            job = job_from_environ(parse_environ(data), self.node)
+            job = job_from_environ_bytes(self._read(pid, "environ", _MAX_ENVIRON_BYTES), self.node)
         if job is None:
             return _Known(job=None)
-        known = _Known(job=job)
+        known = _Known(job=job, stat_path=f"{self._proc_dir}/{pid}/stat")
         try:
+            known.start_ticks = int(self._stat_fields(known)[19])
             if self.use_psutil:
                 proc = psutil.Process(pid)
-                known.proc = proc
                 known.ctime = proc.create_time()
                 known.uid = proc.uids().real
                 known.cpus = frozenset(proc.cpu_affinity() or [])
+                if int(self._stat_fields(known)[19]) != known.start_ticks:
+                    return _Known(job=None)  # the pid was reused meanwhile
             else:
-                known.ctime = self._stat_ctime(pid)
+                known.ctime = known.start_ticks / self._clk_tck
                 known.uid = self._status_uid(pid)
                 known.cpus = frozenset(self._status_cpus(pid))
         except Exception:  # gone, or unreadable: not measured this time
             return _Known(job=None)
         return known
 
+    def _due(self, known: _Known, now: float) -> bool:
+        """A non-job process is asked again at RECHECK_AGES, then never."""
+        return (
+            known.checks < len(RECHECK_AGES)
+            and now - known.first_seen >= RECHECK_AGES[known.checks]
+        )
+
     # -- measuring ----------------------------------------------------------
 
     def scan(self) -> list[JobSample]:
         """One tick: the jobs on this node with their CPU delta and RSS."""
         pids = self._pids()
-        now = time.monotonic()
+        now = self.clock()
         alive = set(pids)
         for pid in [p for p in self._known if p not in alive]:
             del self._known[pid]
@@ -168,14 +231,21 @@ class JobProcessScanner:
         seen_keys: set[tuple[int, float]] = set()
         for pid in pids:
             known = self._known.get(pid)
-            if known is None or (known.job is None and now < known.recheck_until):
-                until = known.recheck_until if known is not None else now + RECHECK_S
+            if known is None:
                 known = self._classify(pid)
-                known.recheck_until = until
+                known.first_seen = now
+                self._known[pid] = known
+            elif known.job is None and self._due(known, now):
+                checks = known.checks
+                while checks < len(RECHECK_AGES) and now - known.first_seen >= RECHECK_AGES[checks]:
+                    checks += 1  # a late tick skips the ages it missed
+                first_seen = known.first_seen
+                known = self._classify(pid)
+                known.first_seen, known.checks = first_seen, checks
                 self._known[pid] = known
             if known.job is None:
                 continue
-            usage = self._usage(pid, known)
+            usage = self._usage(known)
             if usage is None:
                 self._known.pop(pid, None)
                 continue
@@ -200,43 +270,30 @@ class JobProcessScanner:
             sample.cpu_delta_s = round(sample.cpu_delta_s, 3)
         return list(jobs.values())
 
-    def _usage(self, pid: int, known: _Known) -> tuple[float, int] | None:
+    def _usage(self, known: _Known) -> tuple[float, int] | None:
+        """(CPU seconds, RSS bytes) from one read of /proc/<pid>/stat; None: gone or reused."""
         try:
-            if self.use_psutil:
-                proc = known.proc
-                with proc.oneshot():
-                    if not proc.is_running():  # pid reused since classification
-                        return None
-                    times = proc.cpu_times()
-                    rss = proc.memory_info().rss
-                return float(times.user + times.system), int(rss)
-            return self._stat_usage(pid, known)
-        except Exception:  # NoSuchProcess, AccessDenied, parse errors
+            fields = self._stat_fields(known)
+            if int(fields[19]) != known.start_ticks:  # pid reused since classification
+                return None
+            cpu = (int(fields[11]) + int(fields[12])) / self._clk_tck  # utime, stime
+            return cpu, int(fields[21]) * self._page  # rss (pages)
+        except (OSError, ValueError, IndexError):
             return None
 
-    # -- /proc parsing for non-live roots (captured trees, no psutil) -------
+    # -- /proc parsing -------------------------------------------------------
 
-    def _stat_fields(self, pid: int) -> list[str]:
-        raw = self.sysfs.read_text(f"/proc/{pid}/stat")
-        if not raw or ")" not in raw:
-            raise ValueError("no stat")
+    def _stat_fields(self, known: _Known) -> list[bytes]:
+        with open(known.stat_path, "rb") as handle:
+            raw = handle.read()
         # The command name may contain spaces and ')': split after the last ')'.
-        return raw[raw.rindex(")") + 2 :].split()
-
-    def _stat_ctime(self, pid: int) -> float:
-        fields = self._stat_fields(pid)
-        return int(fields[19]) / self._clk_tck  # starttime, field 22 overall
-
-    def _stat_usage(self, pid: int, known: _Known) -> tuple[float, int] | None:
-        fields = self._stat_fields(pid)
-        if int(fields[19]) / self._clk_tck != known.ctime:
-            return None
-        cpu = (int(fields[11]) + int(fields[12])) / self._clk_tck  # utime, stime
-        statm = (self.sysfs.read_text(f"/proc/{pid}/statm") or "0 0").split()
-        return cpu, int(statm[1]) * self._page
+        close = raw.rfind(b")")
+        if close < 0:
+            raise ValueError("no stat")
+        return raw[close + 2 :].split()
 
     def _status_value(self, pid: int, name: str) -> str:
-        for line in (self.sysfs.read_text(f"/proc/{pid}/status") or "").splitlines():
+        for line in self._read(pid, "status").decode(errors="replace").splitlines():
             if line.startswith(name + ":"):
                 return line.split(":", 1)[1].strip()
         return ""
@@ -246,8 +303,6 @@ class JobProcessScanner:
         return int(value[0]) if value else -1
 
     def _status_cpus(self, pid: int) -> list[int]:
-        from slurm_ai.sysfs import parse_cpu_list
-
         try:
             return parse_cpu_list(self._status_value(pid, "Cpus_allowed_list") or None)
         except ValueError:

@@ -66,3 +66,4 @@ class Tick:
     gpus: list[GpuSample] = field(default_factory=list)
     jobs: list[JobSample] = field(default_factory=list)
     events: list[GpuEvent] = field(default_factory=list)
+    rapl: dict[str, int] = field(default_factory=dict)  # RAPL energy_uj per domain

@@ -18,8 +18,16 @@ The write-ahead log is checkpointed by sqlite and truncated to
 `journal_size_limit` (4 MiB), so the directory holds at most about
 `max_bytes` + 4 MiB. Data older than `retention_s` is dropped as well.
 
+Per-minute rollups (slurm_ai/agent/rollup.py) are written in the same
+transaction as the tick that completes a minute, and kept consistent with
+pruning: the Epilog reads them for the whole minutes of a job's window.
+
+RAPL energy counters (`rapl` table, one row per domain and tick) let the
+energy Epilog step count counter wraps over a long job.
+
 Times are epoch seconds (float). Readers (the Epilog) open the file read-only
-while the agent writes: WAL mode lets them run without blocking each other.
+while the agent writes: WAL mode lets them run without blocking each other;
+`read_snapshot()` gives a reader one consistent state for many queries.
 """
 
 from __future__ import annotations
@@ -31,12 +39,13 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from slurm_ai.agent import rollup
 from slurm_ai.agent.samples import GpuInfo, Tick
 from slurm_ai.errors import SpoolError
 from slurm_ai.spool import ensure_private_dir
 
 STORE_FILE = "samples.sqlite"
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: per-minute rollups, RAPL readings
 PAGE_SIZE = 4096
 WAL_LIMIT_BYTES = 4 * 1024 * 1024
 DEFAULT_MAX_BYTES = 256 * 1024 * 1024
@@ -63,12 +72,16 @@ CREATE TABLE IF NOT EXISTS event (t REAL NOT NULL, gpu INTEGER, kind TEXT, code 
 CREATE INDEX IF NOT EXISTS event_t ON event (t);
 CREATE TABLE IF NOT EXISTS gpu_info (
     idx INTEGER PRIMARY KEY, uuid TEXT, name TEXT, mem_total INTEGER, seen REAL);
+CREATE TABLE IF NOT EXISTS rapl (
+    domain TEXT NOT NULL, t REAL NOT NULL, uj INTEGER NOT NULL,
+    PRIMARY KEY (domain, t)) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS rapl_t ON rapl (t);
 CREATE TABLE IF NOT EXISTS proc_state (
     pid INTEGER NOT NULL, ctime REAL NOT NULL, job TEXT NOT NULL, uid INTEGER NOT NULL,
     cpu REAL NOT NULL, PRIMARY KEY (pid, ctime)) WITHOUT ROWID;
 """
 
-_TIMED_TABLES = ("tick", "gpu", "job", "event")
+_TIMED_TABLES = ("tick", "gpu", "job", "event", "rapl")
 
 
 def store_path(directory: str | os.PathLike[str]) -> Path:
@@ -96,6 +109,7 @@ class SampleStore:
         self.max_bytes = max(int(max_bytes), MIN_MAX_BYTES)
         self.retention_s = retention_s
         self._ticks_since_check = 0
+        self._rolled_until: int | None = None
         try:
             if readonly:
                 if not self.path.is_file() or self.path.is_symlink():
@@ -121,7 +135,8 @@ class SampleStore:
         db.execute("PRAGMA journal_mode = WAL")
         db.execute("PRAGMA synchronous = NORMAL")
         db.execute(f"PRAGMA journal_size_limit = {WAL_LIMIT_BYTES}")
-        db.executescript(_SCHEMA)
+        db.executescript(_SCHEMA + rollup.rollup_schema())
+        self._rolled_until = self.rolled_until()
         page_size = int(db.execute("PRAGMA page_size").fetchone()[0])
         max_pages = max(self.max_bytes // page_size, 16)
         # The hard cap; an existing larger file is pruned down first.
@@ -145,6 +160,7 @@ class SampleStore:
             yield self.db
         except BaseException:
             self.db.execute("ROLLBACK")
+            self._rolled_until = self.rolled_until()  # the cached value may have moved
             raise
         self.db.execute("COMMIT")
 
@@ -197,8 +213,52 @@ class SampleStore:
                 "INSERT INTO event VALUES (?,?,?,?)",
                 [(e.t, e.gpu, e.kind, e.code) for e in tick.events],
             )
+            db.executemany(
+                "INSERT OR REPLACE INTO rapl VALUES (?,?,?)",
+                [(domain, t, uj) for domain, uj in tick.rapl.items()],
+            )
             db.execute("DELETE FROM proc_state")
             db.executemany("INSERT OR REPLACE INTO proc_state VALUES (?,?,?,?,?)", proc_state)
+            self._roll_for(t)
+
+    # -- rollups ------------------------------------------------------------
+
+    def rolled_until(self) -> int | None:
+        """Every minute below this one has its rollups; None: no rollups (old store)."""
+        try:
+            row = self.db.execute("SELECT v FROM meta WHERE k = 'rolled_until'").fetchone()
+        except sqlite3.Error:
+            return None
+        try:
+            return int(row[0]) if row else None
+        except (TypeError, ValueError):
+            return None
+
+    def _set_rolled_until(self, value: int) -> None:
+        self.db.execute(
+            "INSERT OR REPLACE INTO meta (k, v) VALUES ('rolled_until', ?)", (str(value),)
+        )
+        self._rolled_until = value
+
+    def _roll_for(self, t: float) -> None:
+        """After writing a tick at t (inside its transaction): roll completed minutes."""
+        current = rollup.minute(t)
+        done = self._rolled_until
+        if done is None:  # a new store, or one written before rollups: roll its history
+            row = self.db.execute("SELECT MIN(t) FROM tick").fetchone()
+            first = rollup.minute(float(row[0])) if row and row[0] is not None else current
+            rollup.roll(self.db, min(first, current), current)
+            self._set_rolled_until(current)
+        elif current > done:
+            rollup.roll(self.db, done, current)
+            self._set_rolled_until(current)
+        elif current < done:  # a late tick (clock stepped back) into a rolled minute
+            rollup.roll(self.db, current, current + 1)
+
+    def roll_up_to(self, t: float) -> None:
+        """Roll every minute before t's (bulk-loaded data, e.g. the benchmark)."""
+        with self._transaction():
+            self._roll_for(t)
 
     def write_gpu_info(self, infos: list[GpuInfo], seen: float) -> None:
         with self._transaction() as db:
@@ -215,6 +275,16 @@ class SampleStore:
         with self._transaction() as db:
             for table in _TIMED_TABLES:
                 db.execute(f"DELETE FROM {table} WHERE t < ?", (cutoff,))
+            # Rollups of wholly deleted minutes go; the minute cut through is rolled again.
+            if cutoff == float("inf"):
+                for table in rollup.ROLLUP_TABLES:
+                    db.execute(f"DELETE FROM {table}")
+                return
+            cut = rollup.minute(cutoff)
+            for table in rollup.ROLLUP_TABLES:
+                db.execute(f"DELETE FROM {table} WHERE m < ?", (cut,))
+            if self._rolled_until is not None and cut < self._rolled_until:
+                rollup.roll(db, cut, cut + 1)
 
     def prune_oldest(self, fraction: float) -> None:
         """Delete the oldest `fraction` of ticks and every row from those instants."""
@@ -241,7 +311,46 @@ class SampleStore:
 
     # -- reader -------------------------------------------------------------
 
-    def query(self, sql: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+    @contextlib.contextmanager
+    def read_snapshot(self) -> Iterator[None]:
+        """Many queries against one state of the store (a WAL read transaction)."""
+        if self.db.in_transaction:
+            yield
+            return
+        try:
+            self.db.execute("BEGIN")
+        except sqlite3.Error as exc:
+            raise SpoolError(f"sample store {self.path}: {exc}") from exc
+        try:
+            yield
+        finally:
+            with contextlib.suppress(sqlite3.Error):
+                self.db.execute("COMMIT")
+
+    def rapl_chain(
+        self, domain: str, start: float, end: float, *, rollups: bool = True
+    ) -> dict[str, Any] | None:
+        """The agent's readings of one RAPL counter inside [start, end].
+
+        {"n", "first": (t, uj), "last": (t, uj), "wraps", "max_dt", "gap": (t0, t1)}:
+        wraps counted between consecutive readings, the largest spacing and where
+        it is. None when there is no reading (or no rapl table: an old store).
+        """
+        split = rollup.Split(start, end, self.rolled_until() if rollups else None)
+        try:
+            segments = rollup.rapl_segments(self.db, split, domain, rollups=rollups)
+        except sqlite3.Error as exc:
+            if "no such table" in str(exc):
+                return None
+            raise SpoolError(f"sample store {self.path}: {exc}") from exc
+        try:
+            return rollup.combine_rapl(segments, self.db)
+        except sqlite3.Error as exc:
+            raise SpoolError(f"sample store {self.path}: {exc}") from exc
+
+    def query(
+        self, sql: str, params: tuple[Any, ...] | dict[str, Any] = ()
+    ) -> list[tuple[Any, ...]]:
         try:
             return self.db.execute(sql, params).fetchall()
         except sqlite3.Error as exc:

@@ -1,9 +1,13 @@
 """One job's usage on one node, summarised from the sample store.
 
-Every query is a range scan on a time index over the job's window only, and
-the heavy lifting (means, maxima, power integration with LAG, gap detection)
-happens inside sqlite: summarising a 24-hour job reads that day's rows once,
-never the whole store, and builds no per-sample Python objects.
+The window is read as segments (slurm_ai/agent/rollup.py): the agent's
+per-minute rollups for every whole minute it has rolled, and raw rows only
+for the partial minutes at the window's edges (and any minute not rolled
+yet). Everything is aggregated inside sqlite; a 24-hour job reads ~1440
+rollup rows per GPU instead of 86400 samples, with the same result as the
+raw rows (`rollups=False` reads only raw rows; tests compare the two). The
+whole summary is read in one read transaction, so it sees one state of the
+store while the agent writes.
 
 Coverage is measured from the agent's ticks, never filled in: two ticks more
 than GAP_FACTOR intervals apart leave a gap; so do a late first tick and an
@@ -20,7 +24,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from slurm_ai.agent.gpu import THROTTLE_REASONS, THROTTLED_MASK
+from slurm_ai.agent import rollup
+from slurm_ai.agent.gpu import THROTTLE_REASONS
+from slurm_ai.agent.rollup import ALL_UIDS, Split, add
 from slurm_ai.agent.store import SampleStore
 
 SUMMARY_VERSION = 1
@@ -34,14 +40,23 @@ def _r(value: Any, digits: int = 3) -> Any:
     return round(float(value), digits) if value is not None else None
 
 
-def coverage(store: SampleStore, start: float, end: float) -> dict[str, Any]:
+def _split(store: SampleStore, start: float, end: float, rollups: bool) -> Split:
+    return Split(start, end, store.rolled_until() if rollups else None)
+
+
+def _query(store: SampleStore) -> Any:
+    return lambda sql, params: store.query(sql, params)
+
+
+def coverage(
+    store: SampleStore, start: float, end: float, *, rollups: bool = True
+) -> dict[str, Any]:
     """Share of [start, end] the agent sampled, and the gaps (bounded list)."""
     window = max(end - start, 0.0)
-    head = store.query(
-        "SELECT COUNT(*), MIN(t), MAX(t), MAX(interval) FROM tick WHERE t >= ? AND t <= ?",
-        (start, end),
-    )[0]
-    count, first, last, max_interval = int(head[0]), head[1], head[2], head[3]
+    split = _split(store, start, end, rollups)
+    segments = rollup.tick_segments(_query(store), split, rollups=rollups)
+    count = sum(int(seg[1]) for seg in segments)
+    max_interval = max((seg[4] for seg in segments), default=None)
     out: dict[str, Any] = {"samples": count, "interval_s": _r(max_interval)}
     if window <= 0:
         out.update(coverage=0.0, gaps=[], gaps_total=0)
@@ -49,42 +64,64 @@ def coverage(store: SampleStore, start: float, end: float) -> dict[str, Any]:
     if count == 0:
         out.update(coverage=0.0, gaps=[[_r(start, 1), _r(end, 1)]], gaps_total=1)
         return out
-    gaps: list[tuple[float, float]] = []
-    first_interval = store.query("SELECT interval FROM tick WHERE t = ?", (first,))[0][0]
+    first, first_interval = float(segments[0][2]), float(segments[0][5])
+    last, last_interval = float(segments[-1][3]), float(segments[-1][6])
+    listed: list[tuple[float, float]] = []
+    total = 0
+    missing = 0.0
+
+    def gap(a: float, b: float) -> None:
+        nonlocal total, missing
+        total += 1
+        missing += max(b - a, 0.0)
+        if len(listed) < MAX_GAPS:
+            listed.append((a, b))
+
     if first - start > GAP_FACTOR * first_interval:
-        gaps.append((start, first - first_interval))
-    # Only the gaps come back from sqlite, not every tick of the window.
-    rows = store.query(
-        "SELECT prev, t, interval FROM ("
-        " SELECT t, interval, LAG(t) OVER (ORDER BY t) AS prev FROM tick"
-        " WHERE t >= ? AND t <= ?) WHERE prev IS NOT NULL AND t - prev > ? * interval",
-        (start, end, GAP_FACTOR),
-    )
-    gaps.extend((float(prev), float(t) - float(interval)) for prev, t, interval in rows)
-    last_interval = store.query("SELECT interval FROM tick WHERE t = ?", (last,))[0][0]
+        gap(start, first - first_interval)
+    previous: float | None = None
+    for m, _n, tmin, tmax, _mx, first_iv, _last_iv, gaps_n, gaps_s, kind in segments:
+        if previous is not None and tmin - previous > GAP_FACTOR * first_iv:
+            gap(previous, tmin - first_iv)
+        previous = tmax
+        if not gaps_n:
+            continue
+        # Gaps inside a segment: counted from its figures, listed from its raw rows.
+        if len(listed) < MAX_GAPS:
+            where, params = (
+                (rollup.minute_range(m, m + 1), {"lo": m, "hi": m + 1})
+                if kind == "rolled"
+                else (kind, split.params())
+            )
+            listed.extend(rollup.inner_gaps(_query(store), where, params, MAX_GAPS - len(listed)))
+        total += int(gaps_n)
+        missing += float(gaps_s)
     if end - last > GAP_FACTOR * last_interval:
-        gaps.append((last, end))
-    missing = sum(max(b - a, 0.0) for a, b in gaps)
+        gap(last, end)
     out["coverage"] = round(min(max(1.0 - missing / window, 0.0), 1.0), 4)
-    out["gaps"] = [[_r(a, 1), _r(b, 1)] for a, b in gaps[:MAX_GAPS]]
-    out["gaps_total"] = len(gaps)
+    out["gaps"] = [[_r(a, 1), _r(b, 1)] for a, b in listed]
+    out["gaps_total"] = total
     out["uncovered_s"] = _r(missing, 1)
     return out
 
 
 def cpu_usage(
-    store: SampleStore, job: str, start: float, end: float, uid: int | None, ncpus: int | None
+    store: SampleStore,
+    job: str,
+    start: float,
+    end: float,
+    uid: int | None,
+    ncpus: int | None,
+    *,
+    rollups: bool = True,
 ) -> dict[str, Any]:
-    uid_clause, params = ("AND uid = ?", (uid,)) if uid is not None else ("", ())
+    split = _split(store, start, end, rollups)
+    uid_clause = "AND uid = :uid" if uid is not None else ""
     row = store.query(
-        "SELECT SUM(cpu_d), MAX(nproc_t), MAX(rss_t), AVG(rss_t), MAX(ncpus_t), COUNT(*),"
-        " MIN(t), MAX(t) FROM ("
-        " SELECT t, SUM(cpu_d) AS cpu_d, SUM(nproc) AS nproc_t, SUM(rss) AS rss_t,"
-        " MAX(ncpus) AS ncpus_t FROM job"
-        f" WHERE job = ? AND t >= ? AND t <= ? {uid_clause} GROUP BY t)",
-        (job, start, end, *params),
+        rollup.job_segments_sql(split, uid_clause, rollups=rollups),
+        split.params(job=job, uid=uid if uid is not None else ALL_UIDS),
     )[0]
-    cpu_s, max_procs, peak_rss, mean_rss, seen_cpus, samples = row[:6]
+    samples, cpu_s, max_procs, peak_rss, rss_sum, seen_cpus, first_seen, last_seen = row
     out: dict[str, Any] = {"samples": int(samples or 0)}
     if not samples:
         return out
@@ -95,91 +132,160 @@ def cpu_usage(
         ncpus=allocated,
         ncpus_source="slurm" if ncpus else "affinity",
         peak_rss_bytes=int(peak_rss or 0),
-        mean_rss_bytes=int(mean_rss or 0),
+        mean_rss_bytes=int((rss_sum or 0) / int(samples)),
         max_procs=int(max_procs or 0),
-        first_seen=_r(row[6], 1),
-        last_seen=_r(row[7], 1),
+        first_seen=_r(first_seen, 1),
+        last_seen=_r(last_seen, 1),
     )
     if allocated and window > 0:
         out["efficiency"] = round(float(cpu_s or 0.0) / (allocated * window), 4)
     return out
 
 
-def _throttle_sql() -> str:
-    parts = [f"SUM(CASE WHEN throttle & {bit} THEN 1 ELSE 0 END)" for bit in THROTTLE_REASONS]
-    parts.append(f"SUM(CASE WHEN throttle & {THROTTLED_MASK} THEN 1 ELSE 0 END)")
-    parts.append("COUNT(throttle)")
-    return ", ".join(parts)
+_BASE = [name for name, _, _ in rollup.GPU_BASE]
 
 
-def gpu_usage(
-    store: SampleStore, index: int, start: float, end: float, max_gap: float | None = None
-) -> dict[str, Any]:
-    """One GPU over the window (None values where NVML gave nothing)."""
-    row = store.query(
-        "SELECT COUNT(*), AVG(util), MAX(util), AVG(mem_util), MAX(mem_used), AVG(power_w),"
-        " MAX(power_w), AVG(sm_clock), AVG(pcie_tx), AVG(pcie_rx), AVG(nvl_tx), AVG(nvl_rx),"
-        f" {_throttle_sql()} FROM gpu WHERE idx = ? AND t >= ? AND t <= ?",
-        (index, start, end),
-    )[0]
-    out: dict[str, Any] = {"index": index, "samples": int(row[0])}
-    info = store.query("SELECT uuid, name, mem_total FROM gpu_info WHERE idx = ?", (index,))
-    if info:
-        out.update(uuid=info[0][0], model=info[0][1], mem_total_bytes=info[0][2])
-    if not row[0]:
-        return out
-    out.update(
-        util_mean=_r(row[1], 1),
-        util_max=_r(row[2], 1),
-        mem_util_mean=_r(row[3], 1),
-        mem_max_bytes=int(row[4]) if row[4] is not None else None,
-        power_mean_w=_r(row[5], 1),
-        power_max_w=_r(row[6], 1),
-        sm_clock_mean_mhz=_r(row[7], 0),
-    )
-    for key, value in zip(
-        ("pcie_tx_mean_bps", "pcie_rx_mean_bps", "nvlink_tx_mean_bps", "nvlink_rx_mean_bps"),
-        row[8:12],
-        strict=True,
-    ):
-        if value is not None:
-            out[key] = _r(value, 0)
-    throttle_counts = row[12:]
-    with_throttle = int(throttle_counts[-1] or 0)
-    if with_throttle:
-        shares = {
-            name: round(int(count or 0) / with_throttle, 4)
-            for name, count in zip(THROTTLE_REASONS.values(), throttle_counts, strict=False)
-            if count
+def _mean(row: dict[str, Any], name: str) -> float | None:
+    count = row[f"{name}_c"]
+    return row[f"{name}_s"] / count if count else None
+
+
+_POWER = ["e_ft", "e_fp", "e_lt", "e_lp", "e_s", "e_dt"]
+
+
+def gpu_usages(
+    store: SampleStore,
+    indices: list[int],
+    start: float,
+    end: float,
+    max_gap: float | None = None,
+    *,
+    rollups: bool = True,
+) -> list[dict[str, Any]]:
+    """Each GPU of `indices` over the window (None values where NVML gave nothing).
+
+    The window's segments (raw head, rolled minutes, raw tail) are read with a
+    few narrow queries and combined here: sums and extremes as SQL would, and
+    the power trapezoid between the last sample of one segment and the first
+    of the next.
+    """
+    if max_gap is None:
+        max_gap = GAP_FACTOR * float(
+            coverage(store, start, end, rollups=rollups).get("interval_s") or 0.0
+        )
+    split = _split(store, start, end, rollups)
+    marks = ",".join(str(int(i)) for i in indices) or "NULL"
+    params = split.params(gap=max_gap)
+    parts: list[dict[int, dict[str, Any]]] = []
+    for where, _order in split.raw_parts():
+        rows = store.query(rollup.gpu_raw_sql(where, marks).replace(":seg_m", "0"), params)
+        parts.append({int(r[0]): dict(zip([*_BASE, *_POWER], r[2:-1], strict=True)) for r in rows})
+    if split.rolled and rollups:
+        rolled: dict[int, dict[str, Any]] = {
+            int(r[0]): dict(zip(_BASE, r[1:], strict=True))
+            for r in store.query(rollup.gpu_rolled_base_sql(marks), params)
         }
-        out["throttle"] = shares
-        out["throttled_share"] = round(int(throttle_counts[-2] or 0) / with_throttle, 4)
-    out.update(_energy(store, index, start, end, max_gap))
-    out.update(_ecc(store, index, start, end))
+        recut = 0
+        for r in store.query(rollup.gpu_rolled_power_sql(marks), params):
+            idx = int(r[0])
+            rolled[idx].update(zip(_POWER, r[1:7], strict=True))
+            rolled[idx]["e_s"] = add(rolled[idx]["e_s"], r[7])
+            rolled[idx]["e_dt"] = add(rolled[idx]["e_dt"], r[8])
+            recut += int(r[9] or 0)
+        recuts = store.query(rollup.recut_minutes_sql(marks), params) if recut else []
+        for idx, e_s, e_dt in recuts:
+            rolled[int(idx)]["e_s"] = add(rolled[int(idx)]["e_s"], e_s)
+            rolled[int(idx)]["e_dt"] = add(rolled[int(idx)]["e_dt"], e_dt)
+        parts.insert(1, rolled)
+    return [
+        _gpu_entry(store, index, _combine([p[index] for p in parts if index in p], max_gap),
+                   start, end)
+        for index in indices
+    ]  # fmt: skip
+
+
+def _combine(segments: list[dict[str, Any]], max_gap: float) -> dict[str, Any] | None:
+    """One GPU's segments, in time order, combined into one."""
+    if not segments:
+        return None
+    out = rollup.combine_base(segments)
+    energy = covered = None
+    previous: dict[str, Any] | None = None
+    for seg in segments:
+        energy, covered = add(energy, seg.get("e_s")), add(covered, seg.get("e_dt"))
+        if seg.get("e_ft") is None:
+            continue
+        if previous is not None:
+            spacing = seg["e_ft"] - previous["e_lt"]
+            if spacing <= max_gap:
+                energy = add(energy, (seg["e_fp"] + previous["e_lp"]) / 2.0 * spacing)
+                covered = add(covered, spacing)
+        previous = seg
+    out["e_s"], out["e_dt"] = energy, covered
     return out
 
 
-def _energy(
-    store: SampleStore, index: int, start: float, end: float, max_gap: float | None = None
+def gpu_usage(
+    store: SampleStore,
+    index: int,
+    start: float,
+    end: float,
+    max_gap: float | None = None,
+    *,
+    rollups: bool = True,
 ) -> dict[str, Any]:
+    return gpu_usages(store, [index], start, end, max_gap, rollups=rollups)[0]
+
+
+def _gpu_entry(
+    store: SampleStore, index: int, row: dict[str, Any] | None, start: float, end: float
+) -> dict[str, Any]:
+    out: dict[str, Any] = {"index": index, "samples": int(row["n"] or 0) if row else 0}
+    info = store.query("SELECT uuid, name, mem_total FROM gpu_info WHERE idx = ?", (index,))
+    if info:
+        out.update(uuid=info[0][0], model=info[0][1], mem_total_bytes=info[0][2])
+    if row is None or not out["samples"]:
+        return out
+    out.update(
+        util_mean=_r(_mean(row, "util"), 1),
+        util_max=_r(row["util_x"], 1),
+        mem_util_mean=_r(_mean(row, "mu"), 1),
+        mem_max_bytes=int(row["mem_x"]) if row["mem_x"] is not None else None,
+        power_mean_w=_r(_mean(row, "p"), 1),
+        power_max_w=_r(row["p_x"], 1),
+        sm_clock_mean_mhz=_r(_mean(row, "clk"), 0),
+    )
+    for key, name in (
+        ("pcie_tx_mean_bps", "ptx"),
+        ("pcie_rx_mean_bps", "prx"),
+        ("nvlink_tx_mean_bps", "ntx"),
+        ("nvlink_rx_mean_bps", "nrx"),
+    ):
+        value = _mean(row, name)
+        if value is not None:
+            out[key] = _r(value, 0)
+    with_throttle = int(row["thr_c"] or 0)
+    if with_throttle:
+        out["throttle"] = {
+            name: round(int(row[f"thr_{bit}"]) / with_throttle, 4)
+            for bit, name in THROTTLE_REASONS.items()
+            if row[f"thr_{bit}"]
+        }
+        out["throttled_share"] = round(int(row["thr_any"] or 0) / with_throttle, 4)
+    if row["e_s"] is not None:
+        out["energy_power_j"] = _r(row["e_s"], 1)
+        out["energy_power_covered_s"] = _r(row["e_dt"], 1)
+    out.update(_energy_counter(store, index, start, end))
+    if row["eccc_hi"] is not None or row["eccu_hi"] is not None:
+        corrected = row["eccc_hi"] - row["eccc_lo"] if row["eccc_hi"] is not None else None
+        uncorrected = row["eccu_hi"] - row["eccu_lo"] if row["eccu_hi"] is not None else None
+        out["ecc"] = {"corrected": corrected, "uncorrected": uncorrected}
+    return out
+
+
+def _energy_counter(store: SampleStore, index: int, start: float, end: float) -> dict[str, Any]:
+    """NVML counter delta, first to last read in the window (two index lookups)."""
     out: dict[str, Any] = {}
-    if max_gap is None:
-        interval = store.query(
-            "SELECT MAX(interval) FROM tick WHERE t >= ? AND t <= ?", (start, end)
-        )[0][0]
-        max_gap = GAP_FACTOR * float(interval or 0.0)
-    # Trapezoids between consecutive samples; a pair further apart than a gap is skipped.
-    row = store.query(
-        "SELECT SUM((power_w + prev_p) / 2.0 * (t - prev_t)), SUM(t - prev_t) FROM ("
-        " SELECT t, power_w, LAG(t) OVER w AS prev_t, LAG(power_w) OVER w AS prev_p"
-        " FROM gpu WHERE idx = ? AND t >= ? AND t <= ? AND power_w IS NOT NULL"
-        " WINDOW w AS (ORDER BY t))"
-        " WHERE prev_t IS NOT NULL AND t - prev_t <= ?",
-        (index, start, end, max_gap),
-    )[0]
-    if row[0] is not None:
-        out["energy_power_j"] = _r(row[0], 1)
-        out["energy_power_covered_s"] = _r(row[1], 1)
     first = store.query(
         "SELECT t, energy_mj FROM gpu WHERE idx = ? AND t >= ? AND t <= ?"
         " AND energy_mj IS NOT NULL ORDER BY t LIMIT 1",
@@ -196,17 +302,6 @@ def _energy(
             out["energy_counter_j"] = _r(delta / 1000.0, 1)
             out["energy_counter_span_s"] = _r(last[0][0] - first[0][0], 1)
     return out
-
-
-def _ecc(store: SampleStore, index: int, start: float, end: float) -> dict[str, Any]:
-    row = store.query(
-        "SELECT MAX(ecc_c) - MIN(ecc_c), MAX(ecc_u) - MIN(ecc_u) FROM gpu"
-        " WHERE idx = ? AND t >= ? AND t <= ?",
-        (index, start, end),
-    )[0]
-    if row[0] is None and row[1] is None:
-        return {}
-    return {"ecc": {"corrected": row[0], "uncorrected": row[1]}}
 
 
 def xid_events(
@@ -262,9 +357,25 @@ def summarise(
     node: str | None = None,
     uid: int | None = None,
     ncpus: int | None = None,
+    rollups: bool = True,
 ) -> dict[str, Any]:
     """The "usage" fragment of one node record (see module doc)."""
-    cover = coverage(store, start, end)
+    with store.read_snapshot():
+        return _summarise(store, job, gpus, start, end, node, uid, ncpus, rollups)
+
+
+def _summarise(
+    store: SampleStore,
+    job: str,
+    gpus: list[int],
+    start: float,
+    end: float,
+    node: str | None,
+    uid: int | None,
+    ncpus: int | None,
+    rollups: bool,
+) -> dict[str, Any]:
+    cover = coverage(store, start, end, rollups=rollups)
     out: dict[str, Any] = {
         "v": SUMMARY_VERSION,
         "source": "agent",
@@ -273,7 +384,7 @@ def summarise(
     }
     if node:
         out["node"] = node
-    cpu = cpu_usage(store, job, start, end, uid, ncpus)
+    cpu = cpu_usage(store, job, start, end, uid, ncpus, rollups=rollups)
     out["cpu"] = cpu
     if "efficiency" in cpu:
         out["cpu_efficiency"] = cpu["efficiency"]
@@ -285,7 +396,7 @@ def summarise(
     if gpus:
         wanted = sorted(set(gpus))
         max_gap = GAP_FACTOR * float(cover.get("interval_s") or 0.0)
-        entries = [gpu_usage(store, index, start, end, max_gap) for index in wanted[:MAX_GPUS]]
+        entries = gpu_usages(store, wanted[:MAX_GPUS], start, end, max_gap, rollups=rollups)
         out["gpus"] = entries
         if len(wanted) > MAX_GPUS:
             out["gpus_omitted"] = len(wanted) - MAX_GPUS

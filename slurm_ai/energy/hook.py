@@ -9,6 +9,10 @@ orchestrator):
 Config [energy]: sysfs_root ("/"), nvml_recorded (a recording, for tests),
 nvml_timeout_s (2.0), ipmi ("auto"|"on"|"off"), ipmi_timeout_s (3.0),
 cpu_tdp_w (0 = from RAPL's package limit, else 200 W assumed).
+
+A RAPL domain over a job longer than its wrap window is unwrapped from the
+node agent's readings (its store, [agent] store_dir), or marked unavailable
+with the reason when they do not cover the job.
 """
 
 from __future__ import annotations
@@ -171,16 +175,18 @@ def compute(
         if dom is None or not isinstance(start_uj, int):
             continue
         if elapsed > dom.wrap_window_s:
-            cpu_sources.append(
-                SourceReading(
-                    "rapl",
-                    name,
-                    None,
-                    UNAVAILABLE,
-                    f"job ran {elapsed:.0f} s, longer than the counter's wrap window "
-                    f"({dom.wrap_window_s:.0f} s): wraps cannot be counted",
-                )
-            )
+            # Longer than one wrap window: the two ends cannot tell how many
+            # times the counter wrapped; the agent's readings in between can.
+            joules, why = _rapl_unwrapped(ctx, dom, start, end, start_uj, int(end_uj))
+            if joules is None:
+                cpu_sources.append(SourceReading("rapl", name, None, UNAVAILABLE, why))
+                continue
+            quality = MEASURED
+            if share < 1.0:
+                joules *= share
+                quality = ESTIMATED
+                why = "; ".join(n for n in (why, share_note) if n)
+            cpu_sources.append(SourceReading("rapl", name, joules, quality, why))
             continue
         joules = rapl.counter_delta(start_uj, int(end_uj), dom.max_energy_uj) / 1e6
         wrapped = int(end_uj) < start_uj
@@ -237,6 +243,65 @@ def compute(
     if gpus_out:
         out["gpus"] = gpus_out
     return out
+
+
+def _rapl_unwrapped(
+    ctx: HookContext,
+    dom: rapl.RaplDomain,
+    start: dict[str, Any],
+    end: dict[str, Any],
+    start_uj: int,
+    end_uj: int,
+) -> tuple[float | None, str]:
+    """Joules over a job longer than the wrap window, from the agent's readings.
+
+    The chain is Prolog reading, the agent's readings of this counter, Epilog
+    reading. Between consecutive readings at most one wrap can hide when they
+    are less than a wrap window apart, and the telescoping sum of the deltas is
+    (end - start) + wraps x range. A spacing wider than the window anywhere in
+    the chain (agent down, no agent) makes the figure unknowable: None, with why.
+    """
+    t0, t1 = float(start["t"]), float(end["t"])
+    window = dom.wrap_window_s
+    lead = f"job ran {t1 - t0:.0f} s, longer than the counter's wrap window ({window:.0f} s)"
+    chain = _agent_rapl_chain(ctx, dom.name, t0, t1)
+    if isinstance(chain, str):
+        return None, f"{lead}; {chain}"
+    (first_t, first_uj), (last_t, last_uj) = chain["first"], chain["last"]
+    spacings = [
+        (first_t - t0, t0, first_t),
+        (float(chain["max_dt"]), *(chain["gap"] or (first_t, first_t))),
+        (t1 - last_t, last_t, t1),
+    ]
+    widest = max(spacings, key=lambda item: item[0])
+    if widest[0] > window:
+        return None, (
+            f"{lead}; the agent's readings leave a {widest[0]:.0f} s gap "
+            f"({widest[1]:.0f} to {widest[2]:.0f}): wraps cannot be counted"
+        )
+    wraps = int(chain["wraps"]) + (first_uj < start_uj) + (end_uj < last_uj)
+    joules = ((end_uj - start_uj) + wraps * dom.max_energy_uj) / 1e6
+    if joules < 0:
+        return None, f"{lead}; the agent's readings go backwards (counter reset?)"
+    return joules, f"unwrapped with {int(chain['n'])} agent readings: counter wrapped {wraps} times"
+
+
+def _agent_rapl_chain(ctx: HookContext, domain: str, t0: float, t1: float) -> dict[str, Any] | str:
+    """The node agent's readings of `domain` inside the job, or why there are none."""
+    from slurm_ai.agent.daemon import AgentSettings, resolve_store_dir
+    from slurm_ai.agent.store import SampleStore
+    from slurm_ai.errors import SlurmAIError
+
+    try:
+        settings = AgentSettings.from_config(ctx.config)
+        directory = resolve_store_dir(settings.store_dir, ctx.node)
+        with SampleStore(directory, readonly=True) as store, store.read_snapshot():
+            chain = store.rapl_chain(domain, t0, t1)
+    except SlurmAIError as exc:
+        return f"no agent readings ({str(exc)[:120]})"
+    if chain is None:
+        return "no agent reading of this counter during the job"
+    return chain
 
 
 def _cpu_model(

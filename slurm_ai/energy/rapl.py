@@ -83,3 +83,30 @@ def counter_delta(start: int, end: int, max_range: int) -> int:
     if end >= start:
         return end - start
     return (max_range - start) + end
+
+
+class RaplReader:
+    """Reads every package/DRAM counter cheaply, for the agent's ticks.
+
+    Domains are discovered once; each read is one open+read of a short file
+    per domain (a few microseconds), paths resolved through Sysfs once.
+    """
+
+    def __init__(self, sysfs: Sysfs) -> None:
+        self.domains = discover(sysfs)
+        self._paths = [
+            (dom.name, str(sysfs.path(f"{POWERCAP}/{dom.zone}/energy_uj"))) for dom in self.domains
+        ]
+
+    def read(self) -> dict[str, int]:
+        """energy_uj per readable domain (unreadable ones, e.g. not root, left out)."""
+        out: dict[str, int] = {}
+        for name, path in self._paths:
+            try:
+                with open(path, "rb") as handle:
+                    value = int(handle.read(32))
+            except (OSError, ValueError):
+                continue
+            if value >= 0:
+                out[name] = value
+        return out

@@ -12,6 +12,7 @@ from slurm_ai.agent.procs import (
     JobProcessScanner,
     job_from_cgroup,
     job_from_environ,
+    job_from_environ_bytes,
     parse_environ,
 )
 from slurm_ai.sysfs import Sysfs
@@ -31,6 +32,25 @@ def test_environ_and_cgroup_parsing_with_garbage() -> None:
     assert job_from_cgroup("0::/user.slice/myjob_5x\n") is None
     assert job_from_cgroup("0::/job_12abc/\n") is None
     assert job_from_cgroup(None) is None
+
+
+def test_environ_bytes_fast_path_matches_the_dict_parse() -> None:
+    cases = [
+        b"SLURM_JOB_ID=42\0SLURMD_NODENAME=n1\0",
+        b"A=1\0SLURM_JOB_ID=42\0SLURMD_NODENAME=n2",
+        b"XSLURM_JOB_ID=42\0MY_SLURMD_NODENAME=n2\0",
+        b"A=1\0SLURM_JOBID=43",
+        b"SLURM_JOB_ID=\0SLURM_JOBID=43\0",
+        b"SLURM_JOB_ID=4 2\0",
+        b"SLURM_JOB_ID=42;rm\0",
+        b"SLURM_JOB_ID=\xff\xfe\0",
+        b"\0\0=\0SLURM_JOB_ID=7",
+        b"",
+        b"SLURM_JOB_ID=" + b"9" * 100_000,
+    ]
+    for data in cases:
+        expected = job_from_environ(parse_environ(data), "n1")
+        assert job_from_environ_bytes(data, "n1") == expected, data[:40]
 
 
 def test_real_processes_by_job_and_node(spawn_job_process) -> None:  # type: ignore[no-untyped-def]
@@ -72,6 +92,7 @@ def _fake_proc(
     (d / "cgroup").write_text(cgroup)
     fields = ["S"] + ["0"] * 50
     fields[11], fields[12], fields[19] = str(utime), "0", "12345"
+    fields[21] = str(rss_pages)  # rss, as statm's second field
     (d / "stat").write_text(f"{pid} (tricky ) name) " + " ".join(fields) + "\n")
     (d / "statm").write_text(f"1000 {rss_pages} 0 0 0 0 0\n")
     (d / "status").write_text("Name:\tx\nUid:\t1000\t1000\t1000\t1000\nCpus_allowed_list:\t0-3\n")
@@ -100,8 +121,37 @@ def test_a_process_that_becomes_a_job_task_after_exec_is_found(tmp_path: Path) -
     # Before exec, a task forked by slurmstepd has slurmstepd's environment.
     tck = os.sysconf("SC_CLK_TCK")
     _fake_proc(tmp_path, 20, environ=b"PATH=/usr/bin\0", cgroup="0::/\n", utime=tck, rss_pages=1)
-    scanner = JobProcessScanner(Sysfs(tmp_path), "n1")
+    clock = [100.0]
+    scanner = JobProcessScanner(Sysfs(tmp_path), "n1", clock=lambda: clock[0])
     assert scanner.scan() == []
     (tmp_path / "proc" / "20" / "environ").write_bytes(b"SLURM_JOB_ID=31\0SLURMD_NODENAME=n1\0")
+    assert scanner.scan() == []  # not asked again before the first recheck age
+    clock[0] += 0.6
     (sample,) = scanner.scan()
     assert sample.job == "31" and sample.cpu_delta_s == 1.0
+
+
+def test_non_job_processes_are_rechecked_with_backoff_then_never(tmp_path: Path) -> None:
+    _fake_proc(tmp_path, 21, environ=b"PATH=/usr/bin\0", cgroup="0::/\n", utime=1, rss_pages=1)
+    clock = [0.0]
+    scanner = JobProcessScanner(Sysfs(tmp_path), "n1", clock=lambda: clock[0])
+    calls: list[float] = []
+    original = scanner._classify
+
+    def counting(pid: int):  # type: ignore[no-untyped-def]
+        calls.append(clock[0])
+        return original(pid)
+
+    scanner._classify = counting  # type: ignore[method-assign]
+    for _ in range(400):  # 40 s of 0.1 s ticks
+        scanner.scan()
+        clock[0] += 0.1
+    assert len(calls) == 1 + 6  # first sight, then at 0.5, 1, 2, 4, 8, 16 s
+    # A late tick (agent stalled 10 s) skips the missed ages instead of catching up.
+    _fake_proc(tmp_path, 22, environ=b"", cgroup="0::/\n", utime=1, rss_pages=1)
+    calls.clear()
+    scanner.scan()
+    clock[0] += 10.0
+    scanner.scan()
+    scanner.scan()
+    assert len(calls) == 2
