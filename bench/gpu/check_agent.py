@@ -219,6 +219,12 @@ def main() -> int:
             f"max {tick_cpu[-1]:.2f} ms; at 1 s interval = "
             f"{tick_cpu[len(tick_cpu) // 2] / 10:.3f}% of one core"
         )
+    ticks = max(1, len(tick_cpu))
+    phases = getattr(agent, "phase_cpu_s", {})
+    if phases:
+        print("  per part (CPU ms per tick): " + ", ".join(
+            f"{name} {seconds * 1000 / ticks:.2f}" for name, seconds in phases.items()
+        ))  # fmt: skip
 
     section("samples (GPU 0): t, util%, mem_util%, mem GiB, W, SM MHz, throttle, energy J")
     for row in trace[:: max(1, len(trace) // 12)]:

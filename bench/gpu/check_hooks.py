@@ -33,6 +33,28 @@ def run_hook(hook: str, config: Path, env: dict[str, str]) -> tuple[int, float]:
     return proc.returncode, elapsed
 
 
+def job_scope_check(base: dict[str, str]) -> None:
+    """`slurm-ai healthcheck --scope job` as one srun task would run it (NCCL, 1 rank)."""
+    env = {
+        **base,
+        "SLURM_STEP_ID": "0",
+        "SLURM_PROCID": "0",
+        "SLURM_LOCALID": "0",
+        "SLURM_NTASKS": "1",
+        "SLURM_NNODES": "1",
+        "SLURM_STEP_GPUS": "0",
+        "SLURM_AI_HEALTH_MASTER_ADDR": "127.0.0.1",
+    }
+    started = time.perf_counter()
+    proc = subprocess.run(
+        [sys.executable, "-m", "slurm_ai", "healthcheck", "--scope", "job", "--backend", "nccl"],
+        env=env, capture_output=True, text=True, timeout=120, check=False,
+    )  # fmt: skip
+    took = time.perf_counter() - started
+    print(f"healthcheck --scope job (nccl, 1 task): exit {proc.returncode} in {took:.1f} s")
+    print((proc.stdout + proc.stderr).strip()[-2500:])
+
+
 def gpu_load(seconds: float) -> None:
     import torch
 
@@ -57,7 +79,7 @@ def main() -> int:
     config.write_text(
         f'[spool]\ndir = "{spool}"\n[log]\nfile = "{log}"\n'
         '[health]\nenabled = true\nwhen = "every_job"\nbackend = "nccl"\nbudget_s = 20.0\n'
-        '[accounting]\nbackend = "cli"\ntimeout_s = 3.0\ninline_budget_s = 3.0\n'
+        '[accounting]\nbackend = "slurm-cli"\ntimeout_s = 3.0\ninline_budget_s = 3.0\n'
         f'mark_dir = "{root / "marks"}"\n'
         '[energy]\nipmi = "off"\n'
     )
@@ -77,6 +99,7 @@ def main() -> int:
         "SLURM_JOB_GPUS": "0",
         "CUDA_VISIBLE_DEVICES": "0",
     }
+    job_scope_check(base)
     rc, prolog_s = run_hook("prolog", config, {**base, "SLURM_SCRIPT_CONTEXT": "prolog_slurmd"})
     print(f"prolog: exit {rc} in {prolog_s:.2f} s (health check on, NCCL)")
     gpu_load(8.0)
