@@ -194,6 +194,8 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("prices", "partitions", UNSET, "per-partition prices [prices.partitions.NAME]",
             "slurm_ai.report.prices", "table",
             ("cost_per_kwh", "cost_per_node_hour", "cost_per_gpu_hour")),
+    _s("report", "min_jobs", 20, "jobs per partition before the report's decision names the "
+       "lower cost or P99 (fewer: too few jobs to say)", "slurm_ai.report.prices"),
 )  # fmt: skip
 
 SECTION_TITLES: dict[str, str] = {
@@ -208,6 +210,7 @@ SECTION_TITLES: dict[str, str] = {
     "health": "Health check (docs/health.md); off unless enabled",
     "agent": "Node agent (docs/agent.md)",
     "prices": "Prices for reports (docs/report.md)",
+    "report": "Report decisions (docs/report.md)",
 }
 
 

@@ -25,12 +25,12 @@ from slurm_ai.report.facts import (
     JobFacts,
     Outcome,
 )
-from slurm_ai.report.prices import Prices
+from slurm_ai.report.prices import DEFAULT_MIN_JOBS, Prices
 from slurm_ai.report.stats import Series
 
-# Below this many jobs per side a P99 is the maximum of a handful of runs and
-# one outlier would decide: the decision section says "too few jobs to say".
-MIN_JOBS = 20
+# The default of [report] min_jobs (Prices.min_jobs): jobs each side needs in the
+# decision section before it names the lower cost or P99 (see prices.py).
+MIN_JOBS = DEFAULT_MIN_JOBS
 BARE = "bare-metal"
 # Classes compared against bare metal in the tax tables.
 NOT_COMPARABLE = frozenset({BARE, NO_RECORD, UNREADABLE, "unknown", "mixed"})
@@ -423,10 +423,9 @@ def _decision(agg: Aggregate, prices: Prices) -> list[dict[str, Any]]:
                 }
             )
         label = UNIT_SCALE[unit][1] if unit != "job" else "per job"
-        ok_cost = [
-            e for e in entries if e["result_jobs"] >= MIN_JOBS and e["per_result"] is not None
-        ]
-        ok_p99 = [e for e in entries if e["completed"] >= MIN_JOBS]
+        need = prices.min_jobs
+        ok_cost = [e for e in entries if e["result_jobs"] >= need and e["per_result"] is not None]
+        ok_p99 = [e for e in entries if e["completed"] >= need]
         lower_cost = min(ok_cost, key=lambda e: e["per_result"]) if len(ok_cost) >= 2 else None
         lower_p99 = min(ok_p99, key=lambda e: e["p99_elapsed_s"]) if len(ok_p99) >= 2 else None
         out.append(
@@ -457,12 +456,13 @@ def _verdict(
     prices: Prices,
 ) -> str:
     what = f"{prices.currency} {label}" if basis == "cost" else f"kWh {label}"
+    need = prices.min_jobs
     parts = []
     if lower_cost:
         others = ", ".join(
             f"{_name(e)} {e['per_result']:g} (n={e['result_jobs']})"
             for e in entries
-            if e is not lower_cost and e["result_jobs"] >= MIN_JOBS
+            if e is not lower_cost and e["result_jobs"] >= need
         )
         parts.append(
             f"lower {what}: {_name(lower_cost)} {lower_cost['per_result']:g} "
@@ -470,12 +470,12 @@ def _verdict(
         )
     else:
         counts = ", ".join(f"{_name(e)} n={e['result_jobs']}" for e in entries)
-        parts.append(f"{what}: too few jobs to say (need {MIN_JOBS} in two partitions; {counts})")
+        parts.append(f"{what}: too few jobs to say (need {need} in two partitions; {counts})")
     if lower_p99:
         others = ", ".join(
             f"{_name(e)} {e['p99_elapsed_s']:g} s (n={e['completed']})"
             for e in entries
-            if e is not lower_p99 and e["completed"] >= MIN_JOBS
+            if e is not lower_p99 and e["completed"] >= need
         )
         parts.append(
             f"lower P99 elapsed: {_name(lower_p99)} {lower_p99['p99_elapsed_s']:g} s "
@@ -503,7 +503,7 @@ def build_report(agg: Aggregate, prices: Prices) -> dict[str, Any]:
             "steps_skipped": agg.steps,
             "first_start": agg.first_start,
             "last_end": agg.last_end,
-            "min_jobs": MIN_JOBS,
+            "min_jobs": prices.min_jobs,
             "prices": {
                 "configured": prices.configured,
                 "currency": prices.currency,

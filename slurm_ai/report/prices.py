@@ -16,6 +16,12 @@ Cost of a set of jobs = IT kWh x PUE x cost_per_kwh + node-hours x
 cost_per_node_hour + GPU-hours x cost_per_gpu_hour, each with the partition's
 own value where set. No price at all configured means costs are shown as
 unknown rather than as zero.
+
+The report's one other setting rides along here, so every caller of
+`load_prices` (the report, `slurm-ai doctor`) reads it the same way:
+
+    [report]
+    min_jobs = 20                # jobs per side before the decision section decides
 """
 
 from __future__ import annotations
@@ -25,6 +31,9 @@ from dataclasses import dataclass, field
 from slurm_ai.config import Config, Section
 
 PRICE_KEYS = ("cost_per_kwh", "cost_per_node_hour", "cost_per_gpu_hour")
+# Below this many jobs per side a P99 is the maximum of a handful of runs and one
+# outlier would decide: the decision section says "too few jobs to say".
+DEFAULT_MIN_JOBS = 20
 
 
 @dataclass(frozen=True)
@@ -42,6 +51,8 @@ class Prices:
     co2_kg_per_kwh: float = 0.0
     partitions: dict[str, PartitionPrices] = field(default_factory=dict)
     configured: bool = False
+    # [report] min_jobs: jobs (completed jobs, for P99) each side needs in the decision.
+    min_jobs: int = DEFAULT_MIN_JOBS
 
     def for_partition(self, name: str) -> PartitionPrices:
         return self.partitions.get(name) or PartitionPrices(self.cost_per_kwh, 0.0, 0.0)
@@ -67,8 +78,18 @@ def _nonneg(section: Section, key: str, default: float) -> float:
     return value
 
 
+def load_min_jobs(config: Config) -> int:
+    """[report] min_jobs, at least 1; ConfigError otherwise."""
+    from slurm_ai.errors import ConfigError
+
+    value = config.section("report").get_int("min_jobs", DEFAULT_MIN_JOBS)
+    if value < 1:
+        raise ConfigError("[report] min_jobs: must be at least 1")
+    return value
+
+
 def load_prices(config: Config) -> Prices:
-    """Prices from [prices]; ConfigError names the bad key."""
+    """Prices from [prices] (and [report] min_jobs); ConfigError names the bad key."""
     from slurm_ai.errors import ConfigError
 
     section = config.section("prices")
@@ -94,4 +115,5 @@ def load_prices(config: Config) -> Prices:
         co2_kg_per_kwh=_nonneg(section, "co2_kg_per_kwh", 0.0),
         partitions=partitions,
         configured=configured,
+        min_jobs=load_min_jobs(config),
     )

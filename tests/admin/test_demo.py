@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -14,21 +15,22 @@ from typing import Any
 import pytest
 from hooks_fixture import _reconfigure
 
-pytestmark = pytest.mark.cluster
-
 DEMO = Path(__file__).resolve().parents[2] / "scripts" / "demo"
 
 
+@pytest.mark.cluster
 def test_demo_runs_jobs_and_prints_the_report(slurm_cluster: Any) -> None:
     if os.geteuid() != 0:
         pytest.skip("the demo runs as root")
     prefix = Path(slurm_cluster.prefix)
     etc = prefix / "etc" / "demo-test"  # not the hooks of tests/hooks_fixture.py
+    config = etc / "slurm-ai" / "config.toml"  # nor the default demo's config
     hooks_conf = prefix / "etc" / "hooks.conf"
     original = hooks_conf.read_text() if hooks_conf.exists() else ""
-    argv = [sys.executable, str(DEMO), "--skip-setup", "--etc", str(etc),
-            "--prefix", str(prefix), "--port-base", str(slurm_cluster.port_base),
-            "--name", slurm_cluster.name]  # fmt: skip
+    # One round (8 jobs) keeps the test short; the demo then sets [report] min_jobs = 1.
+    argv = [sys.executable, str(DEMO), "--skip-setup", "--etc", str(etc), "--config",
+            str(config), "--rounds", "1", "--prefix", str(prefix),
+            "--port-base", str(slurm_cluster.port_base), "--name", slurm_cluster.name]  # fmt: skip
     try:
         proc = subprocess.run(argv, capture_output=True, text=True, timeout=900, check=False)
     finally:
@@ -36,21 +38,64 @@ def test_demo_runs_jobs_and_prints_the_report(slurm_cluster: Any) -> None:
         with contextlib.suppress(Exception):
             _reconfigure(slurm_cluster)
         subprocess.run(
-            [sys.executable, "-m", "slurm_ai", "install", "--uninstall",
-             "--config", str(etc / "slurm-ai" / "config.toml")],
+            [sys.executable, "-m", "slurm_ai", "install", "--uninstall", "--config", str(config)],
             capture_output=True, timeout=120, check=False,
         )  # fmt: skip
         shutil.rmtree(etc, ignore_errors=True)
     out = proc.stdout
+    # Exit 0 also means the demo's own checks of the report held (no PROBLEM lines).
     assert proc.returncode == 0, out[-4000:] + proc.stderr[-2000:]
+    assert "PROBLEM" not in out
     for step in ("2/5", "3/5", "4/5", "5/5"):
         assert f"== demo {step}:" in out
     assert "on this single machine both partitions run on the same" in out
+    # The config really carries the demo's settings, and the shims use it.
+    assert f"checked: {config} carries the demo's" in out
+    assert "report.min_jobs = 1" in out and 'health.backend = "mpi"' in out
     done = [ln for ln in out.splitlines() if "record in accounting" in ln]
     assert len(done) == 8, out[-4000:]
     assert all("COMPLETED" in ln for ln in done), "\n".join(done)
     assert {ln.split()[3] for ln in done} == {"bare", "vm"}
-    # The report compares the partitions with the override's class on the vm side.
-    assert "vm/vm-passthrough" in out
-    assert "EUR per 1M tokens" in out
+    # The report covers this run's jobs only, with the overrides' classes and prices.
+    report = out.split("slurm_ai report --start", 1)[1].split("== demo 5/5: slurm-ai job", 1)[0]
+    assert re.search(r"^jobs: 8  with record: 8  no record: 0 ", report, re.M), report[:600]
+    assert "prices: none configured" not in report and "prices: EUR 0.25/kWh" in report
+    assert "bare/bare-metal" in report and "vm/vm-passthrough" in report
+    assert "EUR per 1M tokens" in report
+    # busbw from the Prolog's health check on both sides, and the tax table has its row.
+    busbw_jobs = re.search(r"^busbw jobs\s+(\d+)\s+(\d+)\s*$", report, re.M)
+    assert busbw_jobs and busbw_jobs.groups() == ("4", "4"), report
+    assert re.search(r"^vm-passthrough\s+cpu\s+2\s+1MiB\s", report, re.M), report
+    assert "reading the busbw tax: vm-passthrough/bare-metal = " in out
+    # The lowered minimum is said, and the decision section decides.
+    assert "The demo lowers [report] min_jobs from 20 to 1" in out
+    decision = report.split("Decision (at least 1 jobs per partition)", 1)[1]
+    assert "too few jobs to say" not in decision
+    assert decision.count("lower EUR per") == 4, decision
     assert "slurm-ai job" in out and "workload       training" in out
+    assert "health       pass busbw" in out
+
+
+def test_demo_refuses_a_config_without_its_settings(tmp_path: Path) -> None:
+    """An edited (kept) config or shims pointing elsewhere stop the demo before any job."""
+    if os.geteuid() != 0:
+        pytest.skip("the demo runs as root")
+    config = tmp_path / "config.toml"
+    config.write_text('[prices]\ncost_per_kwh = 0.1\n[platform.partitions.vm]\nclass = "mig"\n')
+    etc = tmp_path / "etc"
+    (etc / "prolog.d").mkdir(parents=True)
+    (etc / "prolog.d" / "50-slurm-ai").write_text("#!/bin/sh\nexec true --config /elsewhere\n")
+    proc = subprocess.run(
+        [sys.executable, str(DEMO), "--jobs-only", "--config", str(config), "--etc", str(etc),
+         "--prefix", str(tmp_path / "prefix")],
+        capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    assert proc.returncode != 0
+    err = proc.stderr
+    assert "do not carry the demo's settings" in err
+    assert "prices.cost_per_kwh = 0.1 (the demo needs 0.25)" in err
+    assert "platform.partitions.vm.class = 'mig' (the demo needs 'vm-passthrough')" in err
+    assert "health.enabled = None (the demo needs True)" in err
+    assert f"{etc / 'prolog.d' / '50-slurm-ai'} does not run with --config {config}" in err
+    assert "slurm-ai-taskprolog" in err  # missing shim
+    assert "sbatch" not in proc.stdout  # no job was submitted

@@ -197,6 +197,61 @@ def test_decision_with_enough_jobs() -> None:
     assert dec["lower_p99"] == "bare/bare-metal"
 
 
+def _few_jobs(n: int) -> list[str]:
+    lines = [D.join(FIELDS) + "\n"]
+    for i in range(n):
+        lines.append(
+            line(
+                str(100 + i),
+                "bare",
+                "COMPLETED",
+                0,
+                0,
+                3600,
+                rec("x", node("bare-metal", 3.6e6, 3.6e6, "pass", 300.0), 1e6),
+            )
+        )
+        lines.append(
+            line(
+                str(200 + i),
+                "vm",
+                "COMPLETED",
+                0,
+                0,
+                4000,
+                rec("y", node("vm-passthrough", 3.6e6, 3.6e6, "pass", 250.0), 1e6),
+            )
+        )
+    return lines  # fmt: skip
+
+
+@pytest.mark.parametrize(("min_jobs", "decides"), [(None, False), (4, False), (3, True), (1, True)])
+def test_decision_minimum_from_config(min_jobs: int | None, decides: bool) -> None:
+    """[report] min_jobs replaces the default 20: 3 jobs a side decide only with min_jobs <= 3."""
+    data: dict[str, Any] = {k: dict(v) for k, v in PRICES.items()}
+    if min_jobs is not None:
+        data["report"] = {"min_jobs": min_jobs}
+    layout, rows = read_rows(_few_jobs(3))
+    r = aggregate_rows(layout, rows, workers=1).finish(load_prices(Config(None, data)))
+    assert r["summary"]["min_jobs"] == (min_jobs or MIN_JOBS)
+    (dec,) = r["decision"]
+    if decides:
+        assert dec["lower_cost"] == "bare/bare-metal" and dec["lower_p99"] == "bare/bare-metal"
+        assert "vm/vm-passthrough" in dec["verdict"] and "(n=3)" in dec["verdict"]
+    else:
+        assert dec["lower_cost"] is None and dec["lower_p99"] is None
+        assert f"need {min_jobs or MIN_JOBS} in two partitions" in dec["verdict"]
+
+
+def test_min_jobs_validation() -> None:
+    assert load_prices(Config(None, {})).min_jobs == MIN_JOBS == 20
+    for bad in (0, -3):
+        with pytest.raises(ConfigError, match=r"\[report\] min_jobs"):
+            load_prices(Config(None, {"report": {"min_jobs": bad}}))
+    with pytest.raises(ConfigError, match="min_jobs"):
+        load_prices(Config(None, {"report": {"min_jobs": "few"}}))
+
+
 def _prices() -> Any:
     return load_prices(Config(None, PRICES))
 

@@ -61,6 +61,19 @@ def test_report_filters(data_dir: Path) -> None:
     assert out["groups"] == []
 
 
+def test_report_min_jobs_from_config(data_dir: Path, tmp_path: Path) -> None:
+    cfg = tmp_path / "c.toml"
+    cfg.write_text("[report]\nmin_jobs = 1\n")
+    out = invoke(["report", "--from", str(data_dir / "dump.txt")], cfg)
+    assert "Decision (at least 1 jobs per partition)" in out
+    assert "too few jobs to say" not in out.split("Decision (")[1].split("\n")[1]
+    cfg.write_text("[report]\nmin_jobs = 0\n")
+    res = CliRunner().invoke(
+        main, ["--config", str(cfg), "report", "--from", str(data_dir / "dump.txt")]
+    )
+    assert res.exit_code != 0 and "[report] min_jobs: must be at least 1" in res.output
+
+
 def test_report_without_prices_says_so(data_dir: Path, tmp_path: Path) -> None:
     cfg = tmp_path / "c.toml"
     cfg.write_text("")
