@@ -477,8 +477,16 @@ def _verdict(
             for e in entries
             if e is not lower_p99 and e["completed"] >= need
         )
+        tied = any(
+            e is not lower_p99
+            and e["completed"] >= need
+            and e["p99_elapsed_s"] == lower_p99["p99_elapsed_s"]
+            for e in entries
+        )
+        # Equal P99s name no winner: the first partition listed is not "lower".
+        verdict = "P99 elapsed tied" if tied else "lower P99 elapsed"
         parts.append(
-            f"lower P99 elapsed: {_name(lower_p99)} {lower_p99['p99_elapsed_s']:g} s "
+            f"{verdict}: {_name(lower_p99)} {lower_p99['p99_elapsed_s']:g} s "
             f"(n={lower_p99['completed']}) vs {others}"
         )
     else:

@@ -302,3 +302,24 @@ def test_prices_validation() -> None:
         load_prices(Config(None, {"prices": {"pue": 0.5}}))
     with pytest.raises(ConfigError, match="cost_per_kwh"):
         load_prices(Config(None, {"prices": {"cost_per_kwh": "cheap"}}))
+
+
+def test_equal_p99_is_reported_as_a_tie() -> None:
+    """Same elapsed on both sides: the verdict says tied, not that the first one is lower."""
+    lines = [D.join(FIELDS) + "\n"]
+    for i in range(3):
+        for jobid, part, cls in (
+            (100 + i, "bare", "bare-metal"),
+            (200 + i, "vm", "vm-passthrough"),
+        ):
+            lines.append(
+                line(str(jobid), part, "COMPLETED", 0, 0, 3600,
+                     rec("x", node(cls, 3.6e6, 3.6e6, "pass", 300.0), 1e6))
+            )  # fmt: skip
+    data: dict[str, Any] = {k: dict(v) for k, v in PRICES.items()}
+    data["report"] = {"min_jobs": 3}
+    layout, rows = read_rows(lines)
+    r = aggregate_rows(layout, rows, workers=1).finish(load_prices(Config(None, data)))
+    (dec,) = r["decision"]
+    assert "P99 elapsed tied" in dec["verdict"]
+    assert "lower P99 elapsed" not in dec["verdict"]
