@@ -83,6 +83,7 @@ def agent(
     except SlurmAIError as exc:
         raise click.ClickException(str(exc)) from exc
     server = None
+    restore_signals = None
     try:
         if once:
             the_agent.tick()
@@ -91,12 +92,14 @@ def agent(
         if settings.listen:
             server = start_metrics_server(the_agent, settings.listen)
             log.info("serving http://%s:%d/metrics (%s)", server.host, server.port, server.backend)
-        the_agent.install_signal_handlers()
+        restore_signals = the_agent.install_signal_handlers()
         log.info("node %s: sampling every %gs into %s", node_name, settings.interval_s, store.path)
         the_agent.run(duration_s=duration)
     except SlurmAIError as exc:
         raise click.ClickException(str(exc)) from exc
     finally:
+        if restore_signals is not None:
+            restore_signals()
         if server is not None:
             server.close()
         the_agent.close()

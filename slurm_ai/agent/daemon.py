@@ -18,6 +18,7 @@ import signal
 import socket
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
@@ -222,12 +223,21 @@ class Agent:
                 break
             self.stop_event.wait(max(next_at - now, 0.0))
 
-    def install_signal_handlers(self) -> None:
+    def install_signal_handlers(self) -> Callable[[], None]:
+        """SIGTERM/SIGINT stop the loop cleanly. Returns a function that puts the
+        previous handlers back: the CLI also runs in-process (tests), and a handler
+        left behind would be inherited by every child that process forks later."""
+
         def stop(signum: int, frame: FrameType | None) -> None:
             self.stop_event.set()
 
-        signal.signal(signal.SIGTERM, stop)
-        signal.signal(signal.SIGINT, stop)
+        previous = {sig: signal.signal(sig, stop) for sig in (signal.SIGTERM, signal.SIGINT)}
+
+        def restore() -> None:
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
+
+        return restore
 
     def close(self) -> None:
         if self.gpus is not None:

@@ -21,6 +21,7 @@ from __future__ import annotations
 import gc
 import multiprocessing
 import os
+import signal
 from collections import deque
 from collections.abc import Iterable, Iterator
 from multiprocessing.pool import AsyncResult
@@ -107,6 +108,10 @@ _worker_keep: RowFilter | None = None
 def _init_worker(keep: RowFilter | None) -> None:
     global _worker_keep
     _worker_keep = keep
+    # A forked worker inherits the parent's signal handlers; with a SIGTERM handler
+    # that does not exit, Pool.terminate() would wait for the worker forever.
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle
     # Records are parsed and dropped at once and nothing kept holds a reference
     # cycle: the cyclic collector would only re-scan the young objects of every
     # JSON parse. Reference counting still frees everything.
