@@ -43,7 +43,9 @@ def srun(
 @pytest.fixture
 def job_config() -> Iterator[tuple[dict[str, str], Path]]:
     """SLURM_AI_CONFIG for the ranks: a private spool both nodes can see (the
-    nodes have their own /tmp, so not under pytest's tmp_path)."""
+    nodes have their own /tmp, so not under pytest's tmp_path). Tests pass it as
+    `slurm-ai --config` (see with_config): with the hooks installed, the TaskProlog
+    exports the site's SLURM_AI_CONFIG over a job's own."""
     base = Path(tempfile.mkdtemp(prefix="sai-health-test-", dir="/var/tmp"))
     spool = base / "spool"
     spool.mkdir(mode=0o700)
@@ -54,6 +56,12 @@ def job_config() -> Iterator[tuple[dict[str, str], Path]]:
         yield {"SLURM_AI_CONFIG": str(config)}, spool
     finally:
         shutil.rmtree(base, ignore_errors=True)
+
+
+def with_config(env: dict[str, str], args: list[str]) -> list[str]:
+    """HC-style args with `--config` from the job_config fixture put after `slurm-ai`."""
+    i = args.index("slurm-ai")
+    return [*args[: i + 1], "--config", env["SLURM_AI_CONFIG"], *args[i + 1 :]]
 
 
 def assert_no_gpu_info_per_node(data: dict[str, Any]) -> None:
@@ -125,7 +133,7 @@ def test_job_scope_fails_on_a_recorded_gpu_fault(
     """The test hook --nvml-recording feeds each node's GPU checks with a recorded
     H100 node whose kernel log has Xid 79: the job-scope verdict fails on it."""
     env, _ = job_config
-    args = [*JOB_MPI, *HC, "--scope", "job", "--backend", "mpi", "--json"]
+    args = with_config(env, [*JOB_MPI, *HC, "--scope", "job", "--backend", "mpi", "--json"])
     out = srun(slurm_cluster, [*args, "--nvml-recording", recording("xid")], env=env)
     assert out.returncode == 2, (out.stdout, out.stderr)
     data = result_json(out.stdout)
@@ -148,7 +156,9 @@ def test_job_scope_uses_and_extends_the_job_history(
     slurm_cluster: Any, job_config: tuple[dict[str, str], Path]
 ) -> None:
     env, spool = job_config
-    args = [*JOB_MPI, *HC, "--scope", "job", "--backend", "mpi", "--json", "--record"]
+    args = with_config(
+        env, [*JOB_MPI, *HC, "--scope", "job", "--backend", "mpi", "--json", "--record"]
+    )
     out = srun(slurm_cluster, args, env=env)
     assert out.returncode == 0, (out.stdout, out.stderr)
     history = spool / "health" / "history" / "job" / "bare.json"

@@ -6,6 +6,8 @@ Faults are injected with the test-only SLURM_AI_HEALTH_FAULT variable.
 from __future__ import annotations
 
 import os
+import uuid
+from collections.abc import Iterator
 
 import psutil
 import pytest
@@ -19,11 +21,31 @@ SIZES = [4096, 262144, 1048576]
 BACKENDS = [pytest.param("mpi", marks=needs_mpi), pytest.param("gloo", marks=needs_torch)]
 
 
+MARK = "SLURM_AI_TEST_LAUNCH"
+
+
+@pytest.fixture(autouse=True)
+def launch_mark(monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+    """A value only this test's workers carry in their environment: other health
+    checks on the machine (another cluster's Prolog, say) are not this test's."""
+    mark = uuid.uuid4().hex
+    monkeypatch.setenv(MARK, mark)
+    yield mark
+
+
 def workers_alive() -> list[psutil.Process]:
+    """This test's workers (mpirun, ranks) still running: found by the mark."""
+    wanted = f"{MARK}={os.environ[MARK]}"
     found = []
     for proc in psutil.process_iter(["cmdline", "status"]):
         cmd = " ".join(proc.info["cmdline"] or [])
-        if "slurm_ai.health.worker" in cmd and proc.info["status"] != psutil.STATUS_ZOMBIE:
+        if "slurm_ai.health.worker" not in cmd or proc.info["status"] == psutil.STATUS_ZOMBIE:
+            continue
+        try:
+            environ = proc.environ()
+        except psutil.Error:
+            continue
+        if f"{MARK}={environ.get(MARK)}" == wanted:
             found.append(proc)
     return found
 

@@ -7,6 +7,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from hooks_fixture import installed_hooks  # noqa: F401  (the cluster test's hooks)
 
 DATA = Path(__file__).resolve().parent.parent / "data" / "report"
 PRICES_TOML = """

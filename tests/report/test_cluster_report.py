@@ -85,34 +85,42 @@ def _report(args: list[str]) -> dict[str, Any]:
     return json.loads(res.output)
 
 
-def test_jobs_in_both_partitions_show_up_in_report(slurm_cluster: Any) -> None:
-    bare = _run_job(slurm_cluster, "bare")
-    vm = _run_job(slurm_cluster, "vm")
-    plain = _run_job(slurm_cluster, "vm")
-    _wait_done(slurm_cluster, [bare, vm, plain])
-    bare_token = encode_record(_record(bare, "bare", "bare-metal", 10.0))
-    _deliver(slurm_cluster, bare, "other-tool | note " + bare_token)
-    _deliver(slurm_cluster, vm, encode_record(_record(vm, "vm", "vm-passthrough", 8.0)))
+def test_jobs_in_both_partitions_show_up_in_report(
+    slurm_cluster: Any, installed_hooks: Any
+) -> None:
+    # The records here are written by the test itself; the installed hooks (other
+    # tests of this session install them) must deliver nothing for these jobs.
+    quiet_hooks = {"hooks": {"steps": []}, "accounting": {"deliver_inline": False}}
+    with installed_hooks.configured(quiet_hooks):
+        bare = _run_job(slurm_cluster, "bare")
+        vm = _run_job(slurm_cluster, "vm")
+        plain = _run_job(slurm_cluster, "vm")
+        _wait_done(slurm_cluster, [bare, vm, plain])
+        bare_token = encode_record(_record(bare, "bare", "bare-metal", 10.0))
+        _deliver(slurm_cluster, bare, "other-tool | note " + bare_token)
+        _deliver(slurm_cluster, vm, encode_record(_record(vm, "vm", "vm-passthrough", 8.0)))
 
-    for jobid, status in ((bare, "ok"), (vm, "ok"), (plain, "no record")):
-        res = CliRunner().invoke(main, ["job", jobid, "--json"], catch_exceptions=False)
-        assert res.exit_code == 0, res.output
-        raw = json.loads(res.output)
-        assert raw["record_status"] == status, raw
-    raw = json.loads(CliRunner().invoke(main, ["job", bare, "--json"]).output)
-    assert raw["record"]["job"]["id"] == bare and raw["foreign_comment"] is True
-    assert raw["sacct"]["Partition"] == "bare"
-    text = CliRunner().invoke(main, ["job", vm]).output
-    assert "vm-passthrough" in text and "busbw 8 GB/s" in text
+        for jobid, status in ((bare, "ok"), (vm, "ok"), (plain, "no record")):
+            res = CliRunner().invoke(main, ["job", jobid, "--json"], catch_exceptions=False)
+            assert res.exit_code == 0, res.output
+            raw = json.loads(res.output)
+            assert raw["record_status"] == status, raw
+        raw = json.loads(CliRunner().invoke(main, ["job", bare, "--json"]).output)
+        assert raw["record"]["job"]["id"] == bare and raw["foreign_comment"] is True
+        assert raw["sacct"]["Partition"] == "bare"
+        text = CliRunner().invoke(main, ["job", vm]).output
+        assert "vm-passthrough" in text and "busbw 8 GB/s" in text
 
-    # The live report (streaming sacct) has both partitions with their records.
-    r = _report(["--start", "now-1hour", "--workers", "1"])
-    groups = {(g["partition"], g["platform"]): g for g in r["groups"]}
-    assert groups[("bare", "bare-metal")]["jobs"] >= 1
-    assert groups[("vm", "vm-passthrough")]["jobs"] >= 1
-    assert groups[("vm", "no record")]["jobs"] >= 1
-    assert r["summary"]["no_record"] >= 1
-    assert r["summary"]["with_record"] >= 2 and r["summary"]["foreign_comment"] >= 1
-    assert any(t["platform"] == "vm-passthrough" and t["model"] == "cpu" for t in r["tax"]["busbw"])
-    only_vm = _report(["--start", "now-1hour", "--partition", "vm"])
-    assert {g["partition"] for g in only_vm["groups"]} == {"vm"}
+        # The live report (streaming sacct) has both partitions with their records.
+        r = _report(["--start", "now-1hour", "--workers", "1"])
+        groups = {(g["partition"], g["platform"]): g for g in r["groups"]}
+        assert groups[("bare", "bare-metal")]["jobs"] >= 1
+        assert groups[("vm", "vm-passthrough")]["jobs"] >= 1
+        assert groups[("vm", "no record")]["jobs"] >= 1
+        assert r["summary"]["no_record"] >= 1
+        assert r["summary"]["with_record"] >= 2 and r["summary"]["foreign_comment"] >= 1
+        assert any(
+            t["platform"] == "vm-passthrough" and t["model"] == "cpu" for t in r["tax"]["busbw"]
+        )
+        only_vm = _report(["--start", "now-1hour", "--partition", "vm"])
+        assert {g["partition"] for g in only_vm["groups"]} == {"vm"}
