@@ -88,8 +88,10 @@ SETTINGS: tuple[Setting, ...] = (
     _s("energy", "ipmi", "auto", "node power by IPMI DCMI: auto (when /dev/ipmi* exists) | off | on",
        "slurm_ai.energy"),
     _s("energy", "ipmi_timeout_s", 3.0, "limit per ipmitool call", "slurm_ai.energy"),
-    _s("energy", "cpu_tdp_w", 0.0, "CPU TDP for the estimate when nothing is measured "
-       "(0: no CPU estimate)", "slurm_ai.energy"),
+    _s("energy", "cpu_tdp_w", 0.0, "CPU package TDP for the estimate when nothing is "
+       "measured (0: RAPL's package power limit, else 200 W assumed)", "slurm_ai.energy"),
+    _s("energy", "cpu_idle_fraction", 0.3, "share of its TDP an allocated but idle CPU is "
+       "taken to draw in the CPU estimate (busy CPU time adds the rest)", "slurm_ai.energy"),
     # topology and platform
     _s("topology", "nvml_timeout_s", 5.0, "limit per NVML call", "slurm_ai.topology"),
     _s("topology", "cache_max_age_s", 3600.0, "refresh of the per-boot fingerprint cache",

@@ -43,7 +43,23 @@ def packages(sysfs: Sysfs) -> int:
     return max(1, len(ids))
 
 
-def cpu_model_joules(cpu_seconds: float, tdp_w: float, cpus_per_package: int) -> tuple[float, str]:
-    """CPU energy as CPU time x (package TDP / CPUs per package), with its note."""
+def cpu_model_joules(
+    allocated_cpu_s: float,
+    busy_cpu_s: float,
+    tdp_w: float,
+    cpus_per_package: int,
+    idle_fraction: float,
+) -> tuple[float, str]:
+    """CPU energy from the package TDP shared per CPU, with its note.
+
+    Allocated CPUs draw `idle_fraction` of their TDP share even when idle (a
+    server package idles at roughly a quarter to a third of TDP); busy CPU time
+    adds the rest. So a job that only sleeps is not counted as free."""
     per_cpu = tdp_w / max(1, cpus_per_package)
-    return cpu_seconds * per_cpu, f"{cpu_seconds:.1f} CPU-s x {per_cpu:.2f} W/CPU"
+    busy_cpu_s = min(max(busy_cpu_s, 0.0), allocated_cpu_s)
+    joules = per_cpu * (idle_fraction * allocated_cpu_s + (1 - idle_fraction) * busy_cpu_s)
+    note = (
+        f"{allocated_cpu_s:.1f} CPU-s allocated, {busy_cpu_s:.1f} busy, x {per_cpu:.2f} W/CPU "
+        f"(idle share {idle_fraction:g})"
+    )
+    return joules, note

@@ -8,7 +8,8 @@ orchestrator):
 
 Config [energy]: sysfs_root ("/"), nvml_recorded (a recording, for tests),
 nvml_timeout_s (2.0), ipmi ("auto"|"on"|"off"), ipmi_timeout_s (3.0),
-cpu_tdp_w (0 = from RAPL's package limit, else 200 W assumed).
+cpu_tdp_w (0 = from RAPL's package limit, else 200 W assumed), cpu_idle_fraction
+(0.3: share of its TDP an allocated but idle CPU is taken to draw).
 
 A RAPL domain over a job longer than its wrap window is unwrapped from the
 node agent's readings (its store, [agent] store_dir), or marked unavailable
@@ -36,6 +37,7 @@ class EnergySettings:
     ipmi: str = "auto"
     ipmi_timeout_s: float = 3.0
     cpu_tdp_w: float = 0.0
+    cpu_idle_fraction: float = 0.3
 
     @classmethod
     def from_ctx(cls, ctx: HookContext) -> EnergySettings:
@@ -47,6 +49,7 @@ class EnergySettings:
             ipmi=sec.get_str("ipmi", "auto"),
             ipmi_timeout_s=sec.get_float("ipmi_timeout_s", 3.0),
             cpu_tdp_w=sec.get_float("cpu_tdp_w", 0.0),
+            cpu_idle_fraction=min(1.0, max(0.0, sec.get_float("cpu_idle_fraction", 0.3))),
         )
 
 
@@ -322,10 +325,11 @@ def _cpu_model(
     if isinstance(usage, dict) and isinstance(usage.get("usage"), dict):
         usage = usage["usage"]
     efficiency = usage.get("cpu_efficiency") if isinstance(usage, dict) else None
+    allocated_s = job_cpus * elapsed
     if isinstance(efficiency, (int, float)) and 0 <= efficiency <= 1:
-        cpu_s, how = job_cpus * elapsed * float(efficiency), "CPU efficiency from the agent"
+        cpu_s, how = allocated_s * float(efficiency), "CPU efficiency from the agent"
     else:
-        cpu_s, how = job_cpus * elapsed, "all allocated CPUs assumed busy"
+        cpu_s, how = allocated_s, "all allocated CPUs assumed busy"
     tdp = cfg.cpu_tdp_w
     tdp_how = "cpu_tdp_w"
     if tdp <= 0:
@@ -335,7 +339,9 @@ def _cpu_model(
         else:
             tdp, tdp_how = estimate.DEFAULT_TDP_W, "assumed"
     per_package = max(1, node_cpus // estimate.packages(sysfs))
-    joules, note = estimate.cpu_model_joules(cpu_s, tdp, per_package)
+    joules, note = estimate.cpu_model_joules(
+        allocated_s, cpu_s, tdp, per_package, cfg.cpu_idle_fraction
+    )
     return SourceReading(
         "cpu-model",
         "cpu",

@@ -187,3 +187,16 @@ def test_epilog_without_prolog_snapshot_says_unavailable(tmp_path):
     ctx = _ctx(tmp_path, {"sysfs_root": str(tmp_path)}, ENV)
     out = hook.epilog_step(ctx)
     assert out["quality"] == "unavailable" and "no Prolog snapshot" in out["note"]
+
+
+@pytest.mark.parametrize(("efficiency", "factor"), [(0.0, 0.3), (0.5, 0.65), (1.0, 1.0)])
+def test_cpu_model_counts_idle_allocated_cpus(tmp_path, efficiency, factor):
+    """A job that only sleeps still holds its CPUs: they draw the idle share of TDP."""
+    (tmp_path / "sys/devices/system/cpu").mkdir(parents=True)
+    (tmp_path / "sys/devices/system/cpu/online").write_text("0-1\n")
+    ctx = _ctx(tmp_path, {"sysfs_root": str(tmp_path)}, {**ENV, "SLURM_JOB_CPUS_PER_NODE": "1"})
+    ctx.fragments["agent"] = {"usage": {"cpu_efficiency": efficiency}}
+    out = _run(ctx, tmp_path, {}, 4.0)
+    [src] = out["sources"]
+    assert src["joules"] == pytest.approx(4.0 * 100.0 * factor)
+    assert "idle share 0.3" in src["note"] and "CPU efficiency from the agent" in src["note"]

@@ -31,10 +31,11 @@ def _wait_done(cluster: Any, jobids: list[str]) -> None:
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:
         out = cluster.run(
-            ["sacct", "-a", "-X", "-n", "-P", "--format=State", "-j", ",".join(jobids)]
+            ["sacct", "-a", "-X", "-n", "-P", "--format=State,Partition", "-j", ",".join(jobids)]
         )
-        states = out.stdout.split()
-        if len(states) == len(jobids) and all(s == "COMPLETED" for s in states):
+        rows = [line.split("|") for line in out.stdout.split()]
+        # A short job first shows as a placeholder row with no partition: wait for the real one.
+        if len(rows) == len(jobids) and all(r[0] == "COMPLETED" and r[1] for r in rows):
             return
         time.sleep(1)
     raise AssertionError(f"jobs {jobids} did not complete: {out.stdout}")
