@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import gc
 import multiprocessing
+import operator
 import os
 import signal
 from collections import deque
@@ -50,7 +51,9 @@ class RowCounter:
         self.agg = Aggregate()
         cols = layout.columns
         # A missing column reads as "": it points at the "" appended to each row.
-        self._index = [cols.index(c) if c in cols else len(cols) for c in _ARGS]
+        self._fields = operator.itemgetter(
+            *[cols.index(c) if c in cols else len(cols) for c in _ARGS]
+        )
         self._need = len(cols) - 1
 
     def add(self, row: str, count: int | None = None) -> None:
@@ -68,12 +71,7 @@ class RowCounter:
                 return
             parts = list(fields.values())
         parts.append("")
-        i = self._index
-        outcome = row_facts(
-            parts[i[0]], parts[i[1]], parts[i[2]], parts[i[3]], parts[i[4]], parts[i[5]],
-            parts[i[6]], parts[i[7]], parts[i[8]], parts[i[9]], parts[i[10]], parts[i[11]],
-            self.keep,
-        )  # fmt: skip
+        outcome = row_facts(*self._fields(parts), self.keep)
         if outcome is not None:
             self.agg.add(outcome)
 
