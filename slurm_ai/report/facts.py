@@ -370,6 +370,7 @@ def row_facts(
     if keep is not None and not keep(partition, user, account, submit, start, end):
         return None
     slim = None
+    token: str | None
     if " " not in admin_comment and admin_comment[:_PREFIX_LEN].lower() == TOKEN_PREFIX:
         token, foreign = admin_comment.strip(), False  # _split_comment's usual case
     else:
