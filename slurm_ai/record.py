@@ -49,6 +49,8 @@ TOKEN_PREFIX = "sai1:"
 # AdminComment is a MySQL TEXT column (64 KiB). Leave room for foreign content.
 MAX_TOKEN_CHARS = 48 * 1024
 MAX_JSON_BYTES = 4 * 1024 * 1024
+# Compressed records up to this size cannot expand past MAX_JSON_BYTES (deflate: 1032:1).
+_ONE_SHOT_BYTES = MAX_JSON_BYTES // 1032 - 1
 
 
 def encode_record(record: dict[str, Any]) -> str:
@@ -89,10 +91,23 @@ def token_payload(token: str) -> bytes:
     if not is_token(token):
         raise RecordError("not a slurm-ai token")
     try:
+        data = binascii.unhexlify(token[len(TOKEN_PREFIX) :])
+    except (binascii.Error, ValueError) as exc:
+        raise RecordError(f"corrupt record: {exc}") from exc
+    if len(data) <= _ONE_SHOT_BYTES:
+        # Usual case, faster: too short to expand past the limit (deflate expands
+        # at most 1032:1), so a one-shot decompress is safe. Any error, and the
+        # limit, are left to the bounded path below, which words them.
+        try:
+            raw = zlib.decompress(data)
+        except zlib.error:
+            pass
+        else:
+            if len(raw) < MAX_JSON_BYTES:
+                return raw
+    try:
         decompressor = zlib.decompressobj()
-        raw = decompressor.decompress(
-            binascii.unhexlify(token[len(TOKEN_PREFIX) :]), MAX_JSON_BYTES
-        )
+        raw = decompressor.decompress(data, MAX_JSON_BYTES)
     except (binascii.Error, ValueError, zlib.error) as exc:
         raise RecordError(f"corrupt record: {exc}") from exc
     if decompressor.unconsumed_tail:

@@ -89,26 +89,31 @@ class Cell:
     def add(self, f: JobFacts) -> None:
         self.jobs += 1
         self.guessed += f.workload_guessed
-        node_s = f.nnodes * f.elapsed_s
-        gpu_s = f.gpus * f.elapsed_s
+        elapsed = f.elapsed_s
+        node_s = f.nnodes * elapsed
+        gpu_s = f.gpus * elapsed
         self.node_s += node_s
         self.gpu_s += gpu_s
-        energy = f.energy_j or 0.0
-        if f.energy_j is not None:
-            self.energy_j += f.energy_j
+        energy_j = f.energy_j
+        energy = energy_j or 0.0
+        if energy_j is not None:
+            self.energy_j += energy_j
             self.energy_jobs += 1
             self.energy_gpu_s += gpu_s
         self.measured_j += f.measured_j
         self.estimated_j += f.estimated_j
-        if f.health is not None:
+        health = f.health
+        if health is not None:
             self.checked += 1
-            self.failed += f.health == "failed"
+            self.failed += health == "failed"
         if f.completed:
-            self.elapsed.add(f.elapsed_s)
-        if f.wait_s is not None:
-            self.wait.add(f.wait_s)
-        if f.busbw_gbps is not None:
-            self.busbw.add(f.busbw_gbps)
+            self.elapsed.add(elapsed)
+        wait = f.wait_s
+        if wait is not None:
+            self.wait.add(wait)
+        busbw = f.busbw_gbps
+        if busbw is not None:
+            self.busbw.add(busbw)
         for name, value in f.units.items():
             sums = self.units.get(name)
             if sums is None:
@@ -154,32 +159,42 @@ class Aggregate:
 
     def add(self, outcome: Outcome) -> None:
         self.rows += 1
-        if outcome.kind == STEP:
+        kind = outcome.kind
+        if kind == STEP:
             self.steps += 1
             return
-        self.foreign += outcome.foreign
-        if outcome.kind == NONE:
+        if outcome.foreign:
+            self.foreign += 1
+        if kind == NONE:
             self.no_record += 1
-        elif outcome.kind == BAD:
+        elif kind == BAD:
             self.unparsed[outcome.reason or "corrupt record"] += 1
         f = outcome.facts
         if f is None:
             return
-        key = (f.partition, f.platform, f.workload, f.model)
+        platform = f.platform
+        key = (f.partition, platform, f.workload, f.model)
         cell = self.cells.get(key)
         if cell is None:
             cell = self.cells[key] = Cell()
         cell.add(f)
-        if outcome.kind == OK and f.busbw_key is not None and f.busbw_gbps is not None:
-            tkey = (*f.busbw_key, f.platform)
+        busbw_key = f.busbw_key
+        if kind == OK and busbw_key is not None and f.busbw_gbps is not None:
+            tkey = (*busbw_key, platform)
             series = self.busbw_tax.get(tkey)
             if series is None:
                 series = self.busbw_tax[tkey] = Series()
             series.add(f.busbw_gbps)
-        if f.start is not None and (self.first_start is None or f.start < self.first_start):
-            self.first_start = f.start
-        if f.end is not None and (self.last_end is None or f.end > self.last_end):
-            self.last_end = f.end
+        start = f.start
+        if start is not None:
+            first = self.first_start
+            if first is None or start < first:
+                self.first_start = start
+        end = f.end
+        if end is not None:
+            last = self.last_end
+            if last is None or end > last:
+                self.last_end = end
 
     def merge(self, o: Aggregate) -> None:
         self.rows += o.rows

@@ -78,8 +78,9 @@ class _Rules:
         self.start_match = re.compile(rb"[0-9]+[0-9_.+A-Za-z\[\]-]*" + re.escape(delim)).match
 
 
-def _lines(path: str, start: int, block: int) -> Iterator[tuple[int, bytes]]:
-    """(offset, line without '\\n' and trailing '\\r') from the first line start >= start."""
+def _blocks(path: str, start: int, block: int) -> Iterator[tuple[int, list[bytes]]]:
+    """(offset of the first, lines) in blocks: the lines without '\\n' (a trailing
+    '\\r' is still there) from the first line start >= start."""
     with open(path, "rb") as handle:
         pos = start
         if start > 0:
@@ -98,14 +99,10 @@ def _lines(path: str, start: int, block: int) -> Iterator[tuple[int, bytes]]:
                 data = carry + data
             lines = data.split(b"\n")
             carry = lines.pop()
-            for line in lines:
-                n = len(line) + 1
-                if line.endswith(b"\r"):
-                    line = line[:-1]
-                yield pos, line
-                pos += n
+            yield pos, lines
+            pos += len(data) - len(carry)
         if carry:
-            yield pos, carry[:-1] if carry.endswith(b"\r") else carry
+            yield pos, [carry]
 
 
 def rows_in_range(
@@ -119,30 +116,35 @@ def rows_in_range(
     prev_pos = -1
     prev_count = -1
     searching = a > dump.data_start
-    # One generator, the rule inlined: this loop runs once per line of the file.
-    for pos, line in _lines(dump.path, a, block):
-        count = line.count(delim)
-        is_start = count >= fixed and start_match(line) is not None
-        if searching:
-            # Looking for B(a): P must start at or after a.
-            if is_start and prev_pos >= a and prev_count >= need:
-                if prev_pos >= b:
-                    return  # B(a) is B(b): this range owns no row
-                searching = False
+    # One generator, the rule inlined, lines cut from blocks: this loop runs once per line of the file.
+    for pos, lines in _blocks(dump.path, a, block):
+        for line in lines:
+            n = len(line) + 1
+            if line.endswith(b"\r"):
+                line = line[:-1]
+            count = line.count(delim)
+            is_start = count >= fixed and start_match(line) is not None
+            if searching:
+                # Looking for B(a): P must start at or after a.
+                if is_start and prev_pos >= a and prev_count >= need:
+                    if prev_pos >= b:
+                        return  # B(a) is B(b): this range owns no row
+                    searching = False
+                    pending, pending_count = [line], count
+            elif not pending:
+                pending, pending_count = [line], count  # the first row of the data
+            elif is_start and pending_count >= need:
+                if len(pending) == 1:
+                    yield pending[0].decode("utf-8", "replace"), pending_count
+                else:
+                    yield b"\n".join(pending).decode("utf-8", "replace"), pending_count
+                if prev_pos >= b and prev_count >= need:
+                    return  # B(b): the next range's first row
                 pending, pending_count = [line], count
-        elif not pending:
-            pending, pending_count = [line], count  # the first row of the data
-        elif is_start and pending_count >= need:
-            if len(pending) == 1:
-                yield pending[0].decode("utf-8", "replace"), pending_count
             else:
-                yield b"\n".join(pending).decode("utf-8", "replace"), pending_count
-            if prev_pos >= b and prev_count >= need:
-                return  # B(b): the next range's first row
-            pending, pending_count = [line], count
-        else:
-            pending.append(line)  # newline inside JobName or AdminComment
-            pending_count += count
-        prev_pos, prev_count = pos, count
+                pending.append(line)  # newline inside JobName or AdminComment
+                pending_count += count
+            prev_pos, prev_count = pos, count
+            pos += n
     if pending and not searching and pending != [b""]:
         yield b"\n".join(pending).decode("utf-8", "replace"), pending_count

@@ -12,9 +12,16 @@ from typing import Any, Protocol
 
 from slurm_ai.accounting.sacct import parse_time, tres_gpus
 from slurm_ai.errors import RecordError
-from slurm_ai.record import RECORD_VERSION, AdminComment, decode_token, is_token, token_payload
+from slurm_ai.record import (
+    RECORD_VERSION,
+    TOKEN_PREFIX,
+    AdminComment,
+    decode_token,
+    is_token,
+    token_payload,
+)
 from slurm_ai.report.slim import available as _slim_available
-from slurm_ai.report.slim import slim_record
+from slurm_ai.report.slim import slim_record, slim_struct
 
 WORKLOADS = ("training", "fine-tuning", "inference", "data-science")
 UNITS = ("tokens", "epochs", "samples", "requests")
@@ -28,6 +35,7 @@ slim_available = _slim_available()  # tests switch it off to compare both paths
 UNREADABLE = "unparsed"
 
 _NUM = (int, float)
+_PREFIX_LEN = len(TOKEN_PREFIX)
 _INF = float("inf")
 
 # outcome values
@@ -182,42 +190,19 @@ def job_facts(row: dict[str, str]) -> Outcome:
     return outcome
 
 
-def row_facts(
-    job_id: str,
-    partition: str,
-    user: str,
-    account: str,
-    nnodes_text: str,
-    state: str,
-    submit_text: str,
-    start_text: str,
-    end_text: str,
-    elapsed_text: str,
-    alloc_tres: str,
-    admin_comment: str,
-    keep: RowFilter | None = None,
-) -> Outcome | None:
-    """Facts of one job from its sacct fields, positional for the hot loop.
+# What a record gives the facts: node count, platform classes, GPU models,
+# energy (total, measured, estimated), GPUs, busbw and its (ranks, size) key,
+# health, units (unchecked) and workload (unchecked).
+_Figures = tuple[
+    int, set[str], dict[str, int], float | None, float, float, int,
+    float | None, tuple[str, int, int] | None, str | None, dict[str, Any], Any,
+]  # fmt: skip
 
-    With `keep`, a job it rejects returns None before its record is decoded:
-    every field the filter looks at comes from sacct, and decoding is most of
-    the cost. Steps are never filtered (they are counted as skipped).
-    """
-    if "." in job_id:
-        return STEP_OUTCOME
-    submit = parse_time(submit_text)
-    start = parse_time(start_text)
-    end = parse_time(end_text)
-    partition = partition or "?"
-    if keep is not None and not keep(partition, user, account, submit, start, end):
-        return None
-    kind, record, reason, foreign = read_record_fields(admin_comment)
+
+def _dict_figures(record: dict[str, Any] | None) -> _Figures:
+    """The figures of a record decoded by json.loads (any shape, checked here)."""
     nodes_rec = _dict(record.get("nodes")) if record else {}
     job_rec = _dict(record.get("job")) if record else {}
-
-    elapsed = float(_int(elapsed_text, 0))
-    nnodes = _int(nnodes_text, 0) or max(len(nodes_rec), 1)
-    wait = start - submit if start is not None and submit is not None else None
     classes: set[str] = set()
     models: dict[str, int] = {}
     energy: float | None = None
@@ -227,8 +212,8 @@ def row_facts(
     busbw_key: tuple[str, int, int] | None = None
     health: str | None = None
     for node in nodes_rec.values():
-        # Hot loop (a million jobs): exact type checks instead of helpers; bool,
-        # NaN and infinity never pass `type(x) in _NUM and 0 <= x < _INF`.
+        # Exact type checks instead of helpers; bool, NaN and infinity never
+        # pass `type(x) in _NUM and 0 <= x < _INF`.
         if type(node) is not dict:
             classes.add("unknown")
             continue
@@ -280,6 +265,145 @@ def row_facts(
             ranks = _num(hl.get("ranks"))
             size = _num(hl.get("size_bytes"))
             busbw_key = ("", int(ranks or 0), int(size or 0))
+    units = _dict(record.get("units")) if record else {}
+    return (
+        len(nodes_rec), classes, models, energy, measured, estimated, rec_gpus,
+        busbw, busbw_key, health, units, job_rec.get("workload"),
+    )  # fmt: skip
+
+
+def _slim_figures(record: Any) -> _Figures:
+    """_dict_figures of a SlimRecord (slim.py): the same figures, the same checks.
+
+    The hot loop (a million jobs). The decode already guarantees each node,
+    platform, energy, health, GPU and source is an object (else it declined),
+    so only the leaf values are checked, exactly as in _dict_figures.
+    """
+    nodes_rec = record.nodes
+    classes: set[str] = set()
+    models: dict[str, int] = {}
+    energy: float | None = None
+    measured = estimated = 0.0
+    rec_gpus = 0
+    busbw: float | None = None
+    busbw_key: tuple[str, int, int] | None = None
+    health: str | None = None
+    for node in nodes_rec.values():
+        plat = node.platform
+        cls = plat.cls if plat is not None else None
+        classes.add(cls if type(cls) is str and cls else "unknown")
+        gpu_list = node.gpus
+        if gpu_list:
+            rec_gpus += len(gpu_list)
+            for gpu in gpu_list:
+                model = gpu.model
+                if type(model) is str and model:
+                    models[model] = models.get(model, 0) + 1
+        en = node.energy
+        if en is not None:
+            total: Any = en.total_j
+            if type(total) in _NUM and 0 <= total < _INF:
+                energy = (energy or 0.0) + total
+            for src in en.sources:
+                joules: Any = src.joules
+                if type(joules) in _NUM and 0 <= joules < _INF:
+                    quality = src.quality
+                    if quality == "measured":
+                        measured += joules
+                    elif quality == "estimated":
+                        estimated += joules
+        hl = node.health
+        if hl is None:
+            continue
+        verdict = hl.verdict
+        if verdict in CHECKED_VERDICTS:
+            if verdict in FAILED_VERDICTS:
+                health = "failed"
+            elif health is None:
+                health = "ok"
+        bw: Any = hl.busbw_gbps
+        if (
+            verdict in MEASURED_VERDICTS
+            and type(bw) in _NUM
+            and 0 <= bw < _INF
+            and (busbw is None or bw < busbw)
+        ):
+            busbw = float(bw)
+            ranks = _num(hl.ranks)
+            size = _num(hl.size_bytes)
+            busbw_key = ("", int(ranks or 0), int(size or 0))
+    job = record.job
+    return (
+        len(nodes_rec), classes, models, energy, measured, estimated, rec_gpus,
+        busbw, busbw_key, health, record.units, job.workload if job is not None else None,
+    )  # fmt: skip
+
+
+def row_facts(
+    job_id: str,
+    partition: str,
+    user: str,
+    account: str,
+    nnodes_text: str,
+    state: str,
+    submit_text: str,
+    start_text: str,
+    end_text: str,
+    elapsed_text: str,
+    alloc_tres: str,
+    admin_comment: str,
+    keep: RowFilter | None = None,
+) -> Outcome | None:
+    """Facts of one job from its sacct fields, positional for the hot loop.
+
+    With `keep`, a job it rejects returns None before its record is decoded:
+    every field the filter looks at comes from sacct, and decoding is most of
+    the cost. Steps are never filtered (they are counted as skipped).
+    """
+    if "." in job_id:
+        return STEP_OUTCOME
+    # parse_time's answer, its usual case (epoch digits) inline.
+    submit = float(submit_text) if submit_text.isdigit() else parse_time(submit_text)
+    start = float(start_text) if start_text.isdigit() else parse_time(start_text)
+    end = float(end_text) if end_text.isdigit() else parse_time(end_text)
+    partition = partition or "?"
+    if keep is not None and not keep(partition, user, account, submit, start, end):
+        return None
+    slim = None
+    token: str | None
+    if " " not in admin_comment and admin_comment[:_PREFIX_LEN].lower() == TOKEN_PREFIX:
+        token, foreign = admin_comment.strip(), False  # _split_comment's usual case
+    else:
+        token, foreign = _split_comment(admin_comment)
+    if token is None:
+        kind, record, reason = NONE, None, ""
+    else:
+        if slim_available:
+            try:
+                slim = slim_struct(token_payload(token))
+            except RecordError:
+                slim = None
+        if slim is not None:
+            kind, record, reason = OK, None, ""
+        else:
+            kind, record, reason = _decode_full(token)
+    if slim is not None:
+        (
+            node_count, classes, models, energy, measured, estimated, rec_gpus,
+            busbw, busbw_key, health, units_rec, workload,
+        ) = _slim_figures(slim)  # fmt: skip
+    else:
+        (
+            node_count, classes, models, energy, measured, estimated, rec_gpus,
+            busbw, busbw_key, health, units_rec, workload,
+        ) = _dict_figures(record)  # fmt: skip
+
+    # _int's answer; int() takes every str.isdecimal() string.
+    elapsed = float(int(elapsed_text) if elapsed_text.isdecimal() else _int(elapsed_text, 0))
+    nnodes = (int(nnodes_text) if nnodes_text.isdecimal() else _int(nnodes_text, 0)) or max(
+        node_count, 1
+    )
+    wait = start - submit if start is not None and submit is not None else None
 
     if kind == OK:
         platform = classes.pop() if len(classes) == 1 else ("mixed" if classes else "unknown")
@@ -298,40 +422,25 @@ def row_facts(
         busbw_key = (model, busbw_key[1], busbw_key[2])
 
     units: dict[str, float] = {}
-    for name, value in _dict(record.get("units") if record else None).items():
+    for name, value in units_rec.items():
         if name not in UNITS:
             continue
-        num = _num(value)
-        if num is not None and num > 0:
-            units[name] = num
-    workload = job_rec.get("workload")
+        if type(value) in _NUM:  # _num(value) > 0, inline: JSON numbers are int or float
+            num = float(value)
+            if 0 < num < _INF:
+                units[name] = num
     guessed = workload not in WORKLOADS
     if guessed:
         workload = guess_workload(gpus, nnodes, units)
 
+    # Positional, in JobFacts' field order (keywords cost a microsecond a job):
+    # job_id, partition, platform, workload, workload_guessed, model, nnodes, gpus,
+    # elapsed_s, wait_s, completed, energy_j, measured_j, estimated_j, busbw_gbps,
+    # busbw_key, health, units, user, account, submit, start, end.
     facts = JobFacts(
-        job_id=job_id,
-        partition=partition,
-        platform=platform,
-        workload=str(workload),
-        workload_guessed=guessed,
-        model=model,
-        nnodes=nnodes,
-        gpus=gpus,
-        elapsed_s=elapsed,
-        wait_s=wait if wait is None or wait >= 0 else None,
-        completed=state.startswith("COMPLETED"),
-        energy_j=energy,
-        measured_j=measured,
-        estimated_j=estimated,
-        busbw_gbps=busbw,
-        busbw_key=busbw_key,
-        health=health,
-        units=units,
-        user=user,
-        account=account,
-        submit=submit,
-        start=start,
-        end=end,
-    )
+        job_id, partition, platform, str(workload), guessed, model, nnodes, gpus,
+        elapsed, wait if wait is None or wait >= 0 else None, state.startswith("COMPLETED"),
+        energy, measured, estimated, busbw,
+        busbw_key, health, units, user, account, submit, start, end,
+    )  # fmt: skip
     return Outcome(kind, facts, reason, foreign)

@@ -20,10 +20,11 @@ from __future__ import annotations
 
 import gc
 import multiprocessing
+import operator
 import os
 import signal
 from collections import deque
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from multiprocessing.pool import AsyncResult
 
 from slurm_ai.accounting.sacct import FIELDS, Layout
@@ -39,6 +40,7 @@ _ARGS = (
     "End", "ElapsedRaw", "AllocTRES", "AdminComment",
 )  # fmt: skip
 assert set(_ARGS) <= set(FIELDS)
+_Fields = tuple[str, str, str, str, str, str, str, str, str, str, str, str]  # _ARGS' values
 
 
 class RowCounter:
@@ -50,7 +52,10 @@ class RowCounter:
         self.agg = Aggregate()
         cols = layout.columns
         # A missing column reads as "": it points at the "" appended to each row.
-        self._index = [cols.index(c) if c in cols else len(cols) for c in _ARGS]
+        # parts -> row_facts' sacct arguments, in one C call.
+        self._fields: Callable[[list[str]], _Fields] = operator.itemgetter(
+            *[cols.index(c) if c in cols else len(cols) for c in _ARGS]
+        )
         self._need = len(cols) - 1
 
     def add(self, row: str, count: int | None = None) -> None:
@@ -68,12 +73,7 @@ class RowCounter:
                 return
             parts = list(fields.values())
         parts.append("")
-        i = self._index
-        outcome = row_facts(
-            parts[i[0]], parts[i[1]], parts[i[2]], parts[i[3]], parts[i[4]], parts[i[5]],
-            parts[i[6]], parts[i[7]], parts[i[8]], parts[i[9]], parts[i[10]], parts[i[11]],
-            self.keep,
-        )  # fmt: skip
+        outcome = row_facts(*self._fields(parts), self.keep)
         if outcome is not None:
             self.agg.add(outcome)
 

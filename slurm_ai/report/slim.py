@@ -74,6 +74,54 @@ class _Record(TypedDict, total=False):
 _decode: Callable[[bytes], Any] | None = (
     msgspec.json.Decoder(_Record).decode if msgspec is not None else None
 )
+
+# The same fields decoded into Structs for the report's hot loop (facts.py):
+# building a Struct and reading its attributes is cheaper than a dict and .get().
+# Field types follow the TypedDicts above: a node, platform, energy, health, GPU
+# or source that is not an object (a list of GPUs or sources that is not a list,
+# a job or nodes or units that is not an object) is a ValidationError, so the
+# caller declines exactly where slim_record does. A missing key and null read as
+# None (or empty), as `.get()` and the type checks of facts.py read them.
+if msgspec is not None:
+
+    class SlimPlatform(msgspec.Struct, gc=False, rename={"cls": "class"}):
+        cls: Any = None
+
+    class SlimGpu(msgspec.Struct, gc=False):
+        model: Any = None
+
+    class SlimSource(msgspec.Struct, gc=False):
+        joules: Any = None
+        quality: Any = None
+
+    class SlimEnergy(msgspec.Struct, gc=False):
+        total_j: Any = None
+        sources: list[SlimSource] = msgspec.field(default_factory=list)
+
+    class SlimHealth(msgspec.Struct, gc=False):
+        verdict: Any = None
+        busbw_gbps: Any = None
+        ranks: Any = None
+        size_bytes: Any = None
+
+    class SlimNode(msgspec.Struct, gc=False):
+        platform: SlimPlatform | None = None
+        gpus: list[SlimGpu] = msgspec.field(default_factory=list)
+        energy: SlimEnergy | None = None
+        health: SlimHealth | None = None
+
+    class SlimJob(msgspec.Struct, gc=False):
+        workload: Any = None
+
+    class SlimRecord(msgspec.Struct, gc=False):
+        v: Any = None
+        job: SlimJob | None = None
+        nodes: dict[str, SlimNode] = msgspec.field(default_factory=dict)
+        units: dict[str, Any] = msgspec.field(default_factory=dict)
+
+    _decode_struct: Callable[[bytes], Any] | None = msgspec.json.Decoder(SlimRecord).decode
+else:
+    _decode_struct = None
 _errors: tuple[type[Exception], ...] = (
     (msgspec.DecodeError, msgspec.ValidationError) if msgspec is not None else ()
 )
@@ -94,4 +142,18 @@ def slim_record(payload: bytes) -> dict[str, Any] | None:
     version = record.get("v")
     if type(version) is not int or version != RECORD_VERSION:
         return None  # let the full decode say what is wrong, in its words
+    return record
+
+
+def slim_struct(payload: bytes) -> Any:
+    """slim_record's fields as a SlimRecord Struct (facts.py's hot loop); None as there."""
+    if _decode_struct is None:
+        return None
+    try:
+        record = _decode_struct(payload)
+    except _errors:
+        return None
+    version = record.v
+    if type(version) is not int or version != RECORD_VERSION:
+        return None
     return record
