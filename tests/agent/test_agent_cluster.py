@@ -41,10 +41,12 @@ class Agents:
     def store_template(self) -> str:
         return str(self.root / "{node}")
 
-    def job_rows(self, node: str, job: str) -> int:
+    def job_rows(self, node: str, job: str, min_rss: int = 0) -> int:
+        """Samples of `job` on `node` (with at least `min_rss` bytes resident)."""
         try:
             with SampleStore(self.root / node, readonly=True) as store:
-                return int(store.query("SELECT COUNT(*) FROM job WHERE job = ?", (job,))[0][0])
+                query = "SELECT COUNT(*) FROM job WHERE job = ? AND rss >= ?"
+                return int(store.query(query, (job, min_rss))[0][0])
         except SlurmAIError:
             return 0
 
@@ -136,7 +138,9 @@ def test_two_node_cpu_job_usage_from_real_samples(slurm_cluster: Any, agents: Ag
 
 def test_agent_killed_mid_job_gives_partial_coverage(slurm_cluster: Any, agents: Agents) -> None:
     job = _submit(slurm_cluster, 8.0)
-    assert wait_for(lambda: agents.job_rows("n1", job) >= 3, timeout=60)
+    # Kill it once it has sampled the job holding its memory (a loaded machine can take a
+    # few samples before the task has even allocated it).
+    assert wait_for(lambda: agents.job_rows("n1", job, min_rss=MEM) >= 2, timeout=60)
     agents.procs["n1"].send_signal(signal.SIGKILL)  # no clean shutdown
     agents.procs["n1"].wait(timeout=10)
     assert wait_for(lambda: _done(slurm_cluster, job), timeout=90)
