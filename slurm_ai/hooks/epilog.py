@@ -86,12 +86,9 @@ def _epilog(
     t0: float,
 ) -> int:
     from slurm_ai.accounting import marks
-    from slurm_ai.accounting.outbox import Spool, node_file, valid_job_id
+    from slurm_ai.accounting.outbox import Spool, node_file
     from slurm_ai.accounting.settings import AccountingSettings
 
-    if not valid_job_id(job.job_id):
-        log.error("event=no_job_id value=%s", runner.one_line(environ.get("SLURM_JOB_ID"), 40))
-        return 0
     settings = AccountingSettings.from_config(config)
     spool = Spool(config.spool_dir, log)
     prolog_state = spool.read_prolog_state(job.job_id, node)

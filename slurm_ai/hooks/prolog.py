@@ -54,11 +54,8 @@ def _prolog(
     started: float,
     t0: float,
 ) -> int:
-    from slurm_ai.accounting.outbox import Spool, valid_job_id
+    from slurm_ai.accounting.outbox import Spool
 
-    if not valid_job_id(job.job_id):
-        log.error("event=no_job_id value=%s", runner.one_line(environ.get("SLURM_JOB_ID"), 40))
-        return 0
     spool = Spool(config.spool_dir, log)
     spool.ensure_job_dir(job.job_id)
     ctx = HookContext(config, job, node, config.spool_dir, log, env=dict(environ))

@@ -176,6 +176,11 @@ def run_hook(hook: str, config_path: str | None, environ: Mapping[str, str], bod
         setup_log(None, hook, job.job_id, node).error("event=config_error error=%s", one_line(exc))
         return 0
     log = setup_log(config, hook, job.job_id, node)
+    from slurm_ai.accounting.outbox import valid_job_id
+
+    if not valid_job_id(job.job_id):
+        log.error("event=no_job_id value=%s", one_line(environ.get("SLURM_JOB_ID"), 40))
+        return 0
     try:
         return body(config, job, node, environ, log, started, t0)
     except Exception as exc:  # fail open: a bug here must never drain the cluster

@@ -168,30 +168,7 @@ def test_hand_computed_vm_group_tax_and_decision() -> None:
 
 
 def test_decision_with_enough_jobs() -> None:
-    lines = [D.join(FIELDS) + "\n"]
-    for i in range(MIN_JOBS):
-        lines.append(
-            line(
-                str(100 + i),
-                "bare",
-                "COMPLETED",
-                0,
-                0,
-                3600,
-                rec("x", node("bare-metal", 3.6e6, 3.6e6, "pass", 300.0), 1e6),
-            )
-        )
-        lines.append(
-            line(
-                str(200 + i),
-                "vm",
-                "COMPLETED",
-                0,
-                0,
-                4000,
-                rec("y", node("vm-passthrough", 3.6e6, 3.6e6, "pass", 250.0), 1e6),
-            )
-        )
+    lines = _few_jobs(MIN_JOBS)
     (dec,) = report_of(lines)["decision"]
     assert dec["lower_cost"] == "bare/bare-metal"  # 1.8/GPU-h beats 1.6/GPU-h + node-h over 1.11 h
     assert dec["lower_p99"] == "bare/bare-metal"
