@@ -199,3 +199,16 @@ def test_ratio_verdicts_and_jobs_to_tell() -> None:
     assert ratio.se_log == pytest.approx(math.hypot(a.se_log or 0, b.se_log or 0))
     assert ratio.low == pytest.approx(1.5 * math.exp(-3.182 * ratio.se_log))  # t at 4 - 1 df
     assert ratio.verdict == HIGHER
+
+
+def test_large_samples_draw_the_beta_as_a_normal() -> None:
+    """Rule 3 above 1000 on both Beta parameters: the interval matches the order-statistic one."""
+    rng = random.Random(4)
+    a = sorted(rng.lognormvariate(0, 0.5) for _ in range(5000))
+    b = [1.0] * 5000  # a constant reference: the ratio's interval is a's median interval
+    ci = quantile_ratio_ci(a, b, 50, seed=7)
+    exact = quantile_ci(a, 50)
+    assert ci is not None and exact is not None
+    assert ci.low == pytest.approx(exact[0], rel=0.01) and ci.high == pytest.approx(
+        exact[1], rel=0.01
+    )
