@@ -212,6 +212,11 @@ def _decision(agg: Aggregate, prices: Prices) -> list[dict[str, Any]]:
                 "n": entry["result_jobs"],
                 "reference_n": ref["result_jobs"],
             }
+            if cost_ci is None and enough and fig and ref_fig and ref_fig.value:
+                # Enough jobs for min_jobs, but a side of one job has no interval: the
+                # data cannot tell the two apart, which is what the verdict says.
+                cost["ratio"] = rounded(fig.value / ref_fig.value, 3)
+                cost["verdict"] = NO_CLEAR_DIFFERENCE
             cost["says"] = _cost_words(cost, kind, basis, prices.min_jobs)
             comp: dict[str, Any] = {
                 "partition": entry["partition"],
@@ -251,6 +256,8 @@ def _cost_words(m: dict[str, Any], kind: str, basis: str, need: int) -> str:
     verdict = m["verdict"]
     if verdict == TOO_FEW or m["ratio"] is None:
         return f"too few jobs to say (need {need} a side; {counts})"
+    if verdict == NO_CLEAR_DIFFERENCE and m["ratio_low"] is None:
+        return f"no clear difference, x{m['ratio']:.3g} with no interval from one job, {counts}"
     if verdict == NO_CLEAR_DIFFERENCE:
         tell = m["jobs_to_tell"]
         more = ""
