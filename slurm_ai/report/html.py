@@ -286,62 +286,37 @@ def _groups_table(report: dict[str, Any]) -> str:
     return _table(header, body, ci)
 
 
+TAX_TABLES = (  # key in report["tax"], heading, what an empty one says, header
+    ("busbw", "busbw versus bare metal (median; same GPU model, ranks, size)",
+     "No comparable busbw measurements on both sides.",
+     ["platform", "GPU", "ranks x size", "median GB/s (95%)", "bare metal", "ratio (95%)",
+      "n vm/bare", "verdict"]),
+    ("cost_per_result", "Cost per result versus bare metal (same workload and GPU model)",
+     "No comparable work units on both sides.",
+     ["platform", "workload", "GPU", "per", "value (95%)", "bare metal (95%)", "ratio (95%)",
+      "n vm/bare", "verdict"]),
+)  # fmt: skip
+
+
+def _tax_cells(key: str, t: dict[str, Any]) -> list[str]:
+    if key == "busbw":
+        first = [t["platform"], t["model"], f"{t['ranks']} x {size_text(t['size_bytes'])}",
+                 _or_few(t, "median_gbps", t["jobs"]),
+                 _or_few(t, "bare_metal_median_gbps", t["bare_metal_jobs"])]  # fmt: skip
+    else:
+        first = [t["platform"], t["workload"], t["model"], f"{t['basis']} {t['label']}",
+                 with_span(t, "per_result"), with_span(t, "bare_metal_per_result")]  # fmt: skip
+    return [*first, ratio_text(t), f"{t['jobs']}/{t['bare_metal_jobs']}", verdict_word(t)]
+
+
 def _tax_tables(tax: dict[str, Any]) -> list[str]:
-    parts = ["<h3>busbw versus bare metal (median; same GPU model, ranks, size)</h3>"]
-    if tax["busbw"]:
-        body = [
-            [
-                t["platform"], t["model"], f"{t['ranks']} x {size_text(t['size_bytes'])}",
-                _or_few(t, "median_gbps", t["jobs"]), _or_few(t, "bare_metal_median_gbps", t["bare_metal_jobs"]),
-                ratio_text(t), f"{t['jobs']}/{t['bare_metal_jobs']}", verdict_word(t),
-            ]
-            for t in tax["busbw"]
-        ]  # fmt: skip
-        parts.append(
-            _table(
-                [
-                    "platform",
-                    "GPU",
-                    "ranks x size",
-                    "median GB/s (95%)",
-                    "bare metal",
-                    "ratio (95%)",
-                    "n vm/bare",
-                    "verdict",
-                ],
-                body,
-            )
-        )
-    else:
-        parts.append("<p class=sub>No comparable busbw measurements on both sides.</p>")
-    parts.append("<h3>Cost per result versus bare metal (same workload and GPU model)</h3>")
-    if tax["cost_per_result"]:
-        body = [
-            [
-                t["platform"], t["workload"], t["model"], f"{t['basis']} {t['label']}",
-                with_span(t, "per_result"), with_span(t, "bare_metal_per_result"),
-                ratio_text(t), f"{t['jobs']}/{t['bare_metal_jobs']}", verdict_word(t),
-            ]
-            for t in tax["cost_per_result"]
-        ]  # fmt: skip
-        parts.append(
-            _table(
-                [
-                    "platform",
-                    "workload",
-                    "GPU",
-                    "per",
-                    "value (95%)",
-                    "bare metal (95%)",
-                    "ratio (95%)",
-                    "n vm/bare",
-                    "verdict",
-                ],
-                body,
-            )
-        )
-    else:
-        parts.append("<p class=sub>No comparable work units on both sides.</p>")
+    parts = []
+    for key, heading, empty, header in TAX_TABLES:
+        parts.append(f"<h3>{escape(heading)}</h3>")
+        if tax[key]:
+            parts.append(_table(header, [_tax_cells(key, t) for t in tax[key]]))
+        else:
+            parts.append(f"<p class=sub>{escape(empty)}</p>")
     return parts
 
 

@@ -194,51 +194,69 @@ def with_span(t: dict[str, Any], key: str) -> str:
     return fmt(value, 4) if span == "-" else f"{fmt(value, 4)} ({span})"
 
 
+def _grouped(
+    rows: list[dict[str, Any]],
+    header: list[str],
+    key_of: Callable[[dict[str, Any]], Any],
+    heading_of: Callable[[dict[str, Any]], str],
+    cells_of: Callable[[dict[str, Any]], list[str]],
+) -> list[str]:
+    """Rows under a wrapped heading per key (the reference side), as narrow tables."""
+    by_key: dict[Any, list[dict[str, Any]]] = {}
+    for t in rows:
+        by_key.setdefault(key_of(t), []).append(t)
+    lines: list[str] = []
+    for same in by_key.values():
+        lines += [""] if lines else []
+        lines += _wrap(heading_of(same[0]), "  ")
+        lines += _table(header, [[f"  {c[0]}", *c[1:]] for c in map(cells_of, same)])
+    return lines
+
+
+def _busbw_heading(t: dict[str, Any]) -> str:
+    ref = with_span(t, "bare_metal_median_gbps")
+    if t["bare_metal_median_gbps"] is None:
+        ref = f"n too small (n={t['bare_metal_jobs']})"
+    return f"{t['model']}, {t['ranks']} ranks, {size_text(t['size_bytes'])}: bare metal {ref}"
+
+
+def _busbw_cells(t: dict[str, Any]) -> list[str]:
+    median = with_span(t, "median_gbps") if t["median_gbps"] is not None else f"(n={t['jobs']})"
+    return [t["platform"], median, ratio_text(t), str(t["jobs"]), verdict_word(t)]
+
+
+def _cost_heading(t: dict[str, Any]) -> str:
+    return (
+        f"{t['workload']}, {t['model']}, {t['basis']} {t['label']}: bare metal "
+        f"{with_span(t, 'bare_metal_per_result')}, n={t['bare_metal_jobs']}"
+    )
+
+
+def _cost_cells(t: dict[str, Any]) -> list[str]:
+    per = with_span(t, "per_result")
+    return [t["platform"], per, ratio_text(t), str(t["jobs"]), verdict_word(t)]
+
+
+# The two tax tables: key in report["tax"], title, what an empty one says, the value
+# column, the reference each heading names, and the heading and cells of a row.
+_TAX = (
+    ("busbw", "busbw versus bare metal (median, 95% intervals)",
+     "no comparable busbw measurements on both sides", "median GB/s",
+     lambda t: (t["model"], t["ranks"], t["size_bytes"]), _busbw_heading, _busbw_cells),
+    ("cost_per_result", "cost per result versus bare metal (95% intervals)",
+     "no comparable work units on both sides", "per result",
+     lambda t: (t["workload"], t["model"], t["unit"]), _cost_heading, _cost_cells),
+)  # fmt: skip
+
+
 def _tax_lines(tax: dict[str, Any]) -> list[str]:
-    lines = ["", "Virtualization tax: busbw versus bare metal (median, 95% intervals)"]
-    if not tax["busbw"]:
-        lines.append("  no comparable busbw measurements on both sides")
-    heading = None
-    body: list[list[str]] = []
-    for t in tax["busbw"]:
-        key = (t["model"], t["ranks"], t["size_bytes"])
-        if key != heading:
-            lines += (
-                _table(["platform", "median GB/s", "ratio (95%)", "n", "verdict"], body)
-                if body
-                else []
-            )
-            body, heading = [], key
-            ref = with_span(t, "bare_metal_median_gbps")
-            if t["bare_metal_median_gbps"] is None:
-                ref = f"n too small (n={t['bare_metal_jobs']})"
-            lines += _wrap(f"{t['model']}, {t['ranks']} ranks, {size_text(t['size_bytes'])}: "
-                           f"bare metal {ref}", "  ")  # fmt: skip
-        median = with_span(t, "median_gbps") if t["median_gbps"] is not None else f"(n={t['jobs']})"
-        body.append([f"  {t['platform']}", median, ratio_text(t), str(t["jobs"]), verdict_word(t)])
-    if body:
-        lines += _table(["platform", "median GB/s", "ratio (95%)", "n", "verdict"], body)
-    lines += ["", "Virtualization tax: cost per result versus bare metal (95% intervals)"]
-    if not tax["cost_per_result"]:
-        lines.append("  no comparable work units on both sides")
-    heading = None
-    body = []
-    for t in tax["cost_per_result"]:
-        key = (t["workload"], t["model"], t["unit"])
-        if key != heading:
-            lines += (
-                _table(["platform", "per result", "ratio (95%)", "n", "verdict"], body)
-                if body
-                else []
-            )
-            body, heading = [], key
-            lines += _wrap(f"{t['workload']}, {t['model']}, {t['basis']} {t['label']}: bare metal "
-                           f"{with_span(t, 'bare_metal_per_result')}, "
-                           f"n={t['bare_metal_jobs']}", "  ")  # fmt: skip
-        body.append([f"  {t['platform']}", with_span(t, "per_result"), ratio_text(t),
-                     str(t["jobs"]), verdict_word(t)])  # fmt: skip
-    if body:
-        lines += _table(["platform", "per result", "ratio (95%)", "n", "verdict"], body)
+    lines: list[str] = []
+    for key, title, empty, value, key_of, heading_of, cells_of in _TAX:
+        lines += ["", f"Virtualization tax: {title}"]
+        if not tax[key]:
+            lines.append(f"  {empty}")
+        header = ["platform", value, "ratio (95%)", "n", "verdict"]
+        lines += _grouped(tax[key], header, key_of, heading_of, cells_of)
     return lines
 
 

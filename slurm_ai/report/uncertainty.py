@@ -251,6 +251,7 @@ class Moments:
     gg: float = 0.0
 
     def add(self, u: float, e: float, n: float, g: float) -> None:
+        # add_sums' lines repeated, not called: this runs per job and unit in the hot loop.
         self.jobs += 1
         self.u += u
         self.e += e
