@@ -149,3 +149,11 @@ def test_html_renders_in_headless_chromium(
     argv[-2:] = ["--no-pdf-header-footer", f"--print-to-pdf={pdf}", page.as_uri()]
     subprocess.run(argv, capture_output=True, timeout=120, check=True)
     assert pdf.read_bytes().startswith(b"%PDF") and pdf.stat().st_size > 20_000
+
+
+def test_report_table_fits_80_columns(data_dir: Path, prices_config: Path) -> None:
+    """Nine partition/class columns and the intervals: blocks of columns, wrapped sentences."""
+    out = invoke(["report", "--from", str(data_dir / "dump.txt")], prices_config)
+    assert max(len(line) for line in out.splitlines()) <= 80
+    assert out.count("partition / platform") >= 3  # the groups table in blocks
+    assert "95% interval" in out and "(n=61)" in out  # P95 of 61 jobs: n too small (72)
