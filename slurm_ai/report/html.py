@@ -38,7 +38,7 @@ h3{font-size:14px;margin:16px 0 6px}
 .card{background:#fff;border:1px solid #d0d7de;border-radius:8px;padding:10px 14px;min-width:110px}
 .card b{display:block;font-size:20px}.card span{color:#57606a;font-size:12px}
 .charts{display:flex;gap:16px;flex-wrap:wrap;align-items:flex-start}
-.chart{background:#fff;border:1px solid #d0d7de;border-radius:8px;padding:8px;max-width:100%;box-sizing:border-box}
+.chart{display:inline-block;vertical-align:top;background:#fff;border:1px solid #d0d7de;border-radius:8px;padding:8px;max-width:100%;box-sizing:border-box}
 svg{max-width:100%;height:auto}
 .wide{overflow-x:auto;max-width:100%}
 table{border-collapse:collapse;font-size:12.5px;background:#fff;margin:4px 0 10px}
