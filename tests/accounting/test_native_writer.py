@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 from clusterjobs import wait_for
+from core_parts import missing, needs
 from fakes import FakeBackend
 
 from slurm_ai.accounting import native
@@ -28,16 +29,15 @@ from slurm_ai.record import AdminComment, encode_record
 
 LOG = logging.getLogger("test-native")
 NO_TOOLCHAIN = native.find_compiler() is None or native.find_slurm_headers() is None
-needs_toolchain = pytest.mark.skipif(
-    NO_TOOLCHAIN,
-    reason="no C compiler or no Slurm headers (install gcc and libslurm-dev) to build the helper",
-)
+TOOLCHAIN = "a C compiler and the Slurm headers (native AdminComment writer)"
+TOOLCHAIN_PACKAGES = "gcc libc6-dev libslurm-dev (scripts/setup-deps)"
+needs_toolchain = needs(TOOLCHAIN, not NO_TOOLCHAIN, TOOLCHAIN_PACKAGES)
 
 
 @pytest.fixture(scope="module")
 def helper(tmp_path_factory: pytest.TempPathFactory) -> Path:
     if NO_TOOLCHAIN:
-        pytest.skip("no C compiler or no Slurm headers (install gcc and libslurm-dev)")
+        missing(TOOLCHAIN, TOOLCHAIN_PACKAGES)
     dest = tmp_path_factory.mktemp("native")
     dest.chmod(0o700)
     return native.build_helper(dest)
@@ -304,7 +304,7 @@ def test_native_write_slurmdbd_hanging_times_out(helper, conf_with_accounting_po
 @pytest.mark.cluster
 def test_auto_selects_native_on_this_cluster(slurm_cluster, tmp_path):
     if NO_TOOLCHAIN:
-        pytest.skip("no C compiler or no Slurm headers (install gcc and libslurm-dev)")
+        missing(TOOLCHAIN, TOOLCHAIN_PACKAGES)
     cache = tmp_path / "cache"
     backend = select_backend(
         "auto", {"SLURM_CONF": str(slurm_cluster.slurm_conf)}, native_dir=cache

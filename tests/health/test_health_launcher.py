@@ -6,6 +6,7 @@ Faults are injected with the test-only SLURM_AI_HEALTH_FAULT variable.
 from __future__ import annotations
 
 import os
+import pwd
 import uuid
 from collections.abc import Iterator
 
@@ -106,3 +107,20 @@ def test_worker_env_drops_slurm_and_mpi_variables() -> None:
     )
     assert env["PATH"] == "/usr/bin" and env["SLURM_AI_HEALTH_FAULT"] == "hang:0"
     assert os.path.isdir(env["PYTHONPATH"].split(os.pathsep)[0] + "/slurm_ai")
+
+
+def test_worker_env_gives_a_home_only_when_missing() -> None:
+    # slurmd gives the Prolog no HOME; Open MPI 5 cannot start a rank without one.
+    home = worker_env({"PATH": "/usr/bin"})["HOME"]
+    assert os.path.isdir(home)
+    assert home in ("/", pwd.getpwuid(os.geteuid()).pw_dir)
+    assert worker_env({"HOME": "/var/empty-home"})["HOME"] == "/var/empty-home"
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_node_scope_runs_from_a_prologs_bare_environment(backend: str) -> None:
+    # What slurmd hands a Prolog: no PATH, no HOME, no TMPDIR (plus SLURM_* dropped anyway).
+    bare = {"SLURM_JOB_ID": "7", "SLURM_SCRIPT_CONTEXT": "prolog_slurmd", MARK: os.environ[MARK]}
+    result = launch_local(SweepSpec(sizes=[4096], backend=backend, iters=1), 2, timeout=60,
+                          base_env=bare)  # fmt: skip
+    assert result.ranks == 2 and result.rows[0].wrong == 0
