@@ -84,3 +84,6 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
 
 SETUP_DEPS = "scripts/setup-deps"
 DEV_EXTRA = "pip install -e '.[all,dev]' (scripts/setup-deps)"
+# The native AdminComment writer: built on the node against its Slurm headers.
+TOOLCHAIN = "a C compiler and the Slurm headers (native AdminComment writer)"
+TOOLCHAIN_PACKAGES = f"gcc libc6-dev libslurm-dev ({SETUP_DEPS})"

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 from clusterjobs import admin_comment, job_done, record_of, sbatch, slurm_ai, wait_for, wait_record
-from core_parts import missing
+from core_parts import TOOLCHAIN, TOOLCHAIN_PACKAGES, missing
 
 from slurm_ai import spool
 from slurm_ai.accounting import native
@@ -45,8 +45,7 @@ def test_mixed_case_foreign_content_kept_by_native_writer(installed_hooks):
     # backend "auto" writes through the native helper (accounting/native.py) where a
     # compiler and the Slurm headers exist: jobstats' JS1 base64 keeps its case.
     if native.find_compiler() is None or native.find_slurm_headers() is None:
-        missing("a C compiler and the Slurm headers (native AdminComment writer)",
-                "gcc libc6-dev libslurm-dev (scripts/setup-deps)")  # fmt: skip
+        missing(TOOLCHAIN, TOOLCHAIN_PACKAGES)
     job = _set_foreign_while_running(installed_hooks, "JS1:H4sIAbC")
     record = wait_record(installed_hooks, job, set())
     assert record["complete"]

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 from clusterjobs import wait_for
-from core_parts import missing, needs
+from core_parts import TOOLCHAIN, TOOLCHAIN_PACKAGES, missing, needs
 from fakes import FakeBackend
 
 from slurm_ai.accounting import native
@@ -29,8 +29,6 @@ from slurm_ai.record import AdminComment, encode_record
 
 LOG = logging.getLogger("test-native")
 NO_TOOLCHAIN = native.find_compiler() is None or native.find_slurm_headers() is None
-TOOLCHAIN = "a C compiler and the Slurm headers (native AdminComment writer)"
-TOOLCHAIN_PACKAGES = "gcc libc6-dev libslurm-dev (scripts/setup-deps)"
 needs_toolchain = needs(TOOLCHAIN, not NO_TOOLCHAIN, TOOLCHAIN_PACKAGES)
 
 
@@ -88,7 +86,22 @@ def test_header_version_and_key(tmp_path):
 def test_no_headers_gives_clear_reason_and_none(tmp_path):
     with pytest.raises(AccountingError, match="libslurm-dev"):
         native.build_helper(tmp_path / "cache", include_dirs=[tmp_path])
-    assert native.build_native_writer(tmp_path / "cache", include_dirs=[tmp_path]) is None
+    built = native.build_native_writer(tmp_path / "cache", include_dirs=[tmp_path])
+    assert built.helper is None and "libslurm-dev" in built.reason
+    assert native.built_helper(tmp_path / "cache", include_dirs=[tmp_path]) is None
+
+
+def test_unavailable_note_names_the_packages_and_the_cost(tmp_path, monkeypatch):
+    # A node with no compiler on PATH and no headers in the include dirs.
+    monkeypatch.setenv("PATH", str(tmp_path))
+    assert native.missing_build_packages([tmp_path]) == ["gcc", "libc6-dev", "libslurm-dev"]
+    (tmp_path / "stdio.h").write_text("/* libc headers */\n")
+    what, fix = native.unavailable_note("no C compiler", True, [tmp_path])
+    assert what.startswith("native AdminComment writer unavailable (no C compiler)")
+    assert "lower-cases AdminComment" in what and "foreign_case = protect" in what
+    assert fix.startswith("apt-get install gcc libslurm-dev ") and "slurm-ai install" in fix
+    what, _ = native.unavailable_note("no C compiler", False, [tmp_path])
+    assert "keeps case" in what and "nothing is lost" in what
 
 
 @needs_toolchain
@@ -101,8 +114,9 @@ def test_failing_compiler_gives_clear_reason(tmp_path):
     with pytest.raises(AccountingError, match="failed earlier, not retried"):
         native.build_helper(cache)
     # ...but the installer (force) retries, and success clears the mark.
-    built = native.build_native_writer(cache)
+    built = native.build_native_writer(cache).helper
     assert built is not None and not (built.parent / native.FAILED_NAME).exists()
+    assert native.built_helper(cache) == built
 
 
 @needs_toolchain
