@@ -131,15 +131,21 @@ def parse_results(results: list[CommandResult], backend: str) -> SweepResult:
     for result in results:
         for line in result.stdout.splitlines():
             if line.startswith(RESULT_MARKER):
-                failed = [r for r in results if r.returncode != 0]
-                if failed:
-                    raise HealthCheckError(_why(failed[0], backend))
+                failed = _first_failure(results)
+                if failed is not None:
+                    raise HealthCheckError(_why(failed, backend))
                 try:
                     return SweepResult.from_json(json.loads(line[len(RESULT_MARKER) :]))
                 except (ValueError, KeyError, TypeError) as exc:
                     raise HealthCheckError(f"unreadable worker result: {exc}") from exc
-    bad = next((r for r in results if r.returncode != 0), results[0])
-    raise HealthCheckError(_why(bad, backend))
+    raise HealthCheckError(_why(_first_failure(results) or results[0], backend))
+
+
+def _first_failure(results: list[CommandResult]) -> CommandResult | None:
+    """The worker that failed by itself, before those that fail_fast killed (rc < 0) after it:
+    its message is the cause."""
+    failed = [r for r in results if r.returncode != 0]
+    return next((r for r in failed if r.returncode > 0), failed[0] if failed else None)
 
 
 def _why(result: CommandResult, backend: str) -> str:

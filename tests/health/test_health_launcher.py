@@ -15,8 +15,10 @@ import pytest
 from health_helpers import needs_mpi, needs_torch
 
 from slurm_ai.health.errors import HealthCheckError, HealthTimeout
-from slurm_ai.health.launcher import launch_local, worker_env
+from slurm_ai.health.launcher import launch_local, parse_results, worker_env
 from slurm_ai.health.measure import CORRUPT_STRIDE, SweepSpec
+from slurm_ai.health.worker import ERROR_MARKER
+from slurm_ai.proc import CommandResult
 
 SIZES = [4096, 262144, 1048576]
 BACKENDS = [pytest.param("mpi", marks=needs_mpi), pytest.param("gloo", marks=needs_torch)]
@@ -124,3 +126,11 @@ def test_node_scope_runs_from_a_prologs_bare_environment(backend: str) -> None:
     result = launch_local(SweepSpec(sizes=[4096], backend=backend, iters=1), 2, timeout=60,
                           base_env=bare)  # fmt: skip
     assert result.ranks == 2 and result.rows[0].wrong == 0
+
+
+def test_the_failing_worker_is_named_not_the_one_killed_after_it() -> None:
+    # fail_fast kills rank 0 (-9, no output) once rank 1 failed: the reason is rank 1's.
+    killed = CommandResult(["w"], -9, "", "")
+    failed = CommandResult(["w"], 1, "", f"{ERROR_MARKER}ImportError: libtorch_cpu.so\n")
+    with pytest.raises(HealthCheckError, match="gloo worker failed: ImportError: libtorch_cpu"):
+        parse_results([killed, failed], "gloo")
