@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import uuid
 from pathlib import Path
 
 from agenthelp import wait_for
@@ -53,10 +54,12 @@ def test_environ_bytes_fast_path_matches_the_dict_parse() -> None:
 
 
 def test_real_processes_by_job_and_node(spawn_job_process) -> None:  # type: ignore[no-untyped-def]
-    mine = [spawn_job_process("424242", "tnode", busy_s=1.0, mem=32 << 20) for _ in range(2)]
+    # A node name of this run only: another suite on this machine spawns the same jobs.
+    node = f"tnode-{uuid.uuid4().hex[:8]}"
+    mine = [spawn_job_process("424242", node, busy_s=1.0, mem=32 << 20) for _ in range(2)]
     spawn_job_process("424242", "othernode", busy_s=0.0)  # same job, other node
-    spawn_job_process("515151", "tnode")  # another job here
-    scanner = JobProcessScanner(Sysfs("/"), "tnode")
+    spawn_job_process("515151", node)  # another job here
+    scanner = JobProcessScanner(Sysfs("/"), node)
     assert scanner.use_psutil
 
     def jobs() -> dict[str, object]:
@@ -81,10 +84,10 @@ def test_real_processes_by_job_and_node(spawn_job_process) -> None:  # type: ign
     assert sample.rss_bytes >= 2 * (32 << 20)  # type: ignore[attr-defined]
     assert jobs()["515151"].nproc == 1  # type: ignore[attr-defined]
     # A restarted agent (state loaded from the store) does not count the same CPU again.
-    restarted = JobProcessScanner(Sysfs("/"), "tnode")
+    restarted = JobProcessScanner(Sysfs("/"), node)
     restarted.load_state(scanner.state())
     again = {j.job: j for j in restarted.scan()}["424242"]
-    fresh = {j.job: j for j in JobProcessScanner(Sysfs("/"), "tnode").scan()}["424242"]
+    fresh = {j.job: j for j in JobProcessScanner(Sysfs("/"), node).scan()}["424242"]
     assert again.cpu_delta_s < fresh.cpu_delta_s
     assert fresh.cpu_delta_s >= total * 0.9
 
