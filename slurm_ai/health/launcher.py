@@ -56,6 +56,18 @@ def _own_home() -> str:
     return home if os.path.isdir(home) else "/"
 
 
+def mpirun_env(env: Mapping[str, str]) -> dict[str, str]:
+    """worker_env's result plus the Open MPI settings mpirun_argv relies on."""
+    out = dict(env)
+    out["OMPI_MCA_rmaps_base_oversubscribe"] = "1"
+    # All ranks are local: Open MPI 4's "isolated" launcher needs no ssh/rsh (a Prolog's
+    # environment has no PATH to find one, and the rsh launcher refuses to start).
+    # As a variable, not `--mca`: Open MPI 5's prterun has no such component and would
+    # print a "component was not found" warning; it ignores the variable.
+    out["OMPI_MCA_plm"] = "isolated"
+    return out
+
+
 def mpirun_argv(mpirun: str, ranks: int, worker: list[str], as_root: bool) -> list[str]:
     argv = [mpirun, "-np", str(ranks), "--oversubscribe", "--bind-to", "none"]
     if as_root:
@@ -89,12 +101,7 @@ def launch_local(
         f"{timeout:g}",
     ]
     if spec.backend == "mpi":
-        env["OMPI_MCA_rmaps_base_oversubscribe"] = "1"
-        # All ranks are local: Open MPI 4's "isolated" launcher needs no ssh/rsh (a Prolog's
-        # environment has no PATH to find one, and the rsh launcher refuses to start).
-        # As a variable, not `--mca`: Open MPI 5's prterun has no such component and would
-        # print a "component was not found" warning; it ignores the variable.
-        env["OMPI_MCA_plm"] = "isolated"
+        env = mpirun_env(env)
         path = shutil.which(mpirun, path=env["PATH"]) or mpirun
         commands = [mpirun_argv(path, ranks, worker, os.geteuid() == 0)]
         envs = [env]

@@ -15,7 +15,7 @@ import pytest
 from health_helpers import needs_mpi, needs_torch
 
 from slurm_ai.health.errors import HealthCheckError, HealthTimeout
-from slurm_ai.health.launcher import launch_local, parse_results, worker_env
+from slurm_ai.health.launcher import launch_local, mpirun_env, parse_results, worker_env
 from slurm_ai.health.measure import CORRUPT_STRIDE, SweepSpec
 from slurm_ai.health.worker import ERROR_MARKER
 from slurm_ai.proc import CommandResult
@@ -117,6 +117,8 @@ def test_worker_env_gives_a_home_only_when_missing() -> None:
     assert os.path.isdir(home)
     assert home in ("/", pwd.getpwuid(os.geteuid()).pw_dir)
     assert worker_env({"HOME": "/var/empty-home"})["HOME"] == "/var/empty-home"
+    # No ssh/rsh in a Prolog: Open MPI 4 launches local ranks itself (5 ignores the variable).
+    assert mpirun_env(worker_env({}))["OMPI_MCA_plm"] == "isolated"
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
