@@ -93,12 +93,22 @@ def _submit(cluster: Any, busy_s: float, *extra: str, env: dict[str, str] | None
 
 
 def _times(cluster: Any, job: str) -> tuple[float, float]:
-    out = cluster.run(
-        ["sacct", "-X", "-n", "-P", "-j", job, "-o", "Start,End"],
-        env={"SLURM_TIME_FORMAT": "%s"},
-    ).stdout.split()
-    start, end = out[0].split("|")
-    return float(start), float(end)
+    """The job's start and end from accounting, once slurmdbd has the end (on a loaded
+    machine sacct may still say "Unknown" after `sbatch --wait` returned)."""
+    times: list[tuple[float, float]] = []
+
+    def recorded() -> bool:
+        out = cluster.run(
+            ["sacct", "-X", "-n", "-P", "-j", job, "-o", "Start,End"],
+            env={"SLURM_TIME_FORMAT": "%s"},
+        ).stdout.split()
+        fields = out[0].split("|") if out else []
+        if len(fields) == 2 and all(f.isdigit() for f in fields):
+            times.append((float(fields[0]), float(fields[1])))
+        return bool(times)
+
+    assert wait_for(recorded, timeout=60, step=0.5), f"job {job} has no end in sacct"
+    return times[0]
 
 
 def _done(cluster: Any, job: str) -> bool:
