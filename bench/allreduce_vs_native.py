@@ -19,7 +19,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from slurm_ai.health.launcher import launch_local, mpirun_argv, worker_env
+from slurm_ai.health.launcher import launch_local, mpirun_argv, mpirun_env, worker_env
 from slurm_ai.health.measure import SweepSpec, format_bytes
 from slurm_ai.proc import run_command
 
@@ -37,7 +37,7 @@ def native(binary: Path, ranks: int, iters: int, warmup: int) -> dict[int, tuple
     argv = mpirun_argv(
         "mpirun", ranks, [str(binary), str(iters), str(warmup), *map(str, SIZES)], os.geteuid() == 0
     )
-    out = run_command(argv, timeout=600, env=worker_env(os.environ)).stdout
+    out = run_command(argv, timeout=600, env=mpirun_env(worker_env(os.environ))).stdout
     result = {}
     for line in out.splitlines():
         size, _time, _alg, busbw, wrong = line.split()

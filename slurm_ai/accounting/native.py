@@ -30,6 +30,7 @@ import stat
 import tempfile
 import time
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 
@@ -258,18 +259,78 @@ def _self_test(helper: Path, expected: str, env: Mapping[str, str] | None) -> No
         raise AccountingError(f"native writer reports {out.strip()!r}, expected {expected}")
 
 
+@dataclass(frozen=True)
+class NativeBuild:
+    """What `slurm-ai install` got: the helper, or why there is none."""
+
+    helper: Path | None
+    reason: str = ""
+
+
 def build_native_writer(
     dest_dir: Path = DEFAULT_NATIVE_DIR,
     *,
     include_dirs: Sequence[Path] = DEFAULT_INCLUDE_DIRS,
     env: Mapping[str, str] | None = None,
-) -> Path | None:
-    """For `slurm-ai install`: build (or find) the helper; None, with the reason logged, if not possible."""
+) -> NativeBuild:
+    """For `slurm-ai install`: build (or find) the helper; the reason (also logged) if not."""
     try:
-        return build_helper(dest_dir, include_dirs=include_dirs, env=env, force=True)
+        return NativeBuild(build_helper(dest_dir, include_dirs=include_dirs, env=env, force=True))
     except AccountingError as exc:
-        _LOG.warning("event=native_writer_unavailable reason=%s", " ".join(str(exc).split()))
+        reason = " ".join(str(exc).split())
+        _LOG.warning("event=native_writer_unavailable reason=%s", reason)
+        return NativeBuild(None, reason)
+
+
+def built_helper(
+    dest_dir: Path = DEFAULT_NATIVE_DIR, include_dirs: Sequence[Path] = DEFAULT_INCLUDE_DIRS
+) -> Path | None:
+    """The helper already built for the installed Slurm headers, without building one."""
+    include_dir = find_slurm_headers(include_dirs)
+    if include_dir is None:
         return None
+    try:
+        helper = dest_dir / build_key(include_dir) / HELPER_NAME
+    except (OSError, AccountingError):
+        return None
+    return helper if _check_helper(helper) else None
+
+
+# The Debian packages a build needs, each with how to tell it is there (RPM names differ:
+# gcc, glibc-devel, slurm-devel).
+def missing_build_packages(include_dirs: Sequence[Path] = DEFAULT_INCLUDE_DIRS) -> list[str]:
+    present = {
+        "gcc": find_compiler() is not None,
+        "libc6-dev": any((base / "stdio.h").is_file() for base in include_dirs),
+        "libslurm-dev": find_slurm_headers(include_dirs) is not None,
+    }
+    return [package for package, ok in present.items() if not ok]
+
+
+def unavailable_note(
+    reason: str, sacctmgr_folds_case: bool, include_dirs: Sequence[Path] = DEFAULT_INCLUDE_DIRS
+) -> tuple[str, str]:
+    """(what it costs, how to fix it) when the native writer cannot be used on this node."""
+    if sacctmgr_folds_case:
+        cost = (
+            "records go through sacctmgr, which lower-cases AdminComment on this Slurm (before "
+            "24.11): a job whose AdminComment holds another tool's mixed-case content (jobstats' "
+            "JS1:) gets no slurm-ai record ([accounting] foreign_case = protect)"
+        )
+    else:
+        cost = (
+            "records go through sacctmgr, which keeps case on this Slurm (24.11+): nothing is "
+            "lost, one sacctmgr process per write"
+        )
+    packages = missing_build_packages(include_dirs)
+    if packages:
+        fix = (
+            f"apt-get install {' '.join(packages)} (RPM: gcc glibc-devel slurm-devel), "
+            "then run `slurm-ai install` again"
+        )
+    else:
+        fix = "see the reason above, then run `slurm-ai install` again"
+    return f"native AdminComment writer unavailable ({reason}): {cost}", fix
 
 
 def encode_stdin(text: str) -> str:

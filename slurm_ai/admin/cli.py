@@ -186,7 +186,7 @@ def install(
         if not dry_run:
             inst.apply_plan(plan)
             if not no_native_writer:
-                _build_native_writer()
+                _build_native_writer(conf_path)
         changes = plan.changes
         if not changes:
             click.echo(
@@ -220,20 +220,19 @@ def install(
     ctx.exit(inst.EXIT_OK if conf_ok else inst.EXIT_SLURM_CONF)
 
 
-def _build_native_writer() -> None:
+def _build_native_writer(slurm_conf: Path) -> None:
     """Build the C AdminComment writer now, so no Epilog has to (and say if it cannot)."""
-    from slurm_ai.accounting.native import build_native_writer
+    from slurm_ai.accounting.backend import sacctmgr_folds_case
+    from slurm_ai.accounting.native import build_native_writer, unavailable_note
 
-    path = build_native_writer()
-    if path is not None:
-        click.echo(f"native AdminComment writer: {path}")
-    else:
-        click.echo(
-            "note: the native AdminComment writer could not be built (needs gcc and "
-            "libslurm-dev matching this Slurm; reason in the log): records go through "
-            "sacctmgr, which lower-cases AdminComment, so other tools' mixed-case content "
-            "there is protected by holding our record back ([accounting] foreign_case)"
-        )
+    built = build_native_writer()
+    if built.helper is not None:
+        click.echo(f"native AdminComment writer: {built.helper}")
+        return
+    folds = sacctmgr_folds_case(None, {"SLURM_CONF": str(slurm_conf)})
+    what, fix = unavailable_note(built.reason, folds)
+    click.echo(f"note: {what}")
+    click.echo(f"note: fix: {fix}")
 
 
 def _counts(changes: list[Any]) -> str:
@@ -340,7 +339,17 @@ def _uninstall(config_path: Path, dry_run: bool) -> int:
     "--skip",
     multiple=True,
     type=click.Choice(
-        ["config", "hooks", "spool", "nvml", "rapl", "accounting", "health-deps", "slurm.conf"]
+        [
+            "config",
+            "hooks",
+            "spool",
+            "nvml",
+            "rapl",
+            "accounting",
+            "native-writer",
+            "health-deps",
+            "slurm.conf",
+        ]
     ),
     help="Leave a check out (repeatable).",
 )

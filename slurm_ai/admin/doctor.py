@@ -531,6 +531,38 @@ def check_accounting(target: DoctorTarget) -> list[Check]:
     return out
 
 
+def check_native_writer(target: DoctorTarget, native_dir: Path | None = None) -> list[Check]:
+    """Is the case-preserving AdminComment writer built? If it cannot be: the cost, the fix."""
+    from slurm_ai.accounting import native
+    from slurm_ai.accounting.backend import sacctmgr_folds_case
+    from slurm_ai.accounting.settings import AccountingSettings
+
+    settings = AccountingSettings()
+    if target.config is not None:
+        with contextlib.suppress(ConfigError):  # the config check reports it
+            settings = AccountingSettings.from_config(target.config)
+    if settings.backend not in ("auto", "native"):
+        return [
+            Check("info", "native-writer", f"not used: [accounting] backend = {settings.backend}")
+        ]
+    helper = native.built_helper(native_dir or native.DEFAULT_NATIVE_DIR)
+    if helper is not None:
+        return [Check("pass", "native-writer", f"built for this Slurm: {helper}")]
+    packages = native.missing_build_packages()
+    if not packages:
+        return [
+            Check(
+                "info",
+                "native-writer",
+                "not built yet for this Slurm: `slurm-ai install` (or the first delivery) "
+                "builds it",
+            )
+        ]
+    folds = sacctmgr_folds_case(settings.sacctmgr_folds_case, _slurm_env(target))
+    what, fix = native.unavailable_note(f"missing {', '.join(packages)}", folds)
+    return [Check("warn" if folds else "info", "native-writer", what, fix)]
+
+
 def _user() -> tuple[str, int]:
     import pwd
 
@@ -677,6 +709,7 @@ CHECKS: list[tuple[str, Callable[[DoctorTarget], list[Check]]]] = [
     ("nvml", check_nvml),
     ("rapl", check_rapl),
     ("accounting", check_accounting),
+    ("native-writer", check_native_writer),
     ("health-deps", check_health_deps),
     ("slurm.conf", check_slurm_conf_lines),
 ]

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import os
+import pwd
 import shutil
 import sys
 from collections.abc import Mapping
@@ -38,9 +39,33 @@ def worker_env(base: Mapping[str, str]) -> dict[str, str]:
     env["PYTHONPATH"] = os.pathsep.join(p for p in (package_root, env.get("PYTHONPATH", "")) if p)
     # slurmd runs hooks with almost no environment.
     env.setdefault("PATH", "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin")
+    # Open MPI 5 (Debian 13) fails opal_init without HOME ("Unable to get the user home
+    # directory"), and the Prolog has none. The home of the user the check runs as (root
+    # in a hook), never the job owner's: Open MPI reads $HOME/.openmpi/mca-params.conf.
+    env.setdefault("HOME", _own_home())
     # Single-threaded math libraries: the ranks share a few cores.
     env.setdefault("OMP_NUM_THREADS", "1")
     return env
+
+
+def _own_home() -> str:
+    try:
+        home = pwd.getpwuid(os.geteuid()).pw_dir
+    except KeyError:  # a uid with no passwd entry
+        return "/"
+    return home if os.path.isdir(home) else "/"
+
+
+def mpirun_env(env: Mapping[str, str]) -> dict[str, str]:
+    """worker_env's result plus the Open MPI settings mpirun_argv relies on."""
+    out = dict(env)
+    out["OMPI_MCA_rmaps_base_oversubscribe"] = "1"
+    # All ranks are local: Open MPI 4's "isolated" launcher needs no ssh/rsh (a Prolog's
+    # environment has no PATH to find one, and the rsh launcher refuses to start).
+    # As a variable, not `--mca`: Open MPI 5's prterun has no such component and would
+    # print a "component was not found" warning; it ignores the variable.
+    out["OMPI_MCA_plm"] = "isolated"
+    return out
 
 
 def mpirun_argv(mpirun: str, ranks: int, worker: list[str], as_root: bool) -> list[str]:
@@ -50,9 +75,6 @@ def mpirun_argv(mpirun: str, ranks: int, worker: list[str], as_root: bool) -> li
     # Shared memory between local ranks; CMA single-copy needs ptrace rights that
     # containers and hardened kernels often deny, so use copy-in/copy-out.
     argv += ["--mca", "btl", "self,vader", "--mca", "btl_vader_single_copy_mechanism", "none"]
-    # All ranks are local: the "isolated" launcher needs no ssh/rsh (a Prolog's
-    # environment has no PATH to find one, and the rsh launcher refuses to start).
-    argv += ["--mca", "plm", "isolated"]
     return argv + worker
 
 
@@ -79,7 +101,7 @@ def launch_local(
         f"{timeout:g}",
     ]
     if spec.backend == "mpi":
-        env["OMPI_MCA_rmaps_base_oversubscribe"] = "1"
+        env = mpirun_env(env)
         path = shutil.which(mpirun, path=env["PATH"]) or mpirun
         commands = [mpirun_argv(path, ranks, worker, os.geteuid() == 0)]
         envs = [env]
@@ -116,15 +138,21 @@ def parse_results(results: list[CommandResult], backend: str) -> SweepResult:
     for result in results:
         for line in result.stdout.splitlines():
             if line.startswith(RESULT_MARKER):
-                failed = [r for r in results if r.returncode != 0]
-                if failed:
-                    raise HealthCheckError(_why(failed[0], backend))
+                failed = _first_failure(results)
+                if failed is not None:
+                    raise HealthCheckError(_why(failed, backend))
                 try:
                     return SweepResult.from_json(json.loads(line[len(RESULT_MARKER) :]))
                 except (ValueError, KeyError, TypeError) as exc:
                     raise HealthCheckError(f"unreadable worker result: {exc}") from exc
-    bad = next((r for r in results if r.returncode != 0), results[0])
-    raise HealthCheckError(_why(bad, backend))
+    raise HealthCheckError(_why(_first_failure(results) or results[0], backend))
+
+
+def _first_failure(results: list[CommandResult]) -> CommandResult | None:
+    """The worker that failed by itself, before those that fail_fast killed (rc < 0) after it:
+    its message is the cause."""
+    failed = [r for r in results if r.returncode != 0]
+    return next((r for r in failed if r.returncode > 0), failed[0] if failed else None)
 
 
 def _why(result: CommandResult, backend: str) -> str:

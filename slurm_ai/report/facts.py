@@ -29,7 +29,6 @@ UNITS = ("tokens", "epochs", "samples", "requests")
 MEASURED_VERDICTS = frozenset({"pass", "warn", "fail"})
 CHECKED_VERDICTS = frozenset({"pass", "warn", "fail", "timeout"})
 FAILED_VERDICTS = frozenset({"fail", "timeout"})
-PLATFORM_CLASSES = ("bare-metal", "vm-passthrough", "vm-vgpu", "mig", "container")
 NO_RECORD = "no record"
 slim_available = _slim_available()  # tests switch it off to compare both paths
 UNREADABLE = "unparsed"

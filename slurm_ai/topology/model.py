@@ -184,6 +184,12 @@ class NodeTopology:
         )
 
 
+# Platform classes, most specific first in platform_class(); the report groups by them and
+# [platform] overrides must name one.
+PLATFORM_CLASSES = ("bare-metal", "vm", "vm-passthrough", "vm-vgpu", "mig", "container")
+PASSED_THROUGH_NIC_MODES = frozenset({"sriov-vf", "pf"})
+
+
 @dataclass
 class Fingerprint:
     hypervisor: str = "none"
@@ -196,14 +202,20 @@ class Fingerprint:
     evidence: list[str] = field(default_factory=list)
 
     def platform_class(self) -> str:
+        """The one class of PLATFORM_CLASSES this fingerprint shows (what was seen, no more)."""
         if self.container:
             return "container"
         if self.gpu_mode == "mig":
             return "mig"
         if self.gpu_mode == "vgpu":
             return "vm-vgpu"
-        if self.hypervisor != "none" or self.gpu_mode == "passthrough":
+        if self.gpu_mode == "passthrough":
             return "vm-passthrough"
+        if self.hypervisor != "none":
+            # A GPU or a physical NIC (function) on a VM's PCI bus can only be passed through;
+            # a VM with neither (virtio only, like a CPU-only KVM guest) is a plain `vm`.
+            passed = self.gpu_mode != "none" or self.nic_mode in PASSED_THROUGH_NIC_MODES
+            return "vm-passthrough" if passed else "vm"
         return "bare-metal"
 
     def to_dict(self) -> dict[str, Any]:

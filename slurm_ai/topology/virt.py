@@ -19,9 +19,8 @@ from slurm_ai.config import Section
 from slurm_ai.errors import ConfigError
 from slurm_ai.slurmenv import expand_hostlist
 from slurm_ai.sysfs import Sysfs
-from slurm_ai.topology.model import Fingerprint, NodeTopology
+from slurm_ai.topology.model import PLATFORM_CLASSES, Fingerprint, NodeTopology
 
-CLASSES = ("bare-metal", "vm-passthrough", "vm-vgpu", "mig", "container")
 OVERRIDABLE = ("class", "hypervisor", "vmm", "cloud", "container", "gpu_mode", "nic_mode")
 DMI_FIELDS = (
     "sys_vendor",
@@ -314,9 +313,9 @@ def platform_record(
                     continue
                 if not isinstance(value, str):
                     raise ConfigError(f"{where} {key}: expected a string")
-                if key == "class" and value not in CLASSES:
+                if key == "class" and value not in PLATFORM_CLASSES:
                     raise ConfigError(
-                        f"{where} class = {value!r}: expected one of {', '.join(CLASSES)}"
+                        f"{where} class = {value!r}: expected one of {', '.join(PLATFORM_CLASSES)}"
                     )
                 record[key] = value
                 record["override"] = True

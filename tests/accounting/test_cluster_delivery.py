@@ -11,9 +11,11 @@ from pathlib import Path
 
 import pytest
 from clusterjobs import admin_comment, job_done, record_of, sbatch, slurm_ai, wait_for, wait_record
+from core_parts import TOOLCHAIN, TOOLCHAIN_PACKAGES, missing
 
 from slurm_ai import spool
 from slurm_ai.accounting import native
+from slurm_ai.accounting.backend import SlurmCliBackend, sacctmgr_folds_case, slurm_version
 
 pytestmark = pytest.mark.cluster
 
@@ -43,7 +45,7 @@ def test_mixed_case_foreign_content_kept_by_native_writer(installed_hooks):
     # backend "auto" writes through the native helper (accounting/native.py) where a
     # compiler and the Slurm headers exist: jobstats' JS1 base64 keeps its case.
     if native.find_compiler() is None or native.find_slurm_headers() is None:
-        pytest.skip("no C compiler or no Slurm headers: auto uses sacctmgr here")
+        missing(TOOLCHAIN, TOOLCHAIN_PACKAGES)
     job = _set_foreign_while_running(installed_hooks, "JS1:H4sIAbC")
     record = wait_record(installed_hooks, job, set())
     assert record["complete"]
@@ -52,9 +54,26 @@ def test_mixed_case_foreign_content_kept_by_native_writer(installed_hooks):
     assert re.search(rf"event=delivered job={job} .*backend=native", installed_hooks.log_text())
 
 
+def test_auto_case_folding_matches_this_sacctmgr(installed_hooks):
+    # `sacctmgr_folds_case = "auto"` decides from the Slurm version; check the decision
+    # against what this cluster's sacctmgr really does (22.05 folds, 24.11 keeps case).
+    job = sbatch(installed_hooks, "-N1", "-n1", "--wrap", "true")
+    wait_record(installed_hooks, job, set())  # the Epilog is done with the job
+    env = {"SLURM_CONF": str(installed_hooks.cluster.slurm_conf)}
+    SlurmCliBackend(env=env).write_admin_comment(job, "CaseProbe")
+    stored = wait_for(
+        lambda: (c := admin_comment(installed_hooks, job)) and c.lower() == "caseprobe" and c,
+        30,
+        what="the probe comment stored",
+    )
+    assert sacctmgr_folds_case(None, env) is (stored == "caseprobe"), (slurm_version(env), stored)
+
+
 def test_mixed_case_foreign_content_is_protected_with_cli(installed_hooks):
-    # sacctmgr (22.05) lowercases what it stores: writing would destroy JS1 base64.
-    with installed_hooks.configured({"accounting": {"backend": "slurm-cli"}}):
+    # A sacctmgr that lowercases what it stores (22.05) would destroy JS1 base64: the
+    # setting says it folds (auto says so before 24.11), so nothing may be written.
+    settings = {"backend": "slurm-cli", "sacctmgr_folds_case": True}
+    with installed_hooks.configured({"accounting": settings}):
         job = _set_foreign_while_running(installed_hooks, "JS1:H4sIAbC")
         wait_for(
             lambda: f"event=foreign_protected job={job} " in installed_hooks.log_text(),

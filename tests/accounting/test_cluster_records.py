@@ -8,12 +8,13 @@ from pathlib import Path
 
 import pytest
 from clusterjobs import record_of, sbatch, wait_for, wait_record
+from core_parts import DEV_EXTRA, import_module
 
 pytestmark = pytest.mark.cluster
 
 
 def _validate(record: dict) -> None:
-    jsonschema = pytest.importorskip("jsonschema")
+    jsonschema = import_module("jsonschema", DEV_EXTRA)
     schema = json.loads(
         (Path(__file__).resolve().parents[2] / "docs/record.schema.json").read_text()
     )

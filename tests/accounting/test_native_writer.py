@@ -16,10 +16,11 @@ from pathlib import Path
 
 import pytest
 from clusterjobs import wait_for
+from core_parts import TOOLCHAIN, TOOLCHAIN_PACKAGES, missing, needs
 from fakes import FakeBackend
 
 from slurm_ai.accounting import native
-from slurm_ai.accounting.backend import SlurmCliBackend, select_backend
+from slurm_ai.accounting.backend import SlurmCliBackend, sacctmgr_folds_case, select_backend
 from slurm_ai.accounting.deliver import deliver_pending
 from slurm_ai.accounting.outbox import Spool
 from slurm_ai.accounting.settings import AccountingSettings
@@ -28,16 +29,13 @@ from slurm_ai.record import AdminComment, encode_record
 
 LOG = logging.getLogger("test-native")
 NO_TOOLCHAIN = native.find_compiler() is None or native.find_slurm_headers() is None
-needs_toolchain = pytest.mark.skipif(
-    NO_TOOLCHAIN,
-    reason="no C compiler or no Slurm headers (install gcc and libslurm-dev) to build the helper",
-)
+needs_toolchain = needs(TOOLCHAIN, not NO_TOOLCHAIN, TOOLCHAIN_PACKAGES)
 
 
 @pytest.fixture(scope="module")
 def helper(tmp_path_factory: pytest.TempPathFactory) -> Path:
     if NO_TOOLCHAIN:
-        pytest.skip("no C compiler or no Slurm headers (install gcc and libslurm-dev)")
+        missing(TOOLCHAIN, TOOLCHAIN_PACKAGES)
     dest = tmp_path_factory.mktemp("native")
     dest.chmod(0o700)
     return native.build_helper(dest)
@@ -88,7 +86,22 @@ def test_header_version_and_key(tmp_path):
 def test_no_headers_gives_clear_reason_and_none(tmp_path):
     with pytest.raises(AccountingError, match="libslurm-dev"):
         native.build_helper(tmp_path / "cache", include_dirs=[tmp_path])
-    assert native.build_native_writer(tmp_path / "cache", include_dirs=[tmp_path]) is None
+    built = native.build_native_writer(tmp_path / "cache", include_dirs=[tmp_path])
+    assert built.helper is None and "libslurm-dev" in built.reason
+    assert native.built_helper(tmp_path / "cache", include_dirs=[tmp_path]) is None
+
+
+def test_unavailable_note_names_the_packages_and_the_cost(tmp_path, monkeypatch):
+    # A node with no compiler on PATH and no headers in the include dirs.
+    monkeypatch.setenv("PATH", str(tmp_path))
+    assert native.missing_build_packages([tmp_path]) == ["gcc", "libc6-dev", "libslurm-dev"]
+    (tmp_path / "stdio.h").write_text("/* libc headers */\n")
+    what, fix = native.unavailable_note("no C compiler", True, [tmp_path])
+    assert what.startswith("native AdminComment writer unavailable (no C compiler)")
+    assert "lower-cases AdminComment" in what and "foreign_case = protect" in what
+    assert fix.startswith("apt-get install gcc libslurm-dev ") and "slurm-ai install" in fix
+    what, _ = native.unavailable_note("no C compiler", False, [tmp_path])
+    assert "keeps case" in what and "nothing is lost" in what
 
 
 @needs_toolchain
@@ -101,8 +114,9 @@ def test_failing_compiler_gives_clear_reason(tmp_path):
     with pytest.raises(AccountingError, match="failed earlier, not retried"):
         native.build_helper(cache)
     # ...but the installer (force) retries, and success clears the mark.
-    built = native.build_native_writer(cache)
+    built = native.build_native_writer(cache).helper
     assert built is not None and not (built.parent / native.FAILED_NAME).exists()
+    assert native.built_helper(cache) == built
 
 
 @needs_toolchain
@@ -249,11 +263,12 @@ def test_native_write_keeps_case_byte_identical(slurm_cluster, helper):
     tricky = "JS1:\"Q\" 'x' a|b Größe sai1:00"
     _backend(slurm_cluster, helper).write_admin_comment(job, tricky)
     assert _admin_comment(slurm_cluster, job) == tricky
-    # The same write through sacctmgr, for contrast: case is lost.
-    SlurmCliBackend(env={"SLURM_CONF": str(slurm_cluster.slurm_conf)}).write_admin_comment(
-        job, value
-    )
-    assert _admin_comment(slurm_cluster, job) == value.lower()
+    # The same write through sacctmgr, for contrast: case is lost where it folds (22.05;
+    # 24.11 keeps it; test_cluster_delivery checks that table against the cluster).
+    env = {"SLURM_CONF": str(slurm_cluster.slurm_conf)}
+    SlurmCliBackend(env=env).write_admin_comment(job, value)
+    folded = value.lower() if sacctmgr_folds_case(None, env) else value
+    assert _admin_comment(slurm_cluster, job) == folded
     _backend(slurm_cluster, helper).write_admin_comment(job, "")
     assert _admin_comment(slurm_cluster, job) == ""
 
@@ -304,7 +319,7 @@ def test_native_write_slurmdbd_hanging_times_out(helper, conf_with_accounting_po
 @pytest.mark.cluster
 def test_auto_selects_native_on_this_cluster(slurm_cluster, tmp_path):
     if NO_TOOLCHAIN:
-        pytest.skip("no C compiler or no Slurm headers (install gcc and libslurm-dev)")
+        missing(TOOLCHAIN, TOOLCHAIN_PACKAGES)
     cache = tmp_path / "cache"
     backend = select_backend(
         "auto", {"SLURM_CONF": str(slurm_cluster.slurm_conf)}, native_dir=cache

@@ -12,10 +12,15 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import pytest
 from adminroot import TmpRoot
 from click.testing import CliRunner, Result
+from core_parts import TOOLCHAIN, TOOLCHAIN_PACKAGES, needs
 
+from slurm_ai.accounting import native
+from slurm_ai.admin.doctor import DoctorTarget, check_native_writer
 from slurm_ai.cli import main
+from slurm_ai.config import Config
 from slurm_ai.proc import CommandResult, run_command
 
 SACCT_HELPFORMAT = "Account AdminComment AllocCPUS AllocNodes\nAllocTRES AssocID AveCPU\n"
@@ -145,3 +150,32 @@ def test_health_enabled_without_backend_fails(
     assert result.exit_code == 1
     assert "neither torch nor mpi4py imports" in result.output
     assert any("import-torch" in ln for ln in lines(result, "WARN"))
+
+
+def _native_target(backend: str = "auto") -> DoctorTarget:
+    data = {"accounting": {"backend": backend}}
+    return DoctorTarget(config_path=Path("/nonexistent"), config=Config(path=None, data=data))
+
+
+def test_native_writer_missing_names_packages_and_cost(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # No compiler on PATH (and no sinfo: an unknown Slurm counts as one whose sacctmgr folds).
+    monkeypatch.setenv("PATH", str(tmp_path))
+    [check] = check_native_writer(_native_target(), native_dir=tmp_path / "native")
+    assert (check.status, check.name) == ("warn", "native-writer")
+    assert "missing gcc" in check.message and "lower-cases AdminComment" in check.message
+    assert check.fix.startswith("apt-get install gcc")
+    [check] = check_native_writer(_native_target("slurm-cli"), native_dir=tmp_path / "native")
+    assert check.status == "info" and "not used" in check.message
+
+
+@needs(TOOLCHAIN, not native.missing_build_packages(), TOOLCHAIN_PACKAGES)
+def test_native_writer_built_passes(tmp_path: Path) -> None:
+    native_dir = tmp_path / "native"
+    [check] = check_native_writer(_native_target(), native_dir=native_dir)
+    assert check.status == "info" and "not built yet" in check.message
+    helper = native.build_native_writer(native_dir).helper
+    assert helper is not None
+    [check] = check_native_writer(_native_target(), native_dir=native_dir)
+    assert check.status == "pass" and str(helper) in check.message

@@ -11,12 +11,13 @@ NVML_DATA = REPO / "tests" / "data" / "nvml"
 H200_TRACE = NVML_DATA / "agent_h200_load.json"
 XID_TRACE = NVML_DATA / "agent_8gpu_xid.json"
 
-# A job task: hold MEM bytes, burn CPU for BUSY seconds, then linger.
+# A job task: hold MEM bytes, burn BUSY seconds of CPU (CPU time, not wall time: on a
+# loaded machine a second of wall time may hold a fifth of that), then linger.
 BUSY = (
     "import sys, time\n"
     "hold = bytearray(int(sys.argv[2]))\n"
-    "end = time.time() + float(sys.argv[1])\n"
-    "while time.time() < end:\n"
+    "end = time.process_time() + float(sys.argv[1])\n"
+    "while time.process_time() < end:\n"
     "    pass\n"
     "time.sleep(float(sys.argv[3]) if len(sys.argv) > 3 else 0)\n"
 )

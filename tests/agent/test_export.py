@@ -8,6 +8,7 @@ import urllib.request
 from pathlib import Path
 
 import pytest
+from core_parts import DEV_EXTRA, import_module
 
 from slurm_ai.agent.export import (
     MetricsServer,
@@ -41,7 +42,7 @@ def test_text_format() -> None:
 
 
 def test_text_parses_with_prometheus_client() -> None:
-    parser = pytest.importorskip("prometheus_client.parser")
+    parser = import_module("prometheus_client.parser", DEV_EXTRA)
     fams = {
         f.name: f for f in parser.text_string_to_metric_families(render_text(families(TICK, "n1")))
     }
@@ -74,7 +75,7 @@ def _get(url: str) -> tuple[int, str, str]:
 @pytest.mark.parametrize("backend", ["stdlib", "prometheus-client"])
 def test_http_metrics(backend: str) -> None:
     if backend == "prometheus-client":
-        pytest.importorskip("prometheus_client")
+        import_module("prometheus_client", DEV_EXTRA)
     source = MetricsSource()
     source.update(families(TICK, "n1"))
     server = MetricsServer(source, "127.0.0.1", 0, backend=backend)

@@ -10,6 +10,7 @@ import shutil
 import subprocess
 import tempfile
 import time
+import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -191,7 +192,9 @@ def test_node_scope_on_one_node(slurm_cluster: Any, backend: str) -> None:
 
 @needs_mpi
 def test_job_scope_hung_rank_times_out_and_leaves_nothing(slurm_cluster: Any) -> None:
-    env = {"SLURM_AI_HEALTH_FAULT": "hang:1"}
+    # A mark of this run: another suite on the machine may run this very test.
+    mark = uuid.uuid4().hex
+    env = {"SLURM_AI_HEALTH_FAULT": "hang:1", "SLURM_AI_TEST_RUN": mark}
     out = srun(
         slurm_cluster,
         [
@@ -217,7 +220,7 @@ def test_job_scope_hung_rank_times_out_and_leaves_nothing(slurm_cluster: Any) ->
         p
         for p in psutil.process_iter(["cmdline", "environ"])
         if "healthcheck" in " ".join(p.info["cmdline"] or [])
-        and (p.info["environ"] or {}).get("SLURM_AI_HEALTH_FAULT") == "hang:1"
+        and (p.info["environ"] or {}).get("SLURM_AI_TEST_RUN") == mark
     ]
     assert left == []
 

@@ -6,6 +6,7 @@ Faults are injected with the test-only SLURM_AI_HEALTH_FAULT variable.
 from __future__ import annotations
 
 import os
+import pwd
 import uuid
 from collections.abc import Iterator
 
@@ -14,8 +15,10 @@ import pytest
 from health_helpers import needs_mpi, needs_torch
 
 from slurm_ai.health.errors import HealthCheckError, HealthTimeout
-from slurm_ai.health.launcher import launch_local, worker_env
+from slurm_ai.health.launcher import launch_local, mpirun_env, parse_results, worker_env
 from slurm_ai.health.measure import CORRUPT_STRIDE, SweepSpec
+from slurm_ai.health.worker import ERROR_MARKER
+from slurm_ai.proc import CommandResult
 
 SIZES = [4096, 262144, 1048576]
 BACKENDS = [pytest.param("mpi", marks=needs_mpi), pytest.param("gloo", marks=needs_torch)]
@@ -106,3 +109,30 @@ def test_worker_env_drops_slurm_and_mpi_variables() -> None:
     )
     assert env["PATH"] == "/usr/bin" and env["SLURM_AI_HEALTH_FAULT"] == "hang:0"
     assert os.path.isdir(env["PYTHONPATH"].split(os.pathsep)[0] + "/slurm_ai")
+
+
+def test_worker_env_gives_a_home_only_when_missing() -> None:
+    # slurmd gives the Prolog no HOME; Open MPI 5 cannot start a rank without one.
+    home = worker_env({"PATH": "/usr/bin"})["HOME"]
+    assert os.path.isdir(home)
+    assert home in ("/", pwd.getpwuid(os.geteuid()).pw_dir)
+    assert worker_env({"HOME": "/var/empty-home"})["HOME"] == "/var/empty-home"
+    # No ssh/rsh in a Prolog: Open MPI 4 launches local ranks itself (5 ignores the variable).
+    assert mpirun_env(worker_env({}))["OMPI_MCA_plm"] == "isolated"
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_node_scope_runs_from_a_prologs_bare_environment(backend: str) -> None:
+    # What slurmd hands a Prolog: no PATH, no HOME, no TMPDIR (plus SLURM_* dropped anyway).
+    bare = {"SLURM_JOB_ID": "7", "SLURM_SCRIPT_CONTEXT": "prolog_slurmd", MARK: os.environ[MARK]}
+    result = launch_local(SweepSpec(sizes=[4096], backend=backend, iters=1), 2, timeout=60,
+                          base_env=bare)  # fmt: skip
+    assert result.ranks == 2 and result.rows[0].wrong == 0
+
+
+def test_the_failing_worker_is_named_not_the_one_killed_after_it() -> None:
+    # fail_fast kills rank 0 (-9, no output) once rank 1 failed: the reason is rank 1's.
+    killed = CommandResult(["w"], -9, "", "")
+    failed = CommandResult(["w"], 1, "", f"{ERROR_MARKER}ImportError: libtorch_cpu.so\n")
+    with pytest.raises(HealthCheckError, match="gloo worker failed: ImportError: libtorch_cpu"):
+        parse_results([killed, failed], "gloo")

@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from core_parts import DEV_EXTRA, missing
 
 from slurm_ai.accounting.sacct import DELIMITER, FIELDS, read_rows
 from slurm_ai.config import Config
@@ -252,7 +253,7 @@ def test_one_or_many_workers_file_or_stream_same_report(
     data_dir: Path, slim: bool, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     if slim and not facts.slim_available:
-        pytest.skip("msgspec not installed: only the json.loads path exists")
+        missing("msgspec (the report's fast decode)", DEV_EXTRA)
     monkeypatch.setattr(facts, "slim_available", slim)
     path = data_dir / "dump.txt"
     lines = path.read_text().splitlines(keepends=True)
@@ -269,7 +270,7 @@ def test_one_or_many_workers_file_or_stream_same_report(
 
 def test_slim_and_full_decoding_agree(data_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     if not facts.slim_available:
-        pytest.skip("msgspec not installed: only the json.loads path exists")
+        missing("msgspec (the report's fast decode)", DEV_EXTRA)
     dump = Dump.open(str(data_dir / "dump.txt"))
     slim = aggregate_file(dump, workers=1).finish(_prices())
     monkeypatch.setattr(facts, "slim_available", False)

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
+from core_parts import SETUP_DEPS, needs
 
 from slurm_ai.cli import main
 
@@ -116,9 +117,7 @@ def test_job_text_and_json(data_dir: Path, prices_config: Path) -> None:
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 
 
-@pytest.mark.skipif(
-    CHROMIUM is None, reason="Debian chromium not installed (apt-get install -y chromium)"
-)
+@needs("Debian's chromium (renders the HTML report)", CHROMIUM is not None, SETUP_DEPS)
 def test_html_renders_in_headless_chromium(
     data_dir: Path, prices_config: Path, tmp_path: Path
 ) -> None:

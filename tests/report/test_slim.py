@@ -8,13 +8,14 @@ import zlib
 from typing import Any
 
 import pytest
+from core_parts import DEV_EXTRA, needs
 
 from slurm_ai.record import encode_record
 from slurm_ai.report import facts
 from slurm_ai.report.slim import available, slim_record
 from slurm_ai.report.synth import make_job
 
-pytestmark = pytest.mark.skipif(not available(), reason="msgspec not installed")
+pytestmark = needs("msgspec (the report's fast decode)", available(), DEV_EXTRA)
 
 
 def payload(text: str) -> bytes:

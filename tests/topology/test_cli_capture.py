@@ -57,7 +57,8 @@ def test_capture_round_trip(tmp_path: Path) -> None:
     assert replay.topology.to_dict() == live.topology.to_dict()
     assert replay.fingerprint.to_dict() == live.fingerprint.to_dict()
     # Symlinks stay symlinks, and nothing outside the read set is copied.
-    assert (dest / "sys/class/net/eth0").is_symlink()
+    net = sorted((dest / "sys/class/net").iterdir())
+    assert net and all(entry.is_symlink() for entry in net)
     assert not (dest / "etc").exists()
     code, out = invoke(["capture", str(dest)])
     assert code != 0 and "not empty" in out
@@ -76,8 +77,12 @@ def test_taskprolog_outside_and_inside_a_task(tmp_path: Path) -> None:
     code, out = invoke(["taskprolog"], env=env)
     assert code == 0
     lines = [line for line in out.splitlines() if line.startswith("export ")]
-    assert "export OMP_NUM_THREADS=2" in lines
-    assert "export NCCL_SOCKET_IFNAME==eth0" in lines
+    # This host's answer, whatever host it is: threads within the task's CPUs, and one of
+    # its own network interfaces (exact values are pinned on the recorded machines).
+    threads = [int(x.split("=", 1)[1]) for x in lines if x.startswith("export OMP_NUM_THREADS=")]
+    assert len(threads) == 1 and 1 <= threads[0] <= len(os.sched_getaffinity(0)), lines
+    nics = [x.split("==", 1)[1] for x in lines if x.startswith("export NCCL_SOCKET_IFNAME==")]
+    assert len(nics) == 1 and nics[0] in os.listdir("/sys/class/net") and nics[0] != "lo", lines
     assert all(line.count("=") >= 1 and " " not in line[7:] for line in lines)
 
 

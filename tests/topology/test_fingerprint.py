@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import shutil
 from pathlib import Path
 
@@ -10,6 +11,8 @@ from topology_machines import DATA, load_machine
 
 from slurm_ai.config import Section
 from slurm_ai.errors import ConfigError
+from slurm_ai.topology.capture import capture
+from slurm_ai.topology.model import PLATFORM_CLASSES
 from slurm_ai.topology.probe import probe_node
 from slurm_ai.topology.virt import platform_record
 
@@ -48,10 +51,27 @@ def test_this_machine_is_a_container_on_kvm_without_rapl() -> None:
     assert "hypervisor" in evidence and "kvm-clock" in evidence and ".dockerenv" in evidence
 
 
-def test_live_host_matches_its_capture() -> None:
+def test_live_host_matches_its_capture(tmp_path: Path) -> None:
+    # Whatever host runs this (bare metal, VM, container): the live probe and a capture of it
+    # agree, the class is one of the known ones, and each conclusion shows its evidence.
+    # The exact answers per machine are pinned above, on the recorded machines.
+    capture(tmp_path / "cap", with_nvml=False)
     live = platform_record(probe_node("/").fingerprint)
-    assert live["class"] == "container" and live["hypervisor"] == "kvm"
-    assert live["rapl"] is False
+    replay = platform_record(probe_node(tmp_path / "cap").fingerprint)
+    assert replay == live
+    assert live["class"] in PLATFORM_CLASSES and live["evidence"]
+    assert live["summary"]
+    cpuinfo = Path("/proc/cpuinfo").read_text()
+    if re.search(r"^flags\s*:.*\bhypervisor\b", cpuinfo, re.M):
+        assert live["hypervisor"] != "none", live["evidence"]
+        assert live["class"] != "bare-metal"
+    if Path("/.dockerenv").exists():
+        assert live["container"] == "docker" and live["class"] == "container"
+    powercap = Path("/sys/class/powercap")
+    has_rapl = powercap.is_dir() and any(
+        p.name.startswith("intel-rapl") for p in powercap.iterdir()
+    )
+    assert live["rapl"] is has_rapl
 
 
 def test_override_node_beats_partition_beats_global() -> None:
@@ -125,3 +145,18 @@ def test_lent_h200_gpu_numa_from_local_cpus() -> None:
     plan = compute_plan(topo, JobAllocation(cpus=topo.cpu.online, gpus=[0]))
     assert plan.ranks[0].numa == 0 and plan.ranks[0].env["CUDA_VISIBLE_DEVICES"] == "0"
     assert not plan.all_warnings()
+
+
+def test_vm_class_names_what_was_passed_through(tmp_path: Path) -> None:
+    # This machine's KVM guest without its container: virtio only, no GPU, so nothing is
+    # passed through and the class says `vm`, not `vm-passthrough`.
+    guest = _copy("this_machine", tmp_path)
+    (guest / ".dockerenv").unlink()
+    record = platform_record(probe_node(guest).fingerprint)
+    assert (record["class"], record["hypervisor"], record["gpu_mode"]) == ("vm", "kvm", "none")
+    assert record["nic_mode"] == "virtio" and record["summary"].startswith("KVM")
+    # A passed-through NIC (SR-IOV VF or a whole function) or GPU makes it vm-passthrough.
+    fp = probe_node(guest).fingerprint
+    for nic_mode, gpu_mode in (("sriov-vf", "none"), ("pf", "none"), ("virtio", "passthrough")):
+        fp.nic_mode, fp.gpu_mode = nic_mode, gpu_mode
+        assert fp.platform_class() == "vm-passthrough", (nic_mode, gpu_mode)

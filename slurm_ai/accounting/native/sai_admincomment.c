@@ -231,7 +231,14 @@ int main(int argc, char **argv)
 
 	errno = 0;
 	sai_list_t ret = slurmdb_job_modify(db, &cond, &job);
-	if (!ret) {
+	if (!ret && errno == SLURM_NO_CHANGE_IN_DATA) {
+		/* Slurm 24.11 answers a job it does not have (yet) this way;
+		 * 22.05 with an empty list (below). */
+		fprintf(stderr, "sai_admincomment: nothing modified: job not in "
+			"accounting for cluster %s (%s)\n", cluster,
+			slurm_strerror(errno));
+		rc = EXIT_NOTHING;
+	} else if (!ret) {
 		int err = errno ? errno : SLURM_ERROR;
 		fprintf(stderr, "sai_admincomment: modify failed: %s\n",
 			slurm_strerror(err));
