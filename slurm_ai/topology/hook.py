@@ -13,7 +13,9 @@ from typing import Any
 from slurm_ai.errors import SlurmAIError
 from slurm_ai.hooks.context import HookContext
 from slurm_ai.sysfs import Sysfs
+from slurm_ai.topology import planfile
 from slurm_ai.topology.alloc import allocation_from_env
+from slurm_ai.topology.model import NodeTopology
 from slurm_ai.topology.plan import PlanOptions, compute_plan
 from slurm_ai.topology.probe import probe_live_cached
 from slurm_ai.topology.settings import TopologySettings, load_settings
@@ -49,7 +51,18 @@ def prolog_step(ctx: HookContext) -> dict[str, Any] | None:
         PlanOptions(nic_exclude=settings.nic_exclude, own_gpu_only=settings.own_gpu_only),
     )
     fragment["plan"] = plan.summary()
+    _write_task_plan(ctx, probe.topology, alloc.gpus, settings)
     return fragment
+
+
+def _write_task_plan(
+    ctx: HookContext, topo: NodeTopology, gpus: list[int], settings: TopologySettings
+) -> None:
+    """The SPANK plugin's input; without it the job's tasks run unpinned (logged)."""
+    try:
+        planfile.write(ctx.job_dir, planfile.render(topo, gpus, settings))
+    except (planfile.PlanFileError, SlurmAIError) as exc:
+        ctx.log.warning("topology: no task plan for the SPANK plugin: %s", exc)
 
 
 def epilog_step(ctx: HookContext) -> dict[str, Any] | None:

@@ -20,7 +20,7 @@ characters so no field can hold a space or a newline:
     job_gpus LIST|-              # the job's GPUs as the Prolog saw them
 
 Written atomically, root-only, into the job's spool directory (never a
-user-writable path); the plugin refuses a file that is not root-owned, not
+user-writable path; the spool is node-local, so each node has its own); the plugin refuses a file that is not root-owned, not
 regular, or over `MAX_BYTES`.
 """
 
@@ -44,6 +44,7 @@ from slurm_ai.topology.settings import TopologySettings
 from slurm_ai.topology.taskenv import NAME, VALUE
 
 PLAN_NAME = "task-plan"
+PINNED_NAME = "pinned-by-plugin"  # created by the plugin when it pinned a task here
 FORMAT_VERSION = 1
 MAX_BYTES = 1 << 20  # SAI_PLAN_MAX_BYTES
 MAX_CPUS = 4096  # SAI_MAX_CPUS

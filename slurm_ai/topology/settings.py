@@ -8,6 +8,7 @@ from typing import Any
 from slurm_ai.errors import ConfigError
 
 VISIBLE_CHOICES = ("auto", "index", "relative", "uuid")
+SPANK_BIND_CHOICES = ("auto", "off", "verbose")
 
 
 @dataclass(frozen=True)
@@ -18,6 +19,7 @@ class TopologySettings:
     nic_exclude: list[str] = field(default_factory=list)
     own_gpu_only: bool = False
     override_user_env: bool = False
+    spank_bind: str = "auto"
 
 
 def load_settings(config: Any) -> TopologySettings:
@@ -28,6 +30,11 @@ def load_settings(config: Any) -> TopologySettings:
         raise ConfigError(
             f"[topology] visible_devices = {visible!r}: expected one of {', '.join(VISIBLE_CHOICES)}"
         )
+    spank_bind = section.get_str("spank_bind", "auto")
+    if spank_bind not in SPANK_BIND_CHOICES:
+        raise ConfigError(
+            f"[topology] spank_bind = {spank_bind!r}: expected one of {', '.join(SPANK_BIND_CHOICES)}"
+        )
     return TopologySettings(
         nvml_timeout_s=section.get_float("nvml_timeout_s", 5.0),
         cache_max_age_s=section.get_float("cache_max_age_s", 3600.0),
@@ -35,4 +42,5 @@ def load_settings(config: Any) -> TopologySettings:
         nic_exclude=section.get_str_list("nic_exclude", []),
         own_gpu_only=section.get_bool("own_gpu_only", False),
         override_user_env=section.get_bool("override_user_env", False),
+        spank_bind=spank_bind,
     )
