@@ -26,6 +26,9 @@ regular, or over `MAX_BYTES`.
 
 from __future__ import annotations
 
+import contextlib
+import os
+import stat
 from pathlib import Path
 
 from slurm_ai import spool
@@ -44,7 +47,8 @@ from slurm_ai.topology.settings import TopologySettings
 from slurm_ai.topology.taskenv import NAME, VALUE
 
 PLAN_NAME = "task-plan"
-PINNED_NAME = "pinned-by-plugin"  # created by the plugin when it pinned a task here
+PINNED_NAME = "pinned-by-plugin"  # in the job's spool dir: the plugin pinned its tasks
+BIND_MARK_NAME = "pinned-by-bind"  # in the job's mark dir: `slurm-ai bind` pinned a rank
 FORMAT_VERSION = 1
 MAX_BYTES = 1 << 20  # SAI_PLAN_MAX_BYTES
 MAX_CPUS = 4096  # SAI_MAX_CPUS
@@ -133,3 +137,16 @@ def write(job_dir: Path, text: str) -> Path:
 
 def job_gpu_list(text: str | None) -> list[int]:
     return parse_index_list(text)[0]
+
+
+def pinned_by(job_dir: Path, mark_dir: Path, job_id: str) -> str:
+    """Which path pinned the job's tasks on this node: bind (it runs last, in the
+    task), plugin, or none. Plain files only; a link names no path."""
+    for path, name in (
+        (mark_dir / job_id / BIND_MARK_NAME, "bind"),
+        (job_dir / PINNED_NAME, "plugin"),
+    ):
+        with contextlib.suppress(OSError):
+            if stat.S_ISREG(os.lstat(path).st_mode):
+                return name
+    return "none"

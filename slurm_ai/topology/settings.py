@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from slurm_ai.errors import ConfigError
@@ -20,10 +21,16 @@ class TopologySettings:
     own_gpu_only: bool = False
     override_user_env: bool = False
     spank_bind: str = "auto"
+    # [accounting] mark_dir: where `bind` notes, in the job's own mark directory,
+    # that it pinned the job (the Epilog records which path pinned it). None
+    # without a config file (no hooks, no record): nothing to note.
+    mark_dir: Path | None = None
 
 
 def load_settings(config: Any) -> TopologySettings:
     """Read [topology] from a Config; raises ConfigError on bad values."""
+    from slurm_ai.accounting.settings import DEFAULT_MARK_DIR  # the config is loaded already
+
     section = config.section("topology")
     visible = section.get_str("visible_devices", "auto")
     if visible not in VISIBLE_CHOICES:
@@ -43,4 +50,5 @@ def load_settings(config: Any) -> TopologySettings:
         own_gpu_only=section.get_bool("own_gpu_only", False),
         override_user_env=section.get_bool("override_user_env", False),
         spank_bind=spank_bind,
+        mark_dir=Path(config.section("accounting").get_str("mark_dir", DEFAULT_MARK_DIR)),
     )

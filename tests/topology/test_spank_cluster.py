@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import ast
 import json
+import re
 import shlex
 import shutil
 import sys
@@ -26,6 +27,7 @@ from hooks_fixture import installed_hooks  # noqa: F401  (the fixture)
 from slurm_ai import cbuild
 from slurm_ai.sysfs import parse_cpu_list
 from slurm_ai.topology import planfile, spank
+from tests.admin.clusterhelp import wait_record
 
 pytestmark = [
     pytest.mark.cluster,
@@ -36,7 +38,7 @@ pytestmark = [
 ]
 
 PRINT = (
-    "import os;print('TASK', os.environ['SLURMD_NODENAME'], os.environ['SLURM_LOCALID'], "
+    "import os;print('JOB', os.environ['SLURM_JOB_ID']);print('TASK', os.environ['SLURMD_NODENAME'], os.environ['SLURM_LOCALID'], "
     "sorted(os.sched_getaffinity(0)), os.environ.get('OMP_NUM_THREADS'))"
 )
 
@@ -99,7 +101,7 @@ def test_plain_srun_tasks_get_the_plan_without_a_wrapper(plugin: Any) -> None:
     assert (plugin.spool_dir / "jobs").is_dir()
 
 
-def test_two_nodes_are_pinned_on_both(plugin: Any) -> None:
+def test_two_nodes_are_pinned_on_both_and_the_record_says_plugin(plugin: Any) -> None:
     proc = srun(plugin, "-N2", "-n4", "--cpu-bind=none", sys.executable, "-c", PRINT)
     assert proc.returncode == 0, proc.stderr
     got = tasks(proc.stdout)
@@ -108,6 +110,14 @@ def test_two_nodes_are_pinned_on_both(plugin: Any) -> None:
     for node in nodes:
         sets = [set(cpus) for (n, _), cpus in got.items() if n == node]
         assert all(len(s) == 1 for s in sets) and not sets[0] & sets[1], got
+    record = wait_record(plugin.cluster, job_of(proc.stdout), nodes=2)
+    assert {n["plan"]["pinned_by"] for n in record["nodes"].values()} == {"plugin"}
+
+
+def job_of(stdout: str) -> str:
+    match = re.search(r"^JOB (\d+)$", stdout, re.M)
+    assert match, stdout
+    return match.group(1)
 
 
 def test_verbose_prints_each_binding_on_stderr(plugin: Any) -> None:
@@ -213,3 +223,12 @@ def test_doctor_sees_srun_load_the_plugin(plugin: Any) -> None:
         slurm_conf=plugin.cluster.slurm_conf,
     )
     assert check_spank(other)[0].status == "info"
+
+
+def test_a_job_pinned_by_bind_says_so(plugin: Any) -> None:
+    proc = srun(
+        plugin, "-N1", "-n1", *slurm_ai(), "bind", "-q", "--", "sh", "-c", "echo JOB $SLURM_JOB_ID"
+    )
+    assert proc.returncode == 0, proc.stderr
+    record = wait_record(plugin.cluster, job_of(proc.stdout), nodes=1)
+    assert [n["plan"]["pinned_by"] for n in record["nodes"].values()] == ["bind"]
