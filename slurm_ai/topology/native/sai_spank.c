@@ -29,6 +29,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/syscall.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <slurm/spank.h>
@@ -189,37 +190,55 @@ static void mark_pinned(uint32_t job_id)
 
 /* Per task, from task_init_privileged (root) to task_init (the user's). */
 static int have_plan;
+static double spent_ms; /* the plugin's own time in this task (verbose shows it) */
 static char user_choice[64];
 static uint32_t job_id, step_id, task_id, ntasks;
 
-/* Root part: the plan file is root-only, so it is read before privileges go. */
-int slurm_spank_task_init_privileged(spank_t sp, int ac, char **av)
+static double now_ms(void)
+{
+	struct timespec t;
+
+	clock_gettime(CLOCK_MONOTONIC, &t);
+	return t.tv_sec * 1e3 + t.tv_nsec / 1e6;
+}
+
+/* The job's plan, if the Prolog wrote one and the task wants pinning. */
+static void read_plan(spank_t sp)
 {
 	int mode = user_bind != BIND_UNSET ? user_bind : site_bind;
 	char path[PATH_MAX], err[256] = "";
 
-	(void)ac;
-	(void)av;
-	have_plan = 0;
 	if (!spank_remote(sp) || mode == BIND_OFF)
-		return 0;
+		return;
 	if (spank_get_item(sp, S_JOB_ID, &job_id) || spank_get_item(sp, S_JOB_STEPID, &step_id) ||
 	    spank_get_item(sp, S_TASK_ID, &task_id) ||
 	    spank_get_item(sp, S_JOB_LOCAL_TASK_COUNT, &ntasks) || step_id > MAX_NORMAL_STEP)
-		return 0;
+		return;
 	if (spank_getenv(sp, USER_BIND_VAR, user_choice, sizeof(user_choice)) != ESPANK_SUCCESS)
 		user_choice[0] = '\0';
 	if (strstr(user_choice, "cpu") && strstr(user_choice, "gpu"))
-		return 0; /* the user chose both: nothing left to do */
+		return; /* the user chose both: nothing left to do */
 	snprintf(path, sizeof(path), "%s/jobs/%u/%s", spool_dir, job_id, PLAN_NAME);
 	if (sai_read_plan(path, 1, &layout, err, sizeof(err))) {
 		if (task_id == 0)
 			slurm_info("slurm-ai: job %u step %u runs unpinned: %s", job_id, step_id, err);
-		return 0;
+		return;
 	}
 	if (task_id == 0)
 		mark_pinned(job_id);
 	have_plan = 1;
+}
+
+/* Root part: the plan file is root-only, so it is read before privileges go. */
+int slurm_spank_task_init_privileged(spank_t sp, int ac, char **av)
+{
+	double start = now_ms();
+
+	(void)ac;
+	(void)av;
+	have_plan = 0;
+	read_plan(sp);
+	spent_ms = now_ms() - start;
 	return 0;
 }
 
@@ -288,6 +307,7 @@ int slurm_spank_task_init(spank_t sp, int ac, char **av)
 {
 	static char cpus[6 * SAI_MAX_CPUS];
 	int mode = user_bind != BIND_UNSET ? user_bind : site_bind;
+	double start = now_ms();
 	char why[128] = "";
 	cpu_set_t set;
 
@@ -320,7 +340,7 @@ int slurm_spank_task_init(spank_t sp, int ac, char **av)
 		for (int i = 0; i < task.env.count; i++)
 			if (task.env.item[i].name[0])
 				fprintf(stderr, "; %s=%s", task.env.item[i].name, task.env.item[i].value);
-		fprintf(stderr, "\n");
+		fprintf(stderr, " (in %.2f ms)\n", spent_ms + now_ms() - start);
 		for (int i = 0; i < task.nwarnings; i++)
 			fprintf(stderr, "slurm-ai: task %u: warning: %s\n", task_id, task.warning[i]);
 		if (why[0])
