@@ -147,9 +147,26 @@ def test_off_and_an_explicit_cpu_bind_keep_slurms_sets(plugin: Any) -> None:
 
 
 def test_bad_option_value_is_a_clear_error(plugin: Any) -> None:
-    proc = srun(plugin, "-N1", "-n1", "--sai-bind=bogus", "true")
-    assert proc.returncode != 0
-    assert "--sai-bind=bogus: expected auto, off or verbose" in proc.stderr
+    for client in (
+        ["srun", "-N1", "-n1", "--sai-bind=bogus"],
+        ["sbatch", "--sai-bind=bogus", "--wrap"],
+    ):
+        proc = plugin.cluster.run([*client, "true"], env=plugin.env())
+        assert proc.returncode != 0
+        assert "--sai-bind=bogus: expected auto, off or verbose" in proc.stderr, client
+
+
+def test_sbatch_off_reaches_the_jobs_steps(plugin: Any) -> None:
+    out = plugin.cluster.shared_dir / "spank-sbatch-off.out"
+    step = shlex.join(["srun", "-n2", "--cpu-bind=none", sys.executable, "-c", PRINT])
+    proc = plugin.cluster.run(
+        ["sbatch", "--parsable", "--wait", "-N1", "-n2", "--sai-bind=off", f"--output={out}",
+         "--wrap", step],
+        env=plugin.env(),
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    sets = list(tasks(out.read_text()).values())
+    assert len(sets) == 2 and sets[0] == sets[1] and len(sets[0]) == 2  # not pinned
 
 
 def _job_with_plan(plugin: Any, tmp_name: str, damage: Any) -> tuple[str, str]:
@@ -232,3 +249,23 @@ def test_a_job_pinned_by_bind_says_so(plugin: Any) -> None:
     assert proc.returncode == 0, proc.stderr
     record = wait_record(plugin.cluster, job_of(proc.stdout), nodes=1)
     assert [n["plan"]["pinned_by"] for n in record["nodes"].values()] == ["bind"]
+
+
+def test_workload_option_labels_the_record(plugin: Any) -> None:
+    proc = srun(
+        plugin, "-N1", "-n1", "--sai-workload=inference", "sh", "-c", "echo JOB $SLURM_JOB_ID"
+    )
+    assert proc.returncode == 0, proc.stderr
+    record = wait_record(plugin.cluster, job_of(proc.stdout), nodes=1)
+    assert record["job"]["workload"] == "inference"
+    out = plugin.cluster.shared_dir / "spank-workload.out"
+    proc = plugin.cluster.run(
+        ["sbatch", "--parsable", "-N1", "--sai-workload=training", f"--output={out}",
+         "--wrap", "srun true"],
+        env=plugin.env(),
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    record = wait_record(plugin.cluster, proc.stdout.strip().split(";")[0], nodes=1)
+    assert record["job"]["workload"] == "training"
+    bad = srun(plugin, "-N1", "-n1", "--sai-workload=mining", "true")
+    assert bad.returncode != 0 and "--sai-workload=mining: expected training" in bad.stderr

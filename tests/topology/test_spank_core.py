@@ -161,3 +161,30 @@ def test_oversized_and_symlinked_plans_are_refused(harness: Path, tmp_path: Path
     link = tmp_path / "link"
     link.symlink_to(big)
     assert "cannot open" in str(run_harness(harness, link, 1, 0, [0], {})["error"])
+
+
+def test_plugin_workloads_are_the_marks_workloads() -> None:
+    import re
+
+    from slurm_ai.accounting.marks import WORKLOADS
+
+    text = spank.source("sai_spank.c").decode()
+    match = re.search(r"workloads\[\] = \{([^}]*)\}", text)
+    assert match and tuple(re.findall(r'"([^"]+)"', match.group(1))) == WORKLOADS
+
+
+def test_option_workload_reads_only_a_known_name(tmp_path: Path) -> None:
+    from slurm_ai.accounting.marks import OPTION_WORKLOAD_NAME, option_workload
+
+    path = tmp_path / OPTION_WORKLOAD_NAME
+    assert option_workload(tmp_path) is None
+    path.write_text("inference")
+    assert option_workload(tmp_path) == "inference"
+    path.write_text("mining")
+    assert option_workload(tmp_path) is None
+    path.write_bytes(b"x" * 100)
+    assert option_workload(tmp_path) is None
+    path.unlink()
+    (tmp_path / "elsewhere").write_text("training")
+    path.symlink_to(tmp_path / "elsewhere")
+    assert option_workload(tmp_path) is None

@@ -6,6 +6,9 @@
  *   optional /path/slurm_ai_spank.so spool=/var/spool/slurm-ai bind=auto
  * User options (srun/sbatch/salloc --help):
  *   --sai-bind=auto|off|verbose   default: the bind= argument
+ *   --sai-workload=NAME           the job's workload class in its record; the
+ *                                 plugin writes it into the job's root-only
+ *                                 spool directory, where the Epilog reads it
  *
  * In srun (local context) it notes whether the user asked for a binding of
  * their own (--cpu-bind / --gpu-bind other than none): Slurm's choice then
@@ -41,6 +44,7 @@ SPANK_PLUGIN(slurm_ai, 1);
 #define USER_BIND_VAR "SLURM_AI_USER_BIND"
 #define PLAN_NAME "task-plan"
 #define PINNED_NAME "pinned-by-plugin"
+#define WORKLOAD_NAME "workload"
 #define MPOL_PREFERRED 1
 /* Step ids above this are the batch, extern and interactive steps. */
 #define MAX_NORMAL_STEP 0xfffffff0u
@@ -81,11 +85,35 @@ static int opt_bind(int val, const char *optarg, int remote)
 	return 0;
 }
 
-struct spank_option spank_options[] = {
+/* slurm_ai/accounting/marks.py WORKLOADS (a test keeps the two in step). */
+static const char *const workloads[] = { "training", "fine-tuning", "inference", "data-science" };
+static char workload[32];
+
+static int opt_workload(int val, const char *optarg, int remote)
+{
+	(void)val;
+	(void)remote;
+	for (size_t i = 0; optarg && i < sizeof(workloads) / sizeof(workloads[0]); i++)
+		if (!strcmp(optarg, workloads[i])) {
+			strcpy(workload, workloads[i]);
+			return 0;
+		}
+	slurm_error("slurm-ai: --sai-workload=%s: expected training, fine-tuning, inference or "
+		    "data-science", optarg ? optarg : "");
+	return -1;
+}
+
+/* Registered with spank_option_register(): the only way sbatch and salloc
+ * (allocator context) see them; an exported spank_options table is not. */
+static struct spank_option options[] = {
 	{ "sai-bind", "auto|off|verbose",
 	  "slurm-ai task pinning (CPUs, memory node, GPU order, NICs from the node's topology): "
 	  "auto, off (keep Slurm's binding), verbose (print each task's binding)",
 	  1, 0, opt_bind },
+	{ "sai-workload", "NAME",
+	  "workload class of this job in slurm-ai's records and reports: training, fine-tuning, "
+	  "inference, data-science (wins over `slurm-ai mark workload=`)",
+	  1, 1, opt_workload },
 	SPANK_OPTIONS_TABLE_END
 };
 
@@ -105,8 +133,10 @@ static void parse_args(int ac, char **av)
 
 int slurm_spank_init(spank_t sp, int ac, char **av)
 {
-	(void)sp;
 	parse_args(ac, av);
+	for (struct spank_option *opt = options; opt->name; opt++)
+		if (spank_option_register(sp, opt) != ESPANK_SUCCESS)
+			slurm_error("slurm-ai: cannot register --%s", opt->name);
 	return 0;
 }
 
@@ -158,13 +188,32 @@ static void note_user_binding(void)
 		unsetenv(USER_BIND_VAR);
 }
 
+/* slurmstepd, root: the job's workload option into its spool directory
+ * (created by the Prolog; without it there is no record to label). */
+static void write_workload(spank_t sp)
+{
+	char path[PATH_MAX];
+	uint32_t job = 0;
+	int fd;
+
+	if (!workload[0] || spank_get_item(sp, S_JOB_ID, &job))
+		return;
+	snprintf(path, sizeof(path), "%s/jobs/%u/%s", spool_dir, job, WORKLOAD_NAME);
+	fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC, 0600);
+	if (fd < 0 || write(fd, workload, strlen(workload)) != (ssize_t)strlen(workload))
+		slurm_info("slurm-ai: job %u: workload not recorded: %s", job, strerror(errno));
+	if (fd >= 0)
+		close(fd);
+}
+
 int slurm_spank_init_post_opt(spank_t sp, int ac, char **av)
 {
-	(void)sp;
 	(void)ac;
 	(void)av;
 	if (spank_context() == S_CTX_LOCAL)
 		note_user_binding();
+	else if (spank_remote(sp))
+		write_workload(sp);
 	return 0;
 }
 
