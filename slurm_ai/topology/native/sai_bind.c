@@ -631,7 +631,7 @@ static const char *visible_style(const struct sai_layout *l, const struct sai_re
 	if (any && all_uuid)
 		return "uuid";
 	n = parse_index_list(seen, idx, SAI_MAX_UNITS);
-	if (!ngpus || n != ngpus)
+	if (ngpus <= 0 || ngpus > SAI_MAX_UNITS || n != ngpus)
 		return "index";
 	for (int i = 0; i < n; i++)
 		if (idx[i] != i)
@@ -719,7 +719,7 @@ int sai_plan_task(const struct sai_layout *l, const struct sai_request *req, str
 			ngpus = 0;
 		}
 	} else {
-		ngpus = l->njob_gpus;
+		ngpus = l->njob_gpus > 0 && l->njob_gpus <= SAI_MAX_UNITS ? l->njob_gpus : 0;
 		memcpy(gpus, l->job_gpus, sizeof(int) * (size_t)ngpus);
 	}
 	for (int i = 0; i < ngpus; i++) {
