@@ -89,36 +89,41 @@ static int env_add(struct sai_envset *set, const char *name, const char *value)
 	return 0;
 }
 
+/* The next "A" or "A-B" of a "0-3,8" list: 1 found, 0 at the end, -1 garbage. */
+static int next_range(const char **pp, long *lo, long *hi)
+{
+	const char *p = *pp;
+	char *end;
+
+	while (*p == ',' || isspace((unsigned char)*p))
+		p++;
+	if (!*p)
+		return 0;
+	if (!isdigit((unsigned char)*p))
+		return -1;
+	*lo = *hi = strtol(p, &end, 10);
+	p = end;
+	if (*p == '-') {
+		if (!isdigit((unsigned char)p[1]))
+			return -1;
+		*hi = strtol(p + 1, &end, 10);
+		p = end;
+	}
+	if (*lo < 0 || *hi < *lo || *hi >= SAI_MAX_CPUS || (*p && *p != ',' && !isspace((unsigned char)*p)))
+		return -1;
+	*pp = p;
+	return 1;
+}
+
 int sai_parse_cpu_list(const char *text, unsigned char *flags)
 {
-	const char *p = text;
+	long lo, hi;
+	int rc;
 
-	while (*p) {
-		char *end;
-		long lo, hi;
-
-		while (*p == ',' || isspace((unsigned char)*p))
-			p++;
-		if (!*p)
-			break;
-		if (!isdigit((unsigned char)*p))
-			return -1;
-		lo = hi = strtol(p, &end, 10);
-		p = end;
-		if (*p == '-') {
-			if (!isdigit((unsigned char)p[1]))
-				return -1;
-			hi = strtol(p + 1, &end, 10);
-			p = end;
-		}
-		if (lo < 0 || hi < lo || hi >= SAI_MAX_CPUS)
-			return -1;
+	while ((rc = next_range(&text, &lo, &hi)) > 0)
 		for (long c = lo; c <= hi; c++)
 			flags[c] = 1;
-		if (*p && *p != ',' && !isspace((unsigned char)*p))
-			return -1;
-	}
-	return 0;
+	return rc;
 }
 
 int sai_parse_mask_list(const char *text, unsigned char *flags)
@@ -186,39 +191,24 @@ static struct sai_unit *find_unit(struct sai_layout *l, int index)
 	return NULL;
 }
 
-/* "0,1,3" or "0-3" GPU indices; returns the count, -1 on garbage. */
+/* "0,1,3" or "0-3" GPU indices, in the order given and without repeats, as
+ * slurmenv.parse_index_list() reads them; returns the count, -1 on garbage. */
 static int parse_index_list(const char *text, int *out, int max)
 {
-	unsigned char seen[SAI_MAX_CPUS] = {0};
-	int n = 0;
+	unsigned char seen[SAI_MAX_CPUS] = { 0 };
+	long lo, hi;
+	int n = 0, rc;
 
-	if (sai_parse_cpu_list(text, seen) < 0)
-		return -1;
-	/* Keep the order given, as parse_index_list() does. */
-	for (const char *p = text; *p;) {
-		char *end;
-		long lo, hi;
-
-		while (*p == ',' || isspace((unsigned char)*p))
-			p++;
-		if (!*p)
-			break;
-		lo = hi = strtol(p, &end, 10);
-		p = end;
-		if (*p == '-') {
-			hi = strtol(p + 1, &end, 10);
-			p = end;
-		}
+	while ((rc = next_range(&text, &lo, &hi)) > 0)
 		for (long v = lo; v <= hi; v++) {
-			if (!seen[v])
+			if (seen[v])
 				continue;
-			seen[v] = 0;
 			if (n >= max)
 				return -1;
+			seen[v] = 1;
 			out[n++] = (int)v;
 		}
-	}
-	return n;
+	return rc < 0 ? -1 : n;
 }
 
 static int parse_line(char *line, struct sai_layout *l, char *err, size_t errlen)
