@@ -144,6 +144,11 @@ def test_off_and_an_explicit_cpu_bind_keep_slurms_sets(plugin: Any) -> None:
     assert proc.returncode == 0, proc.stderr
     got = tasks(proc.stdout)
     assert sorted((k[1], v) for k, v in got.items()) == [(0, [1]), (1, [0])]  # Slurm's map
+    job = job_of(proc.stdout)
+    logs = "".join(
+        p.read_text(errors="replace") for p in (plugin.cluster.prefix / "log").glob("slurmd-*.log")
+    )
+    assert f"slurm-ai: job {job} step" not in logs  # the step's CPUs were seen: no warning
 
 
 def test_bad_option_value_is_a_clear_error(plugin: Any) -> None:

@@ -304,10 +304,14 @@ static void allowed_cpus(spank_t sp, unsigned char *allowed)
 	if (!sched_getaffinity(0, sizeof(set), &set))
 		for (int c = 0; c < CPU_SETSIZE && c < SAI_MAX_CPUS; c++)
 			allowed[c] = CPU_ISSET(c, &set) ? 1 : 0;
-	if (spank_getenv(sp, "SLURM_CPU_BIND_TYPE", kind, sizeof(kind)) == ESPANK_SUCCESS &&
-	    !strncmp(kind, "mask_cpu", 8) &&
-	    spank_getenv(sp, "SLURM_CPU_BIND_LIST", masks, sizeof(masks)) == ESPANK_SUCCESS)
-		sai_parse_mask_list(masks, allowed); /* a bad list adds nothing */
+	if (spank_getenv(sp, "SLURM_CPU_BIND_TYPE", kind, sizeof(kind)) != ESPANK_SUCCESS ||
+	    spank_getenv(sp, "SLURM_CPU_BIND_LIST", masks, sizeof(masks)) != ESPANK_SUCCESS)
+		return;
+	/* As alloc.cpus_from_cpu_bind(); a bad list adds what parsed before it. */
+	if (!strncmp(kind, "mask_cpu", 8))
+		sai_parse_mask_list(masks, allowed);
+	else if (!strncmp(kind, "map_cpu", 7))
+		sai_parse_cpu_list(masks, allowed);
 }
 
 static int plan_this_task(spank_t sp)
