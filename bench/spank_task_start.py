@@ -47,7 +47,7 @@ def timed(argv: list[str]) -> float:
     return time.perf_counter() - start
 
 
-def inner(runs: int, conf: Path, conf_text: str, spool: Path) -> None:
+def inner(runs: int, gap: float, conf: Path, conf_text: str, spool: Path) -> None:
     """In the allocation: write the job's plan, then time the cases in rotation."""
     from slurm_ai.topology import planfile
     from slurm_ai.topology.probe import probe_node
@@ -83,8 +83,12 @@ def inner(runs: int, conf: Path, conf_text: str, spool: Path) -> None:
             else:
                 conf.unlink(missing_ok=True)
             samples[name].append(timed(argv))
+            # Untimed: slurmctld must release the step before the next one
+            # starts, or srun waits and retries ("Requested nodes are busy"),
+            # which lands on whichever case comes next.
+            time.sleep(gap)
     conf.write_text(conf_text)
-    inside = plugin_ms(step, true, runs)
+    inside = plugin_ms(step, true, runs, gap)
     conf.unlink(missing_ok=True)
     pinned = (job_dir / planfile.PINNED_NAME).exists()
     base = statistics.median(samples["no plugin"][1:])
@@ -103,10 +107,11 @@ def inner(runs: int, conf: Path, conf_text: str, spool: Path) -> None:
     )
 
 
-def plugin_ms(step: list[str], true: str, runs: int) -> list[float]:
+def plugin_ms(step: list[str], true: str, runs: int, gap: float) -> list[float]:
     """The time the plugin reports spending in each task (its verbose line)."""
     times = []
     for _ in range(runs):
+        time.sleep(gap)
         err = subprocess.run(
             [*step, "--sai-bind=verbose", true], capture_output=True, text=True, check=True
         ).stderr
@@ -145,11 +150,12 @@ def core_work(repeat: int) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=30)
+    parser.add_argument("--gap", type=float, default=0.5, help="untimed seconds between steps")
     parser.add_argument(INNER, nargs=3, metavar=("CONF", "CONF_TEXT_FILE", "SPOOL"))
     args = parser.parse_args()
     if args.inner:
         conf, text_file, spool = args.inner
-        inner(args.runs, Path(conf), Path(text_file).read_text(), Path(spool))
+        inner(args.runs, args.gap, Path(conf), Path(text_file).read_text(), Path(spool))
         return
     core_work(2000)
     if os.geteuid() != 0 or "SLURM_CONF" not in os.environ:
@@ -164,7 +170,8 @@ def main() -> None:
         plugin = spank.build_plugin(root / "build")
         text_file = root / "conf.txt"
         text_file.write_text(spank.conf_line(plugin, root / "spool", "auto"))
-        argv = ["salloc", "-N1", "-n2", sys.executable, __file__, "--runs", str(args.runs)]
+        argv = ["salloc", "-N1", "-n2", sys.executable, __file__, "--runs", str(args.runs),
+                "--gap", str(args.gap)]  # fmt: skip
         try:
             subprocess.run(
                 [*argv, INNER, str(conf), str(text_file), str(root / "spool")], check=True
