@@ -89,6 +89,19 @@ def validate(data: Any) -> dict[str, Any]:
     return out
 
 
+OPTION_WORKLOAD_NAME = "workload"  # written by the SPANK plugin (--sai-workload)
+
+
+def option_workload(job_dir: Path) -> str | None:
+    """The job's `--sai-workload` (the SPANK plugin writes it into the root-only job
+    spool directory); None when absent or not a known workload."""
+    with contextlib.suppress(OSError, SpoolError):
+        text = spool.read_bytes_nofollow(job_dir / OPTION_WORKLOAD_NAME, max_bytes=64)
+        value = text.decode("ascii", errors="replace").strip()
+        return value if value in WORKLOADS else None
+    return None
+
+
 def job_mark_dir(mark_dir: Path, job_id: str) -> Path:
     return mark_dir / job_id
 

@@ -26,7 +26,6 @@ import logging
 import os
 import re
 import shutil
-import stat
 import tempfile
 import time
 from collections.abc import Mapping, Sequence
@@ -34,28 +33,26 @@ from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 
+from slurm_ai import cbuild
 from slurm_ai import spool as spoolmod
 from slurm_ai.accounting.backend import JobRow, SlurmCliBackend
+from slurm_ai.cbuild import DEFAULT_INCLUDE_DIRS, find_compiler
 from slurm_ai.errors import AccountingError, CommandError, CommandTimeout, SpoolError
 from slurm_ai.proc import run_command
 
 DEFAULT_NATIVE_DIR = Path("/var/lib/slurm-ai/native")
 HELPER_NAME = "sai_admincomment"
 SOURCE_NAME = "sai_admincomment.c"
-DEFAULT_INCLUDE_DIRS = (Path("/usr/include"), Path("/usr/local/include"))
 HEADERS = ("slurm_version.h", "slurm.h", "slurmdb.h", "slurm_errno.h")
 MAX_VALUE_BYTES = 65535  # the helper's (and MySQL TEXT's) limit
-BUILD_TIMEOUT_S = 120.0
 FAILED_NAME = "build-failed.txt"
 RETRY_FAILED_S = 3600.0
-BUILD_PATH = ("/usr/local/bin", "/usr/bin", "/bin")
 
 # Exit codes of the helper (see the C source).
 EXIT_USAGE, EXIT_CONNECT, EXIT_NOTHING, EXIT_REQUEST, EXIT_COMMIT = 2, 3, 4, 5, 6
 
 _LOG = logging.getLogger("slurm_ai.accounting.native")
 _KEY = re.compile(r"^\d+\.\d+\.\d+-[0-9a-f]{12}$")
-_VERSION_LINE = re.compile(r"^\s*#\s*define\s+SLURM_VERSION_NUMBER\s+(0x[0-9a-fA-F]+|\d+)", re.M)
 
 
 def source_text() -> bytes:
@@ -64,20 +61,15 @@ def source_text() -> bytes:
 
 def find_slurm_headers(include_dirs: Sequence[Path] = DEFAULT_INCLUDE_DIRS) -> Path | None:
     """The include directory holding slurm/slurmdb.h and friends, if any."""
-    for base in include_dirs:
-        if all((base / "slurm" / name).is_file() for name in HEADERS):
-            return base
-    return None
+    return cbuild.find_slurm_include(HEADERS, include_dirs)
 
 
 def header_version(include_dir: Path) -> str:
     """'22.05.8' from <slurm/slurm_version.h>'s SLURM_VERSION_NUMBER."""
-    text = (include_dir / "slurm" / "slurm_version.h").read_text(errors="replace")
-    match = _VERSION_LINE.search(text)
-    if not match:
-        raise AccountingError(f"no SLURM_VERSION_NUMBER in {include_dir}/slurm/slurm_version.h")
-    number = int(match.group(1), 0)
-    return f"{number >> 16 & 0xFF}.{number >> 8 & 0xFF:02d}.{number & 0xFF}"
+    try:
+        return cbuild.header_version(include_dir)
+    except ValueError as exc:
+        raise AccountingError(str(exc)) from exc
 
 
 def build_key(include_dir: Path) -> str:
@@ -86,38 +78,6 @@ def build_key(include_dir: Path) -> str:
     for name in HEADERS:
         digest.update((include_dir / "slurm" / name).read_bytes())
     return f"{header_version(include_dir)}-{digest.hexdigest()[:12]}"
-
-
-def find_compiler() -> str | None:
-    for name in ("cc", "gcc", "clang"):
-        path = shutil.which(name)
-        if path:
-            return path
-    return None
-
-
-def _check_helper(path: Path) -> bool:
-    """An existing helper is used only if it is a root-owned, non-writable-by-others file."""
-    try:
-        info = os.lstat(path)
-    except OSError:
-        return False
-    return (
-        stat.S_ISREG(info.st_mode)
-        and not info.st_mode & (stat.S_IWGRP | stat.S_IWOTH)
-        and (os.geteuid() != 0 or info.st_uid == 0)
-        and bool(info.st_mode & stat.S_IXUSR)
-    )
-
-
-def installed_slurm_version(env: Mapping[str, str] | None = None) -> str | None:
-    """'22.05.8' from `sinfo -V` ("slurm-wlm 22.05.8" / "slurm 24.11.5")."""
-    try:
-        out = run_command(["sinfo", "-V"], timeout=10, extra_env=env).stdout
-    except CommandError:
-        return None
-    match = re.search(r"(\d+)\.(\d+)\.(\d+)", out)
-    return f"{int(match[1])}.{int(match[2]):02d}.{int(match[3])}" if match else None
 
 
 def build_helper(
@@ -150,7 +110,7 @@ def build_helper(
         raise AccountingError(f"native writer cache: {exc}") from exc
     helper = build_dir / HELPER_NAME
     version = key.split("-")[0]
-    if _check_helper(helper):
+    if cbuild.trusted_file(helper):
         _self_test(helper, version, env)  # a few ms: libslurm still loads
         return helper
     cc = compiler or find_compiler()
@@ -200,24 +160,17 @@ def _compile(
     version: str,
     env: Mapping[str, str] | None,
 ) -> None:
-    running = installed_slurm_version(env)
-    if running is not None and running.split(".")[:2] != version.split(".")[:2]:
-        # Headers of another release than the Slurm in use: the struct
-        # layouts may differ, which is exactly what building here avoids.
-        raise AccountingError(
-            f"Slurm headers are {version} but Slurm is {running}: install the matching libslurm-dev"
-        )
+    mismatch = cbuild.headers_match_slurm(include_dir, env)
+    if mismatch:
+        raise AccountingError(mismatch)
     fd, tmp_name = tempfile.mkstemp(prefix=f".{HELPER_NAME}.", dir=build_dir)
     os.close(fd)
     src = build_dir / SOURCE_NAME
     try:
         spoolmod.atomic_write_bytes(src, source_text())
-        argv = [
-            cc, "-O2", "-Wall", f"-I{include_dir}", "-o", tmp_name, str(src),
-            *_link_flags(include_dir), "-lslurm",
-        ]  # fmt: skip
+        args = [f"-I{include_dir}", "-o", tmp_name, str(src), *cbuild.link_flags(include_dir)]
         try:
-            run_command(argv, timeout=BUILD_TIMEOUT_S, extra_env=_build_env(cc, env))
+            cbuild.compile_c(cc, [*args, "-lslurm"], env)
         except CommandError as exc:
             raise AccountingError(f"building the native writer failed: {exc}") from exc
         os.chmod(tmp_name, 0o700)
@@ -228,25 +181,6 @@ def _compile(
     finally:
         with contextlib.suppress(OSError):
             os.unlink(tmp_name)
-
-
-def _build_env(cc: str, env: Mapping[str, str] | None) -> dict[str, str]:
-    """slurmd runs hooks without PATH, and the compiler driver finds `as` and
-    `ld` through PATH (collect2: "cannot find 'ld'" otherwise)."""
-    path = os.environ.get("PATH") or ""
-    dirs = [str(Path(cc).parent), *path.split(os.pathsep), *BUILD_PATH]
-    return {**(env or {}), "PATH": os.pathsep.join(dict.fromkeys(d for d in dirs if d))}
-
-
-def _link_flags(include_dir: Path) -> list[str]:
-    """-L and an rpath for a Slurm installed under its own prefix (e.g. /opt/slurm)."""
-    if include_dir in DEFAULT_INCLUDE_DIRS:
-        return []  # the linker's and loader's default paths
-    for lib in ("lib64", "lib"):
-        libdir = include_dir.parent / lib
-        if (libdir / "libslurm.so").exists():
-            return [f"-L{libdir}", f"-Wl,-rpath,{libdir}"]
-    return []
 
 
 def _self_test(helper: Path, expected: str, env: Mapping[str, str] | None) -> None:
@@ -293,7 +227,7 @@ def built_helper(
         helper = dest_dir / build_key(include_dir) / HELPER_NAME
     except (OSError, AccountingError):
         return None
-    return helper if _check_helper(helper) else None
+    return helper if cbuild.trusted_file(helper) else None
 
 
 # The Debian packages a build needs, each with how to tell it is there (RPM names differ:

@@ -114,6 +114,11 @@ def parse_setting(text: str) -> dict[str, Any]:
     help="Do not build the case-preserving AdminComment writer (then sacctmgr writes).",
 )
 @click.option(
+    "--no-spank",
+    is_flag=True,
+    help="Do not build and register the SPANK plugin that pins every task (then use bind).",
+)
+@click.option(
     "--set",
     "settings",
     multiple=True,
@@ -139,6 +144,7 @@ def install(
     taskprolog_chain: str | None,
     enable_health: bool,
     no_native_writer: bool,
+    no_spank: bool,
     settings: tuple[str, ...],
     force: bool,
     dry_run: bool,
@@ -177,6 +183,7 @@ def install(
             enable_health=enable_health,
             settings=extra,
             force=force,
+            spank_plugin=None if no_spank else _build_spank_plugin(dry_run),
         )
         plan = inst.plan_install(opts)
         title = "slurm-ai install (dry run: nothing is written)" if dry_run else "slurm-ai install"
@@ -218,6 +225,26 @@ def install(
     if plan.kept:
         ctx.exit(inst.EXIT_KEPT)
     ctx.exit(inst.EXIT_OK if conf_ok else inst.EXIT_SLURM_CONF)
+
+
+def _build_spank_plugin(dry_run: bool) -> Path | None:
+    """The SPANK plugin for this node's Slurm (built now; in a dry run, if already built)."""
+    from slurm_ai.topology.spank import SpankError, build_plugin
+
+    if dry_run:
+        click.echo("note: the SPANK plugin is built by a real install (not in a dry run)")
+        return None
+    try:
+        path = build_plugin()
+    except SpankError as exc:
+        click.echo(
+            f"note: SPANK plugin not installed ({exc}): tasks are pinned only where job "
+            "scripts use `slurm-ai bind --`",
+            err=True,
+        )
+        return None
+    click.echo(f"SPANK plugin: {path}")
+    return path
 
 
 def _build_native_writer(slurm_conf: Path) -> None:

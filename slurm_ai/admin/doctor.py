@@ -640,6 +640,40 @@ def _hook_python(target: DoctorTarget) -> str:
     return sys.executable
 
 
+# ---- SPANK plugin
+
+
+def check_spank(target: DoctorTarget) -> list[Check]:
+    """Registered in plugstack.conf.d, a trusted file, and srun really loads it."""
+    from slurm_ai import cbuild
+    from slurm_ai.topology.spank import CONF_NAME
+
+    conf = (target.slurm_etc or Path("/etc/slurm")) / "plugstack.conf.d" / CONF_NAME
+    try:
+        words = conf.read_text(errors="replace").split()
+    except FileNotFoundError:
+        return [
+            Check("info", "spank", f"SPANK plugin not registered ({conf} absent): tasks are "
+                  "pinned only where job scripts use `slurm-ai bind --`")
+        ]  # fmt: skip
+    except OSError as exc:
+        return [Check("fail", "spank", f"{conf}: {exc.strerror}", f"rm {conf}; slurm-ai install")]
+    plugin = Path(words[1]) if len(words) > 1 else None
+    if plugin is None or not cbuild.trusted_file(plugin, executable=False):
+        return [
+            Check("fail", "spank", f"{conf} names {plugin}, not a root-owned plugin file",
+                  "slurm-ai install (rebuilds and registers it)")
+        ]  # fmt: skip
+    res = _run_slurm(target, ["srun", "--help"])
+    if "--sai-bind" not in res.stdout + res.stderr:
+        return [
+            Check("fail", "spank", f"srun does not load {plugin} (no --sai-bind in srun --help)",
+                  "PlugStackConfig in slurm.conf (default /etc/slurm/plugstack.conf) must "
+                  f"include {conf.parent}/*.conf")
+        ]  # fmt: skip
+    return [Check("pass", "spank", f"srun loads {plugin}")]
+
+
 # ---- slurm.conf
 
 
@@ -712,6 +746,7 @@ CHECKS: list[tuple[str, Callable[[DoctorTarget], list[Check]]]] = [
     ("native-writer", check_native_writer),
     ("health-deps", check_health_deps),
     ("slurm.conf", check_slurm_conf_lines),
+    ("spank", check_spank),
 ]
 
 

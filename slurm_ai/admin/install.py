@@ -45,6 +45,7 @@ from slurm_ai.spool import atomic_write_bytes
 MANIFEST_NAME = "install-manifest.json"
 MANIFEST_VERSION = 1
 UNIT_MODE = 0o644
+SPANK_CONF_NAME = "slurm-ai.conf"
 
 # Exit codes of `slurm-ai install` (docs/install.md). 4 wins over 3.
 EXIT_OK = 0
@@ -72,6 +73,11 @@ class InstallOptions:
     enable_health: bool = False
     settings: Mapping[str, Any] = field(default_factory=dict)
     force: bool = False
+    spank_plugin: Path | None = None  # built by the CLI; registered in plugstack.conf.d
+
+    @property
+    def plugstack_conf(self) -> Path:
+        return self.slurm_etc / "plugstack.conf.d" / SPANK_CONF_NAME
 
     @property
     def layout(self) -> HookLayout:
@@ -209,6 +215,12 @@ def wanted_files(opts: InstallOptions) -> tuple[list[tuple[Path, str, str, int]]
     if opts.epilog_slurmctld:
         files.append((layout.epilog_slurmctld_shim, "shim", render_deliver_shim(layout), SHIM_MODE))
     notes = []
+    if opts.spank_plugin is not None:
+        from slurm_ai.topology.spank import conf_line
+
+        bind = config_data(opts).get("topology", {}).get("spank_bind", "auto")
+        line = conf_line(opts.spank_plugin, opts.spool_dir, str(bind))
+        files.append((opts.plugstack_conf, "plugstack", line, UNIT_MODE))
     text, note = agent_unit(opts)
     if text is not None:
         files.append((unit_path(opts), "unit", text, UNIT_MODE))
@@ -229,6 +241,8 @@ def wanted_dirs(opts: InstallOptions) -> list[DirAction]:
         # Users' `slurm-ai mark` must reach their own job directory inside: 0711.
         DirAction(opts.mark_dir, 0o711, "", private=True),
     ]
+    if opts.spank_plugin is not None:
+        dirs.append(DirAction(opts.plugstack_conf.parent, 0o755, ""))
     if opts.systemd_dir is not None:
         dirs.append(DirAction(opts.systemd_dir, 0o755, ""))
     unique: dict[Path, DirAction] = {}

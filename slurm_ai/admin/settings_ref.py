@@ -104,6 +104,9 @@ SETTINGS: tuple[Setting, ...] = (
        "slurm_ai.topology"),
     _s("topology", "override_user_env", False, "replace NCCL_*/UCX_*/OMP_NUM_THREADS the "
        "user set", "slurm_ai.topology"),
+    _s("topology", "spank_bind", "auto", "auto | off | verbose: the SPANK plugin's default "
+       "(users choose with srun --sai-bind); written into plugstack.conf.d by install",
+       "slurm_ai.topology"),
     *(
         _s("platform", key, UNSET, f"admin override of the detected {key} for every node",
            "slurm_ai.topology.virt")

@@ -104,7 +104,9 @@ def _epilog(
         log.warning("event=mark_ignored reason=%s", runner.one_line(problem))
     marks.cleanup(settings.mark_dir, job.job_id)
     meta = runner.job_meta(ctx)
-    workload = units.pop("workload", None)
+    # srun/sbatch --sai-workload (an explicit choice) wins over `slurm-ai mark workload=`.
+    workload = marks.option_workload(ctx.job_dir) or units.pop("workload", None)
+    units.pop("workload", None)
     if workload:
         meta["workload"] = workload
 

@@ -7,9 +7,11 @@ runs, with whatever could be applied.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
 from collections.abc import Mapping, MutableMapping, Sequence
+from pathlib import Path
 from typing import NoReturn
 
 from slurm_ai.sysfs import format_cpu_list
@@ -52,10 +54,28 @@ def apply_plan(
     )
     env.update(exports)
     done.extend(f"{k}={v}" for k, v in sorted(exports.items()))
+    _note_pinned(settings.mark_dir, env)
     if warnings and not quiet and task.local_id == 0:
         for warning in dict.fromkeys(warnings):
             _say(f"warning: {warning}")
     return done
+
+
+def _note_pinned(mark_dir: Path | None, env: Mapping[str, str]) -> None:
+    """An empty file in the job's own mark directory, for the Epilog's record."""
+    job_id = env.get("SLURM_JOB_ID") or env.get("SLURM_JOBID") or ""
+    if mark_dir is None or not job_id.isdigit():
+        return
+    from slurm_ai.topology.planfile import BIND_MARK_NAME
+
+    with contextlib.suppress(OSError):  # no mark directory: nothing to note
+        os.close(
+            os.open(
+                mark_dir / job_id / BIND_MARK_NAME,
+                os.O_WRONLY | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC,
+                0o600,
+            )
+        )
 
 
 def _several_nodes() -> bool:

@@ -10,10 +10,13 @@ from __future__ import annotations
 import os
 from typing import Any
 
+from slurm_ai.accounting.settings import AccountingSettings
 from slurm_ai.errors import SlurmAIError
 from slurm_ai.hooks.context import HookContext
 from slurm_ai.sysfs import Sysfs
+from slurm_ai.topology import planfile
 from slurm_ai.topology.alloc import allocation_from_env
+from slurm_ai.topology.model import NodeTopology
 from slurm_ai.topology.plan import PlanOptions, compute_plan
 from slurm_ai.topology.probe import probe_live_cached
 from slurm_ai.topology.settings import TopologySettings, load_settings
@@ -49,9 +52,29 @@ def prolog_step(ctx: HookContext) -> dict[str, Any] | None:
         PlanOptions(nic_exclude=settings.nic_exclude, own_gpu_only=settings.own_gpu_only),
     )
     fragment["plan"] = plan.summary()
+    _write_task_plan(ctx, probe.topology, alloc.gpus, settings)
     return fragment
 
 
+def _write_task_plan(
+    ctx: HookContext, topo: NodeTopology, gpus: list[int], settings: TopologySettings
+) -> None:
+    """The SPANK plugin's input; without it the job's tasks run unpinned (logged)."""
+    try:
+        planfile.write(ctx.job_dir, planfile.render(topo, gpus, settings))
+    except (planfile.PlanFileError, SlurmAIError, OSError) as exc:
+        ctx.log.warning("topology: no task plan for the SPANK plugin: %s", exc)
+
+
 def epilog_step(ctx: HookContext) -> dict[str, Any] | None:
-    """Nothing to add at the end of a job: the plan was recorded by the Prolog."""
-    return None
+    """The Prolog's fragment, its plan saying which path pinned the tasks."""
+    fragment = dict(ctx.prolog_state.get("topology") or {})
+    try:
+        mark_dir = AccountingSettings.from_config(ctx.config).mark_dir
+    except SlurmAIError as exc:
+        ctx.log.warning("topology: [accounting] unreadable (%s); default mark_dir", exc)
+        mark_dir = AccountingSettings().mark_dir
+    plan = dict(fragment.get("plan") or {})
+    plan["pinned_by"] = planfile.pinned_by(ctx.job_dir, mark_dir, str(ctx.job.job_id))
+    fragment["plan"] = plan
+    return fragment

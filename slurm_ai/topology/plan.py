@@ -149,7 +149,7 @@ def _split(items: list[Any], parts: int) -> list[list[Any]]:
     return chunks
 
 
-def _gpu_numa(gpu: Gpu, topo: NodeTopology) -> int | None:
+def gpu_numa(gpu: Gpu, topo: NodeTopology) -> int | None:
     if gpu.numa is not None:
         return gpu.numa
     for cpu in gpu.local_cpus:
@@ -173,7 +173,7 @@ def _homes(
             homes.append(None)
             continue
         gpu = units[0].gpu
-        numa = _gpu_numa(gpu, topo)
+        numa = gpu_numa(gpu, topo)
         if numa is None:
             warnings.append(
                 f"NUMA node of GPU {units[0].index} ({gpu.bus_id or 'no bus id'}) unknown; "
@@ -225,7 +225,7 @@ def _assign_cpus(
     return {r: [threads[i % len(threads)]] for i, r in enumerate(ranks)}
 
 
-def _nic_candidates(topo: NodeTopology, options: PlanOptions) -> list[Nic]:
+def nic_candidates(topo: NodeTopology, options: PlanOptions) -> list[Nic]:
     def allowed(nic: Nic) -> bool:
         names = [n for n in (nic.name, nic.netdev, nic.rdma) if n]
         return not any(fnmatch.fnmatch(n, p) for n in names for p in options.nic_exclude)
@@ -264,6 +264,36 @@ def _socket_ifname(
         if hca.netdev:
             return hca.netdev  # IPoIB or the RoCE netdev
     return None
+
+
+def nic_route(
+    topo: NodeTopology,
+    options: PlanOptions,
+    hca_pool: list[Nic],
+    gpu: Gpu | None,
+    numa: int | None,
+) -> tuple[list[Nic], str | None]:
+    """The NICs nearest a rank's first GPU (or, without one, its NUMA node) and
+    the netdev for socket traffic."""
+    path = gpu.pci_path if gpu else []
+    if gpu is not None:
+        numa = gpu_numa(gpu, topo)
+    hcas = _nearest(hca_pool, path, numa)
+    return hcas, _socket_ifname(topo, options, path, numa, hcas)
+
+
+def nic_env(hcas: list[Nic], socket_ifname: str | None) -> dict[str, str]:
+    """NCCL/UCX/Gloo variables naming a rank's NICs."""
+    env: dict[str, str] = {}
+    rdma = [n for n in hcas if n.rdma]
+    if rdma:
+        # "=" makes NCCL match names exactly (mlx5_1 would also match mlx5_10).
+        env["NCCL_IB_HCA"] = "=" + ",".join(f"{n.rdma}:{n.port or 1}" for n in rdma)
+        env["UCX_NET_DEVICES"] = ",".join(f"{n.rdma}:{n.port or 1}" for n in rdma)
+    if socket_ifname:
+        env["NCCL_SOCKET_IFNAME"] = "=" + socket_ifname
+        env["GLOO_SOCKET_IFNAME"] = socket_ifname
+    return env
 
 
 def _visible_label(unit: GpuUnit, alloc: JobAllocation, job_units: list[GpuUnit]) -> str:
@@ -328,15 +358,13 @@ def compute_plan(
             ranks[r].cpus = cpus
             ranks[r].numa = home[0] if len(home) == 1 and home[0] >= 0 else None
 
-    hca_pool = _nic_candidates(topo, options)
+    hca_pool = nic_candidates(topo, options)
     for plan, units in zip(ranks, rank_units, strict=True):
         plan.gpus = [u.index for u in units]
-        gpu = units[0].gpu if units else None
-        path = gpu.pci_path if gpu else []
-        numa = _gpu_numa(gpu, topo) if gpu else plan.numa
-        hcas = _nearest(hca_pool, path, numa)
+        hcas, plan.socket_ifname = nic_route(
+            topo, options, hca_pool, units[0].gpu if units else None, plan.numa
+        )
         plan.nics = [n.name for n in hcas]
-        plan.socket_ifname = _socket_ifname(topo, options, path, numa, hcas)
         plan.env = _env(plan, units, job_units, alloc, options, hcas, topo)
     return AffinityPlan(
         ranks=ranks, job_cpus=job_cpus, gpus=[u.index for u in job_units], warnings=warnings
@@ -361,14 +389,7 @@ def _env(
         else:
             visible = units + [u for u in job_units if u not in units]
         env["CUDA_VISIBLE_DEVICES"] = ",".join(_visible_label(u, alloc, job_units) for u in visible)
-    rdma = [n for n in hcas if n.rdma]
-    if rdma:
-        # "=" makes NCCL match names exactly (mlx5_1 would also match mlx5_10).
-        env["NCCL_IB_HCA"] = "=" + ",".join(f"{n.rdma}:{n.port or 1}" for n in rdma)
-        env["UCX_NET_DEVICES"] = ",".join(f"{n.rdma}:{n.port or 1}" for n in rdma)
-    if plan.socket_ifname:
-        env["NCCL_SOCKET_IFNAME"] = "=" + plan.socket_ifname
-        env["GLOO_SOCKET_IFNAME"] = plan.socket_ifname
+    env.update(nic_env(hcas, plan.socket_ifname))
     if plan.cpus:
         env["OMP_NUM_THREADS"] = str(max(1, len(topo.cpu.cores(plan.cpus))))
     return env

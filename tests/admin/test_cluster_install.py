@@ -51,6 +51,9 @@ def _install_args(prefix: Path, base: str) -> list[str]:
         "--spool", str(prefix / "spool" / base), "--mark-dir", str(prefix / "marks" / base),
         "--log-file", str(prefix / "log" / base / "slurm-ai.log"),
         "--systemd-dir", str(etc / "systemd"),
+        # Its etc is not the cluster's plugstack.conf.d: tests/topology/test_spank_cluster.py
+        # registers the plugin where srun loads it.
+        "--no-spank",
         "--set", "accounting.max_writes_per_s=50",
         "--set", "platform.partitions.vm.class=vm-passthrough",
     ]  # fmt: skip

@@ -179,3 +179,35 @@ def test_native_writer_built_passes(tmp_path: Path) -> None:
     assert helper is not None
     [check] = check_native_writer(_native_target(), native_dir=native_dir)
     assert check.status == "pass" and str(helper) in check.message
+
+
+def test_spank_registered_but_not_loaded_by_srun_fails(
+    installed: Callable[[], TmpRoot], tmp_path: Path
+) -> None:
+    """The plugin file is real; srun's help (recorded from the local cluster) decides."""
+    root = installed()
+    plugin = tmp_path / "slurm_ai_spank.so"
+    plugin.write_bytes(b"\x7fELF")
+    plugin.chmod(0o755)
+    conf = root.etc / "plugstack.conf.d" / "slurm-ai.conf"
+    conf.parent.mkdir()
+    conf.write_text(f"optional {plugin} spool={root.spool} bind=auto\n")
+    base = slurm_runner()
+    for help_text, status in (
+        ("      --sai-bind=auto|off|verbose\n", "PASS"),
+        ("      --cpu-bind=...\n", "FAIL"),
+    ):
+
+        def run(argv: list[str], help_text: str = help_text, **kw: Any) -> CommandResult:
+            if argv[:2] == ["srun", "--help"]:
+                return CommandResult(argv, 0, "Usage: srun [OPTIONS(0)...]\n" + help_text, "")
+            return base(argv, **kw)
+
+        result = CliRunner().invoke(
+            main,
+            ["doctor", "--config", str(root.config), "--slurm-etc", str(root.etc)],
+            obj={"doctor_run": run},
+        )
+        spank = [ln for ln in result.output.splitlines() if ln.split()[1:2] == ["spank"]]
+        assert spank and spank[0].startswith(status), result.output
+    assert "must include" in result.output and result.exit_code == 1

@@ -14,7 +14,9 @@ import pytest
 from adminroot import TmpRoot
 
 from slurm_ai.admin.settings_ref import SETTINGS
+from slurm_ai.cbuild import find_compiler, find_slurm_include
 from slurm_ai.config import load_config
+from slurm_ai.topology.spank import CONF_NAME, HEADERS
 
 SHIMS = ("prolog.d/50-slurm-ai", "epilog.d/50-slurm-ai", "slurm-ai-taskprolog")
 
@@ -74,7 +76,7 @@ def test_shim_runs_the_hook_with_the_config(installed: Callable[[], TmpRoot]) ->
 def test_twice_changes_nothing(installed: Callable[[], TmpRoot]) -> None:
     root = installed()
     before = {k: v for k, v in root.snapshot().items() if not k.endswith("install-manifest.json")}
-    result = root.install()
+    result = root.install("--no-spank")  # as the first time
     assert result.exit_code == 0, result.output
     assert "nothing to change" in result.output
     after = {k: v for k, v in root.snapshot().items() if not k.endswith("install-manifest.json")}
@@ -281,3 +283,28 @@ def test_no_agent_unit(tmp_root: TmpRoot) -> None:
     assert result.exit_code == 0
     assert "skipped (--no-agent-unit)" in result.output
     assert not (tmp_root.root / "systemd").exists()
+
+
+@pytest.mark.skipif(
+    find_compiler() is None or find_slurm_include(HEADERS) is None,
+    reason="needs gcc and libslurm-dev (scripts/setup-deps installs both)",
+)
+def test_spank_plugin_registered_with_site_default_and_removed_by_uninstall(
+    tmp_root: TmpRoot,
+) -> None:
+    tmp_root.write_slurm_conf()
+    result = tmp_root.install("--set", "topology.spank_bind=verbose")
+    assert result.exit_code == 0, result.output
+    conf = tmp_root.etc / "plugstack.conf.d" / CONF_NAME
+    words = conf.read_text().split()
+    assert words[0] == "optional" and words[1].endswith("/slurm_ai_spank.so")
+    assert words[2:] == [f"spool={tmp_root.spool}", "bind=verbose"]
+    assert stat.S_IMODE(os.stat(words[1]).st_mode) == 0o755
+    assert tmp_root.uninstall().exit_code == 0
+    assert not conf.exists()
+
+
+def test_no_spank_registers_nothing(tmp_root: TmpRoot) -> None:
+    tmp_root.write_slurm_conf()
+    assert tmp_root.install("--no-spank").exit_code == 0
+    assert not (tmp_root.etc / "plugstack.conf.d").exists()

@@ -56,3 +56,41 @@ def test_prolog_step_bad_config_fails_open(tmp_path: Path) -> None:
     assert fragment is not None
     assert fragment["platform"]["class"] == live_class()
     assert any("override ignored" in e for e in fragment["platform"]["evidence"])
+
+
+def test_epilog_step_says_which_path_pinned_the_tasks(tmp_path: Path) -> None:
+    from slurm_ai.topology.hook import epilog_step
+    from slurm_ai.topology.planfile import BIND_MARK_NAME, PINNED_NAME
+
+    marks = tmp_path / "marks"
+    ctx = ctx_for(tmp_path, {"accounting": {"mark_dir": str(marks)}})
+    ctx.prolog_state = {"topology": {"platform": {"class": "container"}, "plan": {"ranks": 2}}}
+    fragment = epilog_step(ctx)
+    assert fragment == {
+        "platform": {"class": "container"},
+        "plan": {"ranks": 2, "pinned_by": "none"},
+    }
+    ctx.job_dir.mkdir(parents=True)
+    (ctx.job_dir / PINNED_NAME).touch()
+    assert epilog_step(ctx)["plan"]["pinned_by"] == "plugin"  # type: ignore[index]
+    (marks / "42").mkdir(parents=True)
+    (marks / "42" / BIND_MARK_NAME).symlink_to("/etc/passwd")  # a user's link names nothing
+    assert epilog_step(ctx)["plan"]["pinned_by"] == "plugin"  # type: ignore[index]
+    (marks / "42" / BIND_MARK_NAME).unlink()
+    (marks / "42" / BIND_MARK_NAME).touch()
+    assert epilog_step(ctx)["plan"]["pinned_by"] == "bind"  # type: ignore[index]
+    # No Prolog state: the record still says it.
+    ctx.prolog_state = {}
+    assert epilog_step(ctx) == {"plan": {"pinned_by": "bind"}}
+
+
+def test_prolog_step_writes_the_task_plan(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from slurm_ai.topology.planfile import PLAN_NAME
+
+    monkeypatch.setenv("SLURM_JOB_ID", "42")
+    ctx = ctx_for(tmp_path, {})
+    ctx.job_dir.mkdir(parents=True, mode=0o700)
+    prolog_step(ctx)
+    path = ctx.job_dir / PLAN_NAME
+    assert path.read_text().startswith("sai-task-plan 1\n")
+    assert os.stat(path).st_mode & 0o077 == 0

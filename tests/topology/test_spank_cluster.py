@@ -1,0 +1,276 @@
+"""On the real local cluster: the SPANK plugin pins plain `srun` tasks, no wrapper.
+
+The plugin is built against this machine's <slurm/spank.h> and registered in
+the instance's plugstack.conf.d, as `slurm-ai install` does on a site (the
+instance's slurm.conf points PlugStackConfig there). The nodes here have two
+CPUs each, where Slurm's own automatic binding gives the same sets as our
+plan, so the tests that tell them apart use `--cpu-bind=none` (Slurm leaves
+the tasks unbound; the plugin still pins) and the plugin's verbose lines.
+"""
+
+from __future__ import annotations
+
+import ast
+import json
+import re
+import shlex
+import shutil
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from hooks_fixture import installed_hooks  # noqa: F401  (the fixture)
+
+from slurm_ai import cbuild
+from slurm_ai.sysfs import parse_cpu_list
+from slurm_ai.topology import planfile, spank
+from tests.admin.clusterhelp import wait_record
+
+pytestmark = [
+    pytest.mark.cluster,
+    pytest.mark.skipif(
+        cbuild.find_compiler() is None or cbuild.find_slurm_include(spank.HEADERS) is None,
+        reason="needs gcc and libslurm-dev (scripts/setup-deps installs both)",
+    ),
+]
+
+PRINT = (
+    "import os;print('JOB', os.environ['SLURM_JOB_ID']);print('TASK', os.environ['SLURMD_NODENAME'], os.environ['SLURM_LOCALID'], "
+    "sorted(os.sched_getaffinity(0)), os.environ.get('OMP_NUM_THREADS'))"
+)
+
+
+@pytest.fixture(scope="module")
+def plugin(installed_hooks: Any) -> Iterator[Any]:  # noqa: F811
+    prefix = Path(installed_hooks.cluster.prefix)
+    path = spank.build_plugin(prefix / "spank")
+    conf = prefix / "etc" / "plugstack.conf.d" / spank.CONF_NAME
+    conf.write_text(spank.conf_line(path, installed_hooks.spool_dir, "auto"))
+    try:
+        yield installed_hooks
+    finally:
+        conf.unlink(missing_ok=True)
+
+
+def tasks(stdout: str) -> dict[tuple[str, int], list[int]]:
+    out = {}
+    for line in stdout.splitlines():
+        if line.startswith("TASK "):
+            _, node, local, rest = line.split(" ", 3)
+            out[(node, int(local))] = ast.literal_eval(rest.rsplit(" ", 1)[0])
+    return out
+
+
+def slurm_ai() -> list[str]:
+    exe = shutil.which("slurm-ai")
+    return [exe] if exe else [sys.executable, "-m", "slurm_ai"]
+
+
+def srun(hooks: Any, *args: str) -> Any:
+    proc = hooks.cluster.run(["srun", *args], env=hooks.env(), timeout=120)
+    return proc
+
+
+def test_plain_srun_tasks_get_the_plan_without_a_wrapper(plugin: Any) -> None:
+    """Unbound by Slurm (--cpu-bind=none), each task still gets the plan's CPUs.
+
+    `slurm-ai plan` runs in a second step of the same allocation with the plugin
+    off, so that it sees the step's CPUs rather than a pinned task's.
+    """
+    task = shlex.join(["srun", "-n2", "--cpu-bind=none", sys.executable, "-c", PRINT])
+    plan = shlex.join([*slurm_ai(), "plan", "--json"])
+    plan_step = shlex.join(
+        ["srun", "-n2", "--cpu-bind=none", "--sai-bind=off", "sh", "-c",
+         f'[ "$SLURM_LOCALID" = 0 ] && {plan} || true']
+    )  # fmt: skip
+    proc = plugin.cluster.run(
+        ["salloc", "-N1", "-n2", "sh", "-c", f"{task} && {plan_step}"],
+        env=plugin.env(),
+    )
+    assert proc.returncode == 0, proc.stderr
+    got = tasks(proc.stdout)
+    assert len(got) == 2
+    (a, b) = got.values()
+    assert a and b and not set(a) & set(b), got
+    planned = json.loads(proc.stdout[proc.stdout.index("{") :])
+    want = [parse_cpu_list(r["cpus"]) for r in planned["ranks"]]
+    assert [got[k] for k in sorted(got)] == want
+    assert (plugin.spool_dir / "jobs").is_dir()
+
+
+def test_two_nodes_are_pinned_on_both_and_the_record_says_plugin(plugin: Any) -> None:
+    proc = srun(plugin, "-N2", "-n4", "--cpu-bind=none", sys.executable, "-c", PRINT)
+    assert proc.returncode == 0, proc.stderr
+    got = tasks(proc.stdout)
+    nodes = {node for node, _ in got}
+    assert len(got) == 4 and len(nodes) == 2, got
+    for node in nodes:
+        sets = [set(cpus) for (n, _), cpus in got.items() if n == node]
+        assert all(len(s) == 1 for s in sets) and not sets[0] & sets[1], got
+    record = wait_record(plugin.cluster, job_of(proc.stdout), nodes=2)
+    assert {n["plan"]["pinned_by"] for n in record["nodes"].values()} == {"plugin"}
+
+
+def job_of(stdout: str) -> str:
+    match = re.search(r"^JOB (\d+)$", stdout, re.M)
+    assert match, stdout
+    return match.group(1)
+
+
+def test_verbose_prints_each_binding_on_stderr(plugin: Any) -> None:
+    """Under Slurm's own automatic binding too: the task plans over the step's masks."""
+    for _ in range(3):
+        proc = srun(plugin, "-N1", "-n2", "--sai-bind=verbose", "true")
+        assert proc.returncode == 0, proc.stderr
+        lines = [line for line in proc.stderr.splitlines() if line.startswith("slurm-ai: task")]
+        assert sorted(line.split(";")[0] for line in lines) == [
+            "slurm-ai: task 0: CPUs 0",
+            "slurm-ai: task 1: CPUs 1",
+        ], proc.stderr
+        assert all("OMP_NUM_THREADS=1" in line for line in lines)
+
+
+def test_off_and_an_explicit_cpu_bind_keep_slurms_sets(plugin: Any) -> None:
+    proc = srun(
+        plugin, "-N1", "-n2", "--cpu-bind=none", "--sai-bind=off", sys.executable, "-c", PRINT
+    )
+    assert proc.returncode == 0, proc.stderr
+    sets = list(tasks(proc.stdout).values())
+    assert len(sets) == 2 and sets[0] == sets[1] and len(sets[0]) == 2  # unbound: both CPUs
+    proc = srun(plugin, "-N1", "-n2", "--cpu-bind=map_cpu:1,0", sys.executable, "-c", PRINT)
+    assert proc.returncode == 0, proc.stderr
+    got = tasks(proc.stdout)
+    assert sorted((k[1], v) for k, v in got.items()) == [(0, [1]), (1, [0])]  # Slurm's map
+    job = job_of(proc.stdout)
+    logs = "".join(
+        p.read_text(errors="replace") for p in (plugin.cluster.prefix / "log").glob("slurmd-*.log")
+    )
+    assert f"slurm-ai: job {job} step" not in logs  # the step's CPUs were seen: no warning
+
+
+def test_bad_option_value_is_a_clear_error(plugin: Any) -> None:
+    for client in (
+        ["srun", "-N1", "-n1", "--sai-bind=bogus"],
+        ["sbatch", "--sai-bind=bogus", "--wrap"],
+    ):
+        proc = plugin.cluster.run([*client, "true"], env=plugin.env())
+        assert proc.returncode != 0
+        assert "--sai-bind=bogus: expected auto, off or verbose" in proc.stderr, client
+
+
+def test_sbatch_off_reaches_the_jobs_steps(plugin: Any) -> None:
+    out = plugin.cluster.shared_dir / "spank-sbatch-off.out"
+    step = shlex.join(["srun", "-n2", "--cpu-bind=none", sys.executable, "-c", PRINT])
+    proc = plugin.cluster.run(
+        ["sbatch", "--parsable", "--wait", "-N1", "-n2", "--sai-bind=off", f"--output={out}",
+         "--wrap", step],
+        env=plugin.env(),
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    sets = list(tasks(out.read_text()).values())
+    assert len(sets) == 2 and sets[0] == sets[1] and len(sets[0]) == 2  # not pinned
+
+
+def _job_with_plan(plugin: Any, tmp_name: str, damage: Any) -> tuple[str, str]:
+    """Run a job whose plan file `damage(path)` changes before its step starts."""
+    shared = plugin.cluster.shared_dir
+    flag = shared / f"{tmp_name}.go"
+    out = shared / f"{tmp_name}.out"
+    flag.unlink(missing_ok=True)
+    script = (
+        "#!/bin/sh\n"
+        f"while [ ! -e {flag} ]; do sleep 0.1; done\n"
+        f'srun -n2 --cpu-bind=none {sys.executable} -c "{PRINT}"\n'
+    )
+    proc = plugin.cluster.run(
+        ["sbatch", "--parsable", "-N1", "-n2", f"--output={out}"], input=script, env=plugin.env()
+    )
+    assert proc.returncode == 0, proc.stderr
+    job_id = proc.stdout.strip().split(";")[0]
+    job_dir = plugin.spool_dir / "jobs" / job_id
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and not list(job_dir.glob(planfile.PLAN_NAME)):
+        time.sleep(0.1)
+    plans = list(job_dir.glob(planfile.PLAN_NAME))
+    assert plans, f"no plan file in {job_dir}"
+    for path in plans:
+        damage(path)
+    flag.touch()
+    while time.monotonic() < deadline:
+        state = plugin.cluster.run(["squeue", "-h", "-j", job_id, "-o", "%T"]).stdout.strip()
+        if not state:
+            break
+        time.sleep(0.2)
+    return job_id, out.read_text()
+
+
+@pytest.mark.parametrize(
+    "case, damage, why",
+    [
+        ("missing", lambda p: p.unlink(), "No such file"),
+        ("corrupt", lambda p: p.write_bytes(b"sai-task-plan 1\ncpu 0 x\n"), "bad 'cpu' line"),
+        ("oversized", lambda p: p.write_bytes(b"sai-task-plan 1\n" + b"#\n" * 600_000), "over the"),
+    ],
+)
+def test_a_bad_plan_leaves_tasks_running_unpinned_with_a_log_line(
+    plugin: Any, case: str, damage: Any, why: str
+) -> None:
+    job_id, output = _job_with_plan(plugin, f"spank-{case}", damage)
+    sets = list(tasks(output).values())
+    assert len(sets) == 2 and sets[0] == sets[1], output  # ran, unpinned
+    logs = "".join(
+        p.read_text(errors="replace") for p in (plugin.cluster.prefix / "log").glob("slurmd-*.log")
+    )
+    line = f"slurm-ai: job {job_id} step 0 runs unpinned"
+    assert any(line in entry and why in entry for entry in logs.splitlines()), why
+
+
+def test_doctor_sees_srun_load_the_plugin(plugin: Any) -> None:
+    from slurm_ai.admin.doctor import DoctorTarget, check_spank
+
+    prefix = Path(plugin.cluster.prefix)
+    target = DoctorTarget(
+        config_path=plugin.config_path,
+        slurm_etc=prefix / "etc",
+        slurm_conf=plugin.cluster.slurm_conf,
+    )
+    (result,) = check_spank(target)
+    assert result.status == "pass", result
+    other = DoctorTarget(
+        config_path=plugin.config_path,
+        slurm_etc=prefix / "nowhere",
+        slurm_conf=plugin.cluster.slurm_conf,
+    )
+    assert check_spank(other)[0].status == "info"
+
+
+def test_a_job_pinned_by_bind_says_so(plugin: Any) -> None:
+    proc = srun(
+        plugin, "-N1", "-n1", *slurm_ai(), "bind", "-q", "--", "sh", "-c", "echo JOB $SLURM_JOB_ID"
+    )
+    assert proc.returncode == 0, proc.stderr
+    record = wait_record(plugin.cluster, job_of(proc.stdout), nodes=1)
+    assert [n["plan"]["pinned_by"] for n in record["nodes"].values()] == ["bind"]
+
+
+def test_workload_option_labels_the_record(plugin: Any) -> None:
+    proc = srun(
+        plugin, "-N1", "-n1", "--sai-workload=inference", "sh", "-c", "echo JOB $SLURM_JOB_ID"
+    )
+    assert proc.returncode == 0, proc.stderr
+    record = wait_record(plugin.cluster, job_of(proc.stdout), nodes=1)
+    assert record["job"]["workload"] == "inference"
+    out = plugin.cluster.shared_dir / "spank-workload.out"
+    proc = plugin.cluster.run(
+        ["sbatch", "--parsable", "-N1", "--sai-workload=training", f"--output={out}",
+         "--wrap", "srun true"],
+        env=plugin.env(),
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    record = wait_record(plugin.cluster, proc.stdout.strip().split(";")[0], nodes=1)
+    assert record["job"]["workload"] == "training"
+    bad = srun(plugin, "-N1", "-n1", "--sai-workload=mining", "true")
+    assert bad.returncode != 0 and "--sai-workload=mining: expected training" in bad.stderr
