@@ -125,6 +125,7 @@ def check_slurm_conf(
     taskprolog_script: str,
     node_name: str | None = None,
     gpu_count: int = 0,
+    healthcheck_script: str | None = None,
 ) -> list[Finding]:
     findings: list[Finding] = []
     prolog_dir = os.path.dirname(prolog_script)
@@ -209,6 +210,66 @@ def check_slurm_conf(
         )
     if gpu_count > 0:
         findings.extend(_check_gres(conf, node_name, gpu_count))
+    if healthcheck_script:
+        findings.extend(_check_health_program(conf, healthcheck_script))
+    return findings
+
+
+def _check_health_program(conf: SlurmConf, script: str) -> list[Finding]:
+    """HealthCheckProgram runs the full check off the jobs' critical path."""
+    from slurm_ai.admin.hookfiles import HEALTH_CHECK_INTERVAL
+
+    findings = []
+    program = conf.get("HealthCheckProgram")
+    if program == script:
+        findings.append(Finding("ok", "HealthCheckProgram", f"HealthCheckProgram={program}"))
+    elif not program:
+        findings.append(
+            Finding(
+                "missing",
+                "HealthCheckProgram",
+                "HealthCheckProgram is not set: the full GPU/all-reduce check runs only in "
+                "Epilogs of stale nodes, not at boot or while idle",
+                f"HealthCheckProgram={script}",
+            )
+        )
+    else:
+        findings.append(
+            Finding(
+                "conflict",
+                "HealthCheckProgram",
+                f"HealthCheckProgram={program} is the site's; Slurm runs one: set ours and have "
+                f"it run the site's first: slurm-ai install --enable-health "
+                f"--healthcheck-chain {program}",
+                f"HealthCheckProgram={script}",
+            )
+        )
+    interval = conf.get("HealthCheckInterval") or "0"
+    if interval.isdigit() and int(interval) > 0:
+        findings.append(Finding("ok", "HealthCheckInterval", f"HealthCheckInterval={interval}"))
+    else:
+        findings.append(
+            Finding(
+                "missing",
+                "HealthCheckInterval",
+                "HealthCheckInterval is 0: slurmd then never runs the HealthCheckProgram, "
+                "not even at start-up",
+                f"HealthCheckInterval={HEALTH_CHECK_INTERVAL}",
+            )
+        )
+    state = (conf.get("HealthCheckNodeState") or "").upper()
+    if "IDLE" in state.split(",") and "ANY" not in state:
+        findings.append(Finding("ok", "HealthCheckNodeState", f"HealthCheckNodeState={state}"))
+    else:
+        findings.append(
+            Finding(
+                "missing" if not state else "conflict",
+                "HealthCheckNodeState",
+                f"HealthCheckNodeState={state or 'unset (ANY)'}: the check would measure GPUs "
+                "jobs are using (slurm-ai skips busy nodes itself, but say IDLE)",
+                "HealthCheckNodeState=IDLE",
+            )
+        )
     return findings
 
 

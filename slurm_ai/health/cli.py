@@ -189,12 +189,12 @@ def _node(
         except SlurmAIError as exc:
             click.echo(f"warning: textfile not written: {exc}", err=True)
     if opts["drain"] and report.verdict.drains:
-        from slurm_ai.health.drain import drain_node, drain_reason
+        from slurm_ai.health.drain import drain_node, scontrol_for
+        from slurm_ai.health.fullcheck import drain_text
 
-        top = report.failed_check
-        reason = drain_reason(top.check if top else "health", top.reason if top else report.reason)
+        reason = drain_text(report)
         try:
-            drain_node(node, reason, config.slurm_env())
+            drain_node(node, reason, config.slurm_env(), scontrol=scontrol_for(config))
             click.echo(f"drained {node}: {reason}", err=True)
         except (SlurmAIError, ValueError) as exc:
             click.echo(f"error: cannot drain {node}: {exc}", err=True)
