@@ -249,3 +249,20 @@ def test_what_the_health_check_program_does(
     verdict: str, states: set[str], reason: str, auto_resume: bool, action: str | None
 ) -> None:
     assert node_action(verdict, NodeState(frozenset(states), reason), auto_resume) == action
+
+
+def test_fragments_match_the_record_schema(tmp_path: Path, no_allreduce: None) -> None:
+    jsonschema = pytest.importorskip("jsonschema")
+    schema = json.loads(
+        (Path(__file__).resolve().parents[2] / "docs/record.schema.json").read_text()
+    )
+    node_schema = {"$defs": schema["$defs"], "$ref": "#/$defs/node"}
+    ctx = context(tmp_path, {})
+    unchecked = prolog_health(ctx)
+    store_last(ctx, age_s=60)
+    cached = prolog_health(ctx)
+    refreshed = {**cached, "refresh": {"verdict": "pass", "reason": "", "checked_at": 1.0}}
+    for health in (unchecked, cached, refreshed):
+        jsonschema.validate({"health": health}, node_schema)
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.validate({"health": {**cached, "provenance": {"source": "guess"}}}, node_schema)
