@@ -18,6 +18,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from slurm_ai.health.verdict import CheckResult, first_worst
 from slurm_ai.proc import CommandResult, run_command
 
 if TYPE_CHECKING:
@@ -35,6 +36,12 @@ def drain_reason(check: str, detail: str) -> str:
     text = re.sub(r"[^\x20-\x7e]", " ", text)
     text = re.sub(r"\s+", " ", text).strip()
     return text if len(text) <= MAX_REASON else text[: MAX_REASON - 3] + "..."
+
+
+def drain_reason_for(checks: list[CheckResult], fallback: str) -> str:
+    """The drain reason of a list of checks: its first worst one."""
+    top = first_worst(checks)
+    return drain_reason(top.check if top else "health", top.reason if top else fallback)
 
 
 def _checked_node(node: str) -> str:

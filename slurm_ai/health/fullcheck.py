@@ -13,23 +13,6 @@ from slurm_ai.health.history import HealthStore
 from slurm_ai.health.node import HealthReport, NodeCheckOptions, run_node_check
 from slurm_ai.health.settings import HealthSettings
 
-# Verdicts that mean "the full check could not judge this node".
-NOT_JUDGED = frozenset({"unchecked", "skipped", "error", "timeout"})
-
-
-def provenance(source: str, verdict: str, reason: str, age_s: float | None) -> dict[str, Any]:
-    """record["nodes"][n]["health"]["provenance"]: what the job's verdict rests on.
-
-    source: fresh (measured for this job), cached (the node's latest full
-    verdict, `age_s` old) or unchecked (`why` says why nothing judged it).
-    """
-    why: str | None = None
-    if source != "unchecked" and verdict in NOT_JUDGED:
-        source, why = "unchecked", f"{verdict}: {reason}"[:200]
-    elif source == "unchecked":
-        why = reason[:200]
-    return {"source": source, "age_s": age_s, "why": why}
-
 
 def run_full_check(
     settings: HealthSettings,
@@ -89,7 +72,6 @@ def write_textfile(
 
 
 def drain_text(report: HealthReport) -> str:
-    from slurm_ai.health.drain import drain_reason
+    from slurm_ai.health.drain import drain_reason_for
 
-    top = report.failed_check
-    return drain_reason(top.check if top else "health", top.reason if top else report.reason)
+    return drain_reason_for(report.checks, report.reason)

@@ -49,10 +49,9 @@ def prolog_step(ctx: HookContext) -> dict[str, Any] | None:
 
 
 def _prolog(ctx: HookContext) -> dict[str, Any]:
-    from slurm_ai.health.fullcheck import drain_text, provenance, run_full_check
     from slurm_ai.health.history import HealthStore
     from slurm_ai.health.nodegpu import read_boot_id
-    from slurm_ai.health.policy import decide
+    from slurm_ai.health.policy import decide, provenance
     from slurm_ai.health.settings import HealthSettings
 
     settings = HealthSettings.from_config(ctx.config)
@@ -80,6 +79,8 @@ def _prolog(ctx: HookContext) -> dict[str, Any]:
             "cached": False,
             "provenance": provenance("unchecked", "skipped", decision.why, None),
         }
+    from slurm_ai.health.fullcheck import drain_text, run_full_check
+
     report = run_full_check(
         settings,
         store,
@@ -112,26 +113,31 @@ def _background_prolog(
     last: dict[str, Any] | None,
     now: float,
 ) -> dict[str, Any]:
-    """Quick GPU checks now; the node's latest full verdict from the spool."""
-    from slurm_ai.health.fullcheck import drain_text, provenance
-    from slurm_ai.health.node import NodeCheckOptions, conclude, run_node_check
-    from slurm_ai.health.policy import latest
-    from slurm_ai.health.verdict import CheckResult, Verdict
+    """Quick GPU checks now; the node's latest full verdict from the spool.
 
-    quick = run_node_check(
-        settings,
-        NodeCheckOptions(
-            backend=settings.backend,
-            timeout_s=settings.budget_s,
-            partition=ctx.job.partition,
-            allocated_gpus=ctx.job.gpus or None,
-            gpu_checks=settings.gpu_checks,
-            allreduce=False,
+    Only light modules here (no node.py, backends or launcher): this runs on
+    every job's critical path."""
+    from slurm_ai.health.drain import drain_reason_for
+    from slurm_ai.health.nodegpu import GpuPart, gpu_health, save_cursor
+    from slurm_ai.health.policy import latest, provenance
+    from slurm_ai.health.verdict import CheckResult, Verdict, conclude
+
+    began = time.perf_counter()
+    quick = GpuPart()
+    if settings.gpu_checks:
+        quick = gpu_health(
+            settings,
+            budget=settings.budget_s,
+            allocated=ctx.job.gpus or None,
+            store=store,
             node=ctx.node,
-            advance_xid_cursor=True,
-        ),
-        store,
-    )
+        )
+        # The Prolog acts on the verdict: XIDs it has seen are not judged again.
+        problem = save_cursor(store, ctx.node, quick.cursor)
+        if problem:
+            quick.checks.append(CheckResult("xid", Verdict.INFO, problem))
+    quick_verdict, _ = conclude(quick.checks)
+    quick_s = time.perf_counter() - began
     view = latest(settings, last, now)
     cached = view.health or {}
     if view.usable:
@@ -140,8 +146,8 @@ def _background_prolog(
         full = CheckResult("full-check", Verdict.UNCHECKED, view.why)
     checks = [*quick.checks, full]
     verdict, reason = conclude(checks)
-    if quick.verdict.drains:
-        ctx.request_drain(drain_text(quick))
+    if quick_verdict.drains:
+        ctx.request_drain(drain_reason_for(quick.checks, ""))
     keep = ("backend", "busbw_gbps", "algbw_gbps", "size_bytes", "ranks", "wrong", "bench")
     fragment: dict[str, Any] = {k: cached.get(k) for k in keep if k in cached}
     fragment.update(
@@ -149,7 +155,7 @@ def _background_prolog(
         reason=reason,
         cached=view.usable,
         checked_at=cached.get("checked_at", round(now, 3)),
-        duration_s=round(quick.duration_s, 3),
+        duration_s=round(quick_s, 3),
         checks=[c.to_json() for c in checks if c.verdict is not Verdict.PASS],
         provenance=provenance(
             "cached" if view.usable else "unchecked",
@@ -163,7 +169,7 @@ def _background_prolog(
         verdict.value,
         fragment["provenance"]["source"],
         view.age_s,
-        quick.duration_s,
+        quick_s,
     )
     return fragment
 

@@ -26,7 +26,7 @@ from slurm_ai.health.history import HealthStore, comparable_busbw
 from slurm_ai.health.measure import SweepResult, SweepSpec, size_sweep
 from slurm_ai.health.settings import Floors, HealthSettings
 from slurm_ai.health.thresholds import Calibration, calibrate, judge_sweep
-from slurm_ai.health.verdict import CheckResult, Verdict, first_worst, worst
+from slurm_ai.health.verdict import CheckResult, Verdict, conclude, first_worst, worst
 
 CPU_RANKS = 2
 
@@ -103,14 +103,6 @@ class HealthReport:
 def _bench_summary(entry: dict[str, Any]) -> dict[str, Any]:
     keys = ("device", "model", "gemm_tflops", "mem_gbps", "error")
     return {k: entry[k] for k in keys if entry.get(k) is not None}
-
-
-def conclude(checks: list[CheckResult]) -> tuple[Verdict, str]:
-    verdict = worst([c.verdict for c in checks])
-    top = first_worst(checks)
-    if top is None:
-        return verdict, ""
-    return verdict, (top.reason if verdict is Verdict.PASS else f"{top.check}: {top.reason}")
 
 
 def run_node_check(

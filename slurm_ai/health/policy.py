@@ -111,3 +111,21 @@ def latest(settings: HealthSettings, last: dict[str, Any] | None, now: float) ->
     if verdict not in USABLE:
         return Latest(None, round(age, 1), f"the last full check was {verdict}: re-check pending")
     return Latest(last["health"], round(age, 1), "")
+
+
+# Verdicts that mean "the full check could not judge this node".
+NOT_JUDGED = frozenset({"unchecked", "skipped", "error", "timeout"})
+
+
+def provenance(source: str, verdict: str, reason: str, age_s: float | None) -> dict[str, Any]:
+    """record["nodes"][n]["health"]["provenance"]: what the job's verdict rests on.
+
+    source: fresh (measured for this job), cached (the node's latest full
+    verdict, `age_s` old) or unchecked (`why` says why nothing judged it).
+    """
+    why: str | None = None
+    if source != "unchecked" and verdict in NOT_JUDGED:
+        source, why = "unchecked", f"{verdict}: {reason}"[:200]
+    elif source == "unchecked":
+        why = reason[:200]
+    return {"source": source, "age_s": age_s, "why": why}

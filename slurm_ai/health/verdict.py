@@ -97,3 +97,12 @@ def first_worst(results: list[CheckResult]) -> CheckResult | None:
     exact = next((r for r in results if r.verdict is target), None)
     # Only info/skipped results (severity 0 like pass): the first of them.
     return exact or max(results, key=lambda r: r.verdict.severity)
+
+
+def conclude(checks: list[CheckResult]) -> tuple[Verdict, str]:
+    """The verdict of a list of checks and the reason that explains it."""
+    verdict = worst([c.verdict for c in checks])
+    top = first_worst(checks)
+    if top is None:
+        return verdict, ""
+    return verdict, (top.reason if verdict is Verdict.PASS else f"{top.check}: {top.reason}")

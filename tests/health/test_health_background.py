@@ -15,9 +15,9 @@ from health_helpers import needs_mpi, needs_torch
 import slurm_ai.health.launcher
 from slurm_ai.config import Config
 from slurm_ai.health.drain import NodeState, node_action, parse_node_state
-from slurm_ai.health.fullcheck import provenance
 from slurm_ai.health.history import HealthStore
 from slurm_ai.health.hook import epilog_step, prolog_step
+from slurm_ai.health.policy import provenance
 from slurm_ai.hooks.context import HookContext
 from slurm_ai.slurmenv import JobEnv
 
@@ -266,3 +266,36 @@ def test_fragments_match_the_record_schema(tmp_path: Path, no_allreduce: None) -
         jsonschema.validate({"health": health}, node_schema)
     with pytest.raises(jsonschema.ValidationError):
         jsonschema.validate({"health": {**cached, "provenance": {"source": "guess"}}}, node_schema)
+
+
+def test_the_background_prolog_imports_no_check_machinery(tmp_path: Path) -> None:
+    """The quick path stays light: no node check, launcher, backends, torch or MPI."""
+    import subprocess
+    import sys
+
+    ctx = context(tmp_path, {})
+    store_last(ctx, age_s=60)
+    setup = tmp_path / "setup.json"
+    setup.write_text(json.dumps({"spool": str(ctx.spool_dir), "health": CHECK, "env": ENV}))
+    code = (
+        "import json, logging, sys\n"
+        "from pathlib import Path\n"
+        "from slurm_ai.config import Config\n"
+        "from slurm_ai.health.hook import prolog_step\n"
+        "from slurm_ai.hooks.context import HookContext\n"
+        "from slurm_ai.slurmenv import JobEnv\n"
+        "s = json.loads(Path(sys.argv[1]).read_text())\n"
+        "config = Config(None, {'spool': {'dir': s['spool']}, 'health': s['health']})\n"
+        "ctx = HookContext(config, JobEnv.from_environ(s['env']), 'n1', Path(s['spool']),\n"
+        "                  logging.getLogger('t'))\n"
+        "out = prolog_step(ctx)\n"
+        "heavy = ['slurm_ai.health.node', 'slurm_ai.health.launcher', 'slurm_ai.health.backends',\n"
+        "         'slurm_ai.health.thresholds', 'torch', 'mpi4py', 'numpy']\n"
+        "print(json.dumps([out['health']['provenance']['source'],\n"
+        "                  [m for m in heavy if m in sys.modules]]))\n"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", code, str(setup)], capture_output=True, text=True, check=False
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout.splitlines()[-1]) == ["cached", []]
