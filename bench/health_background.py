@@ -27,6 +27,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -91,26 +92,21 @@ def prolog_times(runs: int, tmp: Path) -> dict[str, list[float]]:
     return times
 
 
-def full_checks(backend: str, checks: int) -> list[dict[str, float]]:
+def full_checks(
+    backend: str, checks: int, config: Path | None = None, timeout_s: float = 120
+) -> list[dict[str, Any]]:
+    """Run the full node check `checks` times: wall time, start-up/measure split, bench."""
     rows = []
+    prefix = ["--config", str(config)] if config else []
     for _ in range(checks):
         began = time.perf_counter()
         proc = subprocess.run(
-            [
-                PY,
-                "-m",
-                "slurm_ai",
-                "healthcheck",
-                "--json",
-                "--backend",
-                backend,
-                "--timeout",
-                "120",
-            ],
+            [PY, "-m", "slurm_ai", *prefix, "healthcheck", "--json", "--backend", backend,
+             "--timeout", f"{timeout_s:g}"],
             capture_output=True,
             text=True,
             check=False,
-        )
+        )  # fmt: skip
         wall = time.perf_counter() - began
         try:
             data = json.loads(proc.stdout[proc.stdout.index("{") :])
@@ -123,6 +119,8 @@ def full_checks(backend: str, checks: int) -> list[dict[str, float]]:
                 "startup_s": data.get("startup_s") or float("nan"),
                 "measure_s": data.get("measure_s") or float("nan"),
                 "verdict": data.get("verdict"),
+                "reason": data.get("reason"),
+                "bench": data.get("bench") or [],
             }
         )
     return rows
