@@ -150,24 +150,16 @@ def check_slurm_conf(
                 )
             )
     task = conf.get("TaskProlog")
-    if task == taskprolog_script:
-        findings.append(Finding("ok", "TaskProlog", f"TaskProlog={task}"))
-    elif not task:
-        findings.append(
-            Finding(
-                "missing", "TaskProlog", "TaskProlog is not set", f"TaskProlog={taskprolog_script}"
-            )
+    findings.append(
+        _single_program(
+            "TaskProlog",
+            task,
+            taskprolog_script,
+            "TaskProlog is not set",
+            f"TaskProlog={task} is the site's; Slurm runs one TaskProlog: set ours and have "
+            f"it run the site's first: slurm-ai install --taskprolog-chain {task}",
         )
-    else:
-        findings.append(
-            Finding(
-                "conflict",
-                "TaskProlog",
-                f"TaskProlog={task} is the site's; Slurm runs one TaskProlog: set ours and have "
-                f"it run the site's first: slurm-ai install --taskprolog-chain {task}",
-                f"TaskProlog={taskprolog_script}",
-            )
-        )
+    )
     flags = [f for f in (conf.get("PrologFlags") or "").split(",") if f]
     if any(f.lower() == "alloc" for f in flags):
         findings.append(Finding("ok", "PrologFlags", f"PrologFlags={','.join(flags)}"))
@@ -215,60 +207,55 @@ def check_slurm_conf(
     return findings
 
 
+def _single_program(key: str, value: str | None, ours: str, missing: str, conflict: str) -> Finding:
+    """A setting Slurm takes one program for (TaskProlog, HealthCheckProgram)."""
+    if value == ours:
+        return Finding("ok", key, f"{key}={value}")
+    return Finding("missing" if not value else "conflict", key, conflict if value else missing,
+                   f"{key}={ours}")  # fmt: skip
+
+
 def _check_health_program(conf: SlurmConf, script: str) -> list[Finding]:
     """HealthCheckProgram runs the full check off the jobs' critical path."""
     from slurm_ai.admin.hookfiles import HEALTH_CHECK_INTERVAL
 
-    findings = []
     program = conf.get("HealthCheckProgram")
-    if program == script:
-        findings.append(Finding("ok", "HealthCheckProgram", f"HealthCheckProgram={program}"))
-    elif not program:
-        findings.append(
-            Finding(
-                "missing",
-                "HealthCheckProgram",
-                "HealthCheckProgram is not set: the full GPU/all-reduce check runs only in "
-                "Epilogs of stale nodes, not at boot or while idle",
-                f"HealthCheckProgram={script}",
-            )
+    findings = [
+        _single_program(
+            "HealthCheckProgram",
+            program,
+            script,
+            "HealthCheckProgram is not set: the full GPU/all-reduce check runs only in "
+            "Epilogs of stale nodes, not at boot or while idle",
+            f"HealthCheckProgram={program} is the site's; Slurm runs one: set ours and have "
+            f"it run the site's first: slurm-ai install --enable-health "
+            f"--healthcheck-chain {program}",
         )
-    else:
-        findings.append(
-            Finding(
-                "conflict",
-                "HealthCheckProgram",
-                f"HealthCheckProgram={program} is the site's; Slurm runs one: set ours and have "
-                f"it run the site's first: slurm-ai install --enable-health "
-                f"--healthcheck-chain {program}",
-                f"HealthCheckProgram={script}",
-            )
-        )
+    ]
     interval = conf.get("HealthCheckInterval") or "0"
-    if interval.isdigit() and int(interval) > 0:
-        findings.append(Finding("ok", "HealthCheckInterval", f"HealthCheckInterval={interval}"))
-    else:
-        findings.append(
-            Finding(
-                "missing",
-                "HealthCheckInterval",
-                "HealthCheckInterval is 0: slurmd then never runs the HealthCheckProgram, "
-                "not even at start-up",
-                f"HealthCheckInterval={HEALTH_CHECK_INTERVAL}",
-            )
-        )
     state = (conf.get("HealthCheckNodeState") or "").upper()
-    if "IDLE" in state.split(",") and "ANY" not in state:
-        findings.append(Finding("ok", "HealthCheckNodeState", f"HealthCheckNodeState={state}"))
-    else:
+    checks = [
+        (
+            "HealthCheckInterval",
+            interval,
+            interval.isdigit() and int(interval) > 0,
+            "HealthCheckInterval is 0: slurmd then never runs the HealthCheckProgram, "
+            "not even at start-up",
+            str(HEALTH_CHECK_INTERVAL),
+        ),
+        (
+            "HealthCheckNodeState",
+            state,
+            "IDLE" in state.split(",") and "ANY" not in state,
+            f"HealthCheckNodeState={state or 'unset (ANY)'}: the check would measure GPUs "
+            "jobs are using (slurm-ai skips busy nodes itself, but say IDLE)",
+            "IDLE",
+        ),
+    ]
+    for key, value, good, problem, wanted in checks:
+        status = "ok" if good else ("missing" if not conf.get(key) else "conflict")
         findings.append(
-            Finding(
-                "missing" if not state else "conflict",
-                "HealthCheckNodeState",
-                f"HealthCheckNodeState={state or 'unset (ANY)'}: the check would measure GPUs "
-                "jobs are using (slurm-ai skips busy nodes itself, but say IDLE)",
-                "HealthCheckNodeState=IDLE",
-            )
+            Finding(status, key, f"{key}={value}" if good else problem, f"{key}={wanted}")
         )
     return findings
 

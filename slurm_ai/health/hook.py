@@ -27,6 +27,7 @@ from slurm_ai.hooks.context import HookContext
 
 if TYPE_CHECKING:
     from slurm_ai.health.history import HealthStore
+    from slurm_ai.health.node import HealthReport
     from slurm_ai.health.settings import HealthSettings
 
 
@@ -79,24 +80,38 @@ def _prolog(ctx: HookContext) -> dict[str, Any]:
             "cached": False,
             "provenance": provenance("unchecked", "skipped", decision.why, None),
         }
-    from slurm_ai.health.fullcheck import drain_text, run_full_check
+    from slurm_ai.health.fullcheck import drain_text
 
-    report = run_full_check(
-        settings,
-        store,
-        node=ctx.node,
-        boot_id=boot_id,
-        budget_s=settings.budget_s,
-        partition=ctx.job.partition,
-        allocated_gpus=ctx.job.gpus or None,
-        log=ctx.log,
-        event="health",
-    )
+    report = _full_check(ctx, settings, store, boot_id, settings.budget_s, "health")
     if report.verdict.drains:
         ctx.request_drain(drain_text(report))
     fragment = report.fragment()
     fragment["provenance"] = provenance("fresh", report.verdict.value, report.reason, 0.0)
     return fragment
+
+
+def _full_check(
+    ctx: HookContext,
+    settings: HealthSettings,
+    store: HealthStore,
+    boot_id: str | None,
+    budget_s: float,
+    event: str,
+) -> HealthReport:
+    """The full check on this job's GPUs (all of them when Slurm gave none)."""
+    from slurm_ai.health.fullcheck import run_full_check
+
+    return run_full_check(
+        settings,
+        store,
+        node=ctx.node,
+        boot_id=boot_id,
+        budget_s=budget_s,
+        partition=ctx.job.partition,
+        allocated_gpus=ctx.job.gpus or None,
+        log=ctx.log,
+        event=event,
+    )
 
 
 def _age(health: dict[str, Any], now: float) -> float | None:
@@ -189,7 +204,7 @@ def epilog_step(ctx: HookContext) -> dict[str, Any] | None:
 
 def _epilog(ctx: HookContext) -> dict[str, Any] | None:
     """Refresh a stale or missing full verdict on the job's (now free) GPUs."""
-    from slurm_ai.health.fullcheck import drain_text, run_full_check
+    from slurm_ai.health.fullcheck import drain_text
     from slurm_ai.health.history import HealthStore
     from slurm_ai.health.nodegpu import read_boot_id
     from slurm_ai.health.policy import latest
@@ -205,16 +220,9 @@ def _epilog(ctx: HookContext) -> dict[str, Any] | None:
     if view.usable:
         return None
     ctx.log.info("event=health_refresh why=%s", view.why)
-    report = run_full_check(
-        settings,
-        store,
-        node=ctx.node,
-        boot_id=read_boot_id(settings.boot_id_file),
-        budget_s=settings.background_budget_s,
-        partition=ctx.job.partition,
-        allocated_gpus=ctx.job.gpus or None,
-        log=ctx.log,
-        event="health_refreshed",
+    boot_id = read_boot_id(settings.boot_id_file)
+    report = _full_check(
+        ctx, settings, store, boot_id, settings.background_budget_s, "health_refreshed"
     )
     if report.verdict.drains:
         from slurm_ai.errors import SlurmAIError
