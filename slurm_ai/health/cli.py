@@ -41,6 +41,15 @@ def _print_report(report: Any, as_json: bool, scope: str) -> None:
             click.echo(f"# {check.verdict.value:>7}  {check.check}: {check.reason}")
     if report.sweep is not None:
         click.echo(format_table(report.sweep))
+        sweep = report.sweep
+        if sweep.startup_s is not None and sweep.measure_s is not None:
+            click.echo(f"# start-up {sweep.startup_s:.2f} s, measurement {sweep.measure_s:.2f} s")
+        for gpu in sweep.local:
+            if "gemm_tflops" in gpu:
+                click.echo(
+                    f"# {gpu.get('device')} ({gpu.get('model')}): GEMM {gpu['gemm_tflops']:.1f} "
+                    f"TFLOP/s {gpu.get('gemm_dtype')}, copy {gpu.get('mem_gbps', 0):.1f} GB/s"
+                )
     click.echo(
         f"verdict: {report.verdict.value}" + (f" ({report.reason})" if report.reason else "")
     )

@@ -299,3 +299,22 @@ def test_the_background_prolog_imports_no_check_machinery(tmp_path: Path) -> Non
     )
     assert proc.returncode == 0, proc.stderr
     assert json.loads(proc.stdout.splitlines()[-1]) == ["cached", []]
+
+
+def test_the_job_view_says_what_the_verdict_rested_on() -> None:
+    from slurm_ai.record import encode_record
+    from slurm_ai.report.jobview import render_job
+    from slurm_ai.report.prices import load_prices
+
+    def view(provenance: dict[str, Any]) -> str:
+        health = {"verdict": "pass", "busbw_gbps": 400.0, "provenance": provenance}
+        record = {"v": 1, "job": {"id": "7"}, "nodes": {"n1": {"health": health}}}
+        row = {"JobIDRaw": "7", "Partition": "bare", "NNodes": "1", "ElapsedRaw": "60",
+               "State": "COMPLETED", "AdminComment": encode_record(record)}  # fmt: skip
+        return render_job(row, load_prices(Config(None, {})))
+
+    assert "health from  cached, 12 min old\n" in view({"source": "cached", "age_s": 720.0})
+    assert "health from  cached, 30.0 h old\n" in view({"source": "cached", "age_s": 108000.0})
+    why = "no full check on this node yet"
+    assert f"health from  unchecked: {why}\n" in view({"source": "unchecked", "why": why})
+    assert "health from" not in view({"source": 3})
