@@ -206,7 +206,7 @@ def _epilog(ctx: HookContext) -> dict[str, Any] | None:
     """Refresh a stale or missing full verdict on the job's (now free) GPUs."""
     from slurm_ai.health.fullcheck import drain_text
     from slurm_ai.health.history import HealthStore
-    from slurm_ai.health.nodegpu import read_boot_id
+    from slurm_ai.health.nodegpu import gpu_count, read_boot_id
     from slurm_ai.health.policy import latest
     from slurm_ai.health.settings import HealthSettings
 
@@ -218,6 +218,10 @@ def _epilog(ctx: HookContext) -> dict[str, Any] | None:
     store = HealthStore(ctx.spool_dir)
     view = latest(settings, store.last(), time.time())
     if view.usable:
+        return None
+    if not ctx.job.gpus and gpu_count(None, settings.budget_s) > 0:
+        # The job had none of this node's GPUs: other jobs may be using them.
+        ctx.log.info("event=health_refresh_skipped why=job had no GPUs of this node")
         return None
     ctx.log.info("event=health_refresh why=%s", view.why)
     boot_id = read_boot_id(settings.boot_id_file)

@@ -112,7 +112,7 @@ def run_node_check(
     *,
     record: bool = False,
 ) -> HealthReport:
-    from slurm_ai.health.nodegpu import GpuPart, gpu_health, save_cursor
+    from slurm_ai.health.nodegpu import GpuPart, gpu_count, gpu_health, save_cursor
 
     started = time.monotonic()
     budget = options.timeout_s or settings.budget_s
@@ -128,7 +128,7 @@ def run_node_check(
             kernel_log=options.kernel_log,
         )
     elif options.allreduce:
-        gpu.count = _gpu_count(options, budget)
+        gpu.count = gpu_count(options.nvml_recording, budget)
     report = HealthReport(Verdict.PASS, "")
     if options.allreduce:
         report = _allreduce_part(
@@ -144,18 +144,6 @@ def run_node_check(
     if record and store is not None and report.sweep is not None:
         _record(settings, store, options.partition, report)
     return report
-
-
-def _gpu_count(options: NodeCheckOptions, budget: float) -> int:
-    """GPUs NVML shows (0 without NVML): picks the backend and the ranks."""
-    from slurm_ai.errors import ProbeError
-    from slurm_ai.nvml import open_nvml
-
-    try:
-        with open_nvml(options.nvml_recording, timeout=max(0.5, min(5.0, budget / 4))) as nv:
-            return nv.device_count()
-    except ProbeError:
-        return 0
 
 
 def _allreduce_part(

@@ -55,6 +55,7 @@ def run_program(config_path: str | None, environ: Mapping[str, str]) -> int:
 
 def _program(config: Config, node: str, log: logging.Logger) -> None:
     from slurm_ai.health.drain import (
+        NodeState,
         drain_node,
         node_action,
         read_node_state,
@@ -71,7 +72,13 @@ def _program(config: Config, node: str, log: logging.Logger) -> None:
         log.info("event=health_program_skipped why=disabled")
         return
     scontrol, slurm_env = scontrol_for(config), config.slurm_env()
-    state = read_node_state(node, slurm_env, scontrol=scontrol)
+    try:
+        state = read_node_state(node, slurm_env, scontrol=scontrol)
+    except (SlurmAIError, ValueError) as exc:
+        # slurmctld unreachable (at boot it may not be up yet): still check and
+        # store the verdict for the Prologs; drain/resume will be tried and logged.
+        log.warning("event=node_state_unknown error=%s", exc)
+        state = NodeState(frozenset(), "")
     if state.busy:
         log.info("event=health_program_skipped why=busy states=%s", "+".join(sorted(state.states)))
         return

@@ -318,3 +318,20 @@ def test_the_job_view_says_what_the_verdict_rested_on() -> None:
     why = "no full check on this node yet"
     assert f"health from  unchecked: {why}\n" in view({"source": "unchecked", "why": why})
     assert "health from" not in view({"source": 3})
+
+
+def test_the_epilog_never_measures_gpus_its_job_did_not_have(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, no_allreduce: None, recording: Any
+) -> None:
+    """A CPU job's Epilog on a GPU node: other jobs may be using the GPUs."""
+    import slurm_ai.nvml
+
+    real_open = slurm_ai.nvml.open_nvml
+    monkeypatch.setattr(
+        slurm_ai.nvml,
+        "open_nvml",
+        lambda recorded=None, timeout=5.0: real_open(recording("ok"), timeout),
+    )
+    ctx = epilog_context(tmp_path, {})  # no SLURM_JOB_GPUS; the node shows 8 GPUs
+    assert epilog_step(ctx) is None  # stale (absent) verdict, and still no check
+    assert HealthStore(ctx.spool_dir).last() is None
