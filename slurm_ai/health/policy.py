@@ -70,7 +70,9 @@ def decide(
     return Decision(True, f"no check in the last {settings.interval_hours:g} h")
 
 
-USABLE = ("pass", "warn", "unchecked")
+# A stored "unchecked" (a cold start, say) is not reused either: the next
+# Epilog or HealthCheckProgram run tries again.
+USABLE = ("pass", "warn")
 
 
 @dataclass(frozen=True)
@@ -90,8 +92,8 @@ def latest(settings: HealthSettings, last: dict[str, Any] | None, now: float) ->
     """Is the stored full verdict (last.json) fresh enough to stand for this job?
 
     Not when absent, older than max_age_hours, from the future (a clock step),
-    or a verdict that must not be reused (fail, error, timeout: after an admin
-    resumes a drained node it is checked again)."""
+    or a verdict that must not be reused (fail, error, timeout, unchecked:
+    after an admin resumes a drained node it is checked again)."""
     if last is None or not isinstance(last.get("health"), dict):
         return Latest(None, None, "no full check on this node yet")
     checked_at = last.get("checked_at")

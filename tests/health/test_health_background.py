@@ -100,6 +100,7 @@ def test_a_fresh_cached_verdict_stands_for_the_job_without_an_all_reduce(
         (None, None, "no full check on this node yet"),
         (30 * 3600, "pass", "the last full check is 30.0 h old (max_age_hours 24)"),
         (60, "fail", "the last full check was fail: re-check pending"),
+        (60, "unchecked", "the last full check was unchecked: re-check pending"),
         (-3600, "pass", "the stored verdict is from the future (clock step)"),
     ],
 )
