@@ -50,6 +50,11 @@ def _sustained(
     return timer(op, iters) / iters, iters
 
 
+def _digits(value: float) -> float:
+    """Four significant digits (a tiny CPU GEMM is 1e-5 TFLOP/s, not 0)."""
+    return float(f"{value:.4g}")
+
+
 def measure(spec: BenchSpec, device: torch.device) -> dict[str, Any]:
     """GEMM TFLOP/s and copy GB/s of one device, each with its verification."""
     timer = _timer(device)
@@ -87,11 +92,11 @@ def measure(spec: BenchSpec, device: torch.device) -> dict[str, Any]:
         "model": model,
         "gemm_n": n,
         "gemm_dtype": dtype_name,
-        "gemm_tflops": round(2.0 * n**3 / per_gemm / 1e12, 4),
+        "gemm_tflops": _digits(2.0 * n**3 / per_gemm / 1e12),
         "gemm_iters": gemm_iters,
         "gemm_error": gemm_error,
         "mem_bytes": count * 4,
-        "mem_gbps": round(2.0 * count * 4 / per_copy / 1e9, 3),
+        "mem_gbps": _digits(2.0 * count * 4 / per_copy / 1e9),
         "mem_iters": copy_iters,
         "mem_wrong": mem_wrong,
     }
