@@ -152,7 +152,7 @@ def test_an_internal_error_is_recorded_unchecked(
 @needs_mpi
 def test_every_job_mode_is_fresh(tmp_path: Path) -> None:
     health = prolog_health(context(tmp_path, {"when": "every_job"}))
-    assert health["verdict"] == "pass" and health["provenance"]["source"] == "fresh"
+    assert health["verdict"] == "pass" and health["provenance"]["source"] == "fresh", health
     assert health["provenance"]["age_s"] == 0.0 and health["startup_s"] > 0
 
 
