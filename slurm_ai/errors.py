@@ -30,8 +30,11 @@ class CommandError(SlurmAIError):
 class CommandTimeout(CommandError):
     """An external command ran past its timeout and was killed."""
 
-    def __init__(self, argv: list[str], timeout: float) -> None:
+    def __init__(self, argv: list[str], timeout: float, stdout: list[str] | None = None) -> None:
         self.timeout = timeout
+        # What each command had printed when it was killed (run_group): tells a
+        # worker that never got started from one that hung while measuring.
+        self.stdout = stdout or []
         CommandError.__init__(self, argv, None, f"timed out after {timeout:g} s")
 
 

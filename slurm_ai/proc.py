@@ -105,7 +105,11 @@ def run_group(
         ]
         procs, timed_out = _start_and_wait(commands, envs, outputs, timeout, grace, fail_fast)
         if timed_out:
-            raise CommandTimeout([str(a) for a in commands[0]], timeout)
+            partial = []
+            for out, _ in outputs:
+                out.seek(0)
+                partial.append(out.read(max_output).decode(errors="replace"))
+            raise CommandTimeout([str(a) for a in commands[0]], timeout, partial)
         results = []
         for argv, proc, (out, err) in zip(commands, procs, outputs, strict=True):
             out.seek(0)

@@ -107,7 +107,17 @@ def parse_setting(text: str) -> dict[str, Any]:
     metavar="PATH",
     help="The site's existing TaskProlog: ours runs it first.",
 )
-@click.option("--enable-health", is_flag=True, help="Set [health] enabled = true.")
+@click.option(
+    "--enable-health",
+    is_flag=True,
+    help="Set [health] enabled = true and install the HealthCheckProgram shim.",
+)
+@click.option(
+    "--healthcheck-chain",
+    default=None,
+    metavar="PATH",
+    help="The site's existing HealthCheckProgram (e.g. /usr/sbin/nhc): ours runs it first.",
+)
 @click.option(
     "--no-native-writer",
     is_flag=True,
@@ -143,6 +153,7 @@ def install(
     no_agent_unit: bool,
     taskprolog_chain: str | None,
     enable_health: bool,
+    healthcheck_chain: str | None,
     no_native_writer: bool,
     no_spank: bool,
     settings: tuple[str, ...],
@@ -181,6 +192,7 @@ def install(
             systemd_dir=None if no_agent_unit else systemd_dir.absolute(),
             taskprolog_chain=taskprolog_chain,
             enable_health=enable_health,
+            healthcheck_chain=healthcheck_chain,
             settings=extra,
             force=force,
             spank_plugin=None if no_spank else _build_spank_plugin(dry_run),
@@ -295,6 +307,7 @@ def _report_slurm_conf(opts: Any) -> bool:
         taskprolog_script=str(layout.taskprolog_shim),
         node_name=socket.gethostname().split(".", 1)[0],
         gpu_count=_gpu_count(),
+        healthcheck_script=str(layout.healthcheck_shim) if opts.enable_health else None,
     )
     lines, paste = describe_findings(findings)
     click.echo(f"slurm.conf ({', '.join(conf.files)}): read only, never rewritten")

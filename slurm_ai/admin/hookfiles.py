@@ -60,10 +60,14 @@ class HookLayout:
     def epilog_slurmctld_shim(self) -> Path:
         return self.etc_dir / "slurm-ai-deliver"
 
+    @property
+    def healthcheck_shim(self) -> Path:
+        return self.etc_dir / "slurm-ai-healthcheck"
+
 
 def render_shim(layout: HookLayout, hook: str) -> str:
     """`#!/bin/sh` + one exec line: python -I (no PYTHON* env, no user site)."""
-    if hook not in ("prolog", "epilog", "taskprolog"):
+    if hook not in ("prolog", "epilog", "taskprolog", "healthcheck"):
         raise ValueError(f"unknown hook {hook!r}")
     argv = [layout.python, "-I", "-m", "slurm_ai.hooks", hook, "--config", str(layout.config_path)]
     return "#!/bin/sh\nexec " + shlex.join(argv) + "\n"
@@ -75,15 +79,28 @@ def render_taskprolog_shim(layout: HookLayout, chain: str | None = None) -> str:
     Slurm runs a single TaskProlog and reads `export` lines from its stdout, so the
     site's script prints its lines, then ours follow. Its failure must not stop ours.
     """
+    return _chained_shim(layout, "taskprolog", chain)
+
+
+def render_healthcheck_shim(layout: HookLayout, chain: str | None = None) -> str:
+    """Slurm's HealthCheckProgram; `chain` runs the site's own (e.g. /usr/sbin/nhc) first.
+
+    Slurm runs one HealthCheckProgram. Each checker drains and resumes with its
+    own reason prefix ("NHC: ...", "slurm_ai: ..."), so they share a node safely.
+    """
+    return _chained_shim(layout, "healthcheck", chain)
+
+
+def _chained_shim(layout: HookLayout, hook: str, chain: str | None) -> str:
     if not chain:
-        return render_shim(layout, "taskprolog")
+        return render_shim(layout, hook)
     if not chain.startswith("/"):
-        raise ValueError(f"TaskProlog to chain must be an absolute path, got {chain!r}")
+        raise ValueError(f"program to chain must be an absolute path, got {chain!r}")
     return (
         "#!/bin/sh\n"
         + shlex.quote(chain)
         + ' "$@" || true\n'
-        + render_shim(layout, "taskprolog").split("\n", 1)[1]
+        + render_shim(layout, hook).split("\n", 1)[1]
     )
 
 
@@ -94,6 +111,22 @@ def render_deliver_shim(layout: HookLayout, budget_s: float = 20.0) -> str:
         "deliver", "--wait", "0", "--budget", f"{budget_s:g}",
     ]  # fmt: skip
     return "#!/bin/sh\n" + shlex.join(argv) + " >/dev/null 2>&1\nexit 0\n"
+
+
+# HealthCheckProgram settings: slurmd runs the program at start-up (before the
+# node registers) and then every interval; 0 would disable it altogether.
+HEALTH_CHECK_INTERVAL = 3600
+
+
+def render_health_check_lines(layout: HookLayout, interval: int = HEALTH_CHECK_INTERVAL) -> str:
+    """slurm.conf lines for the full check off the job's critical path."""
+    return (
+        "# slurm-ai full GPU/all-reduce check (rendered by slurm_ai.admin.hookfiles)\n"
+        f"HealthCheckProgram={layout.healthcheck_shim}\n"
+        f"HealthCheckInterval={interval}\n"
+        # IDLE: never measure GPUs a job is using (the program checks that too).
+        "HealthCheckNodeState=IDLE\n"
+    )
 
 
 def render_slurm_conf_lines(layout: HookLayout, *, epilog_slurmctld: bool = False) -> str:

@@ -35,6 +35,7 @@ from slurm_ai.admin.hookfiles import (
     HookLayout,
     default_config,
     render_deliver_shim,
+    render_healthcheck_shim,
     render_shim,
     render_taskprolog_shim,
 )
@@ -71,6 +72,7 @@ class InstallOptions:
     systemd_dir: Path | None = Path("/etc/systemd/system")  # None: no agent unit
     taskprolog_chain: str | None = None
     enable_health: bool = False
+    healthcheck_chain: str | None = None  # the site's HealthCheckProgram (e.g. NHC), run first
     settings: Mapping[str, Any] = field(default_factory=dict)
     force: bool = False
     spank_plugin: Path | None = None  # built by the CLI; registered in plugstack.conf.d
@@ -214,6 +216,9 @@ def wanted_files(opts: InstallOptions) -> tuple[list[tuple[Path, str, str, int]]
     ]
     if opts.epilog_slurmctld:
         files.append((layout.epilog_slurmctld_shim, "shim", render_deliver_shim(layout), SHIM_MODE))
+    if opts.enable_health:
+        health_shim = render_healthcheck_shim(layout, opts.healthcheck_chain)
+        files.append((layout.healthcheck_shim, "shim", health_shim, SHIM_MODE))
     notes = []
     if opts.spank_plugin is not None:
         from slurm_ai.topology.spank import conf_line

@@ -122,7 +122,17 @@ SETTINGS: tuple[Setting, ...] = (
     # health
     _s("health", "enabled", False, "the Prolog runs the node check only when true",
        "slurm_ai.health"),
-    _s("health", "when", "every_job", "every_job | after_boot | interval", "slurm_ai.health"),
+    _s("health", "when", "background", "background (Prolog: quick GPU checks + the node's "
+       "latest full verdict) | every_job (about 5 s per GPU job) | after_boot | interval",
+       "slurm_ai.health"),
+    _s("health", "max_age_hours", 24.0, "background: a full verdict older than this is stale "
+       "(the Epilog refreshes it)", "slurm_ai.health"),
+    _s("health", "background_budget_s", 50.0, "limit of the full check in the "
+       "HealthCheckProgram and the Epilog (slurmd kills the program at 60 s)", "slurm_ai.health"),
+    _s("health", "epilog_refresh", True, "background: the Epilog re-runs a stale or missing "
+       "full check on the job's GPUs", "slurm_ai.health"),
+    _s("health", "auto_resume", True, "HealthCheckProgram resumes a node it drained "
+       "(reason 'slurm_ai: ...') when the check passes", "slurm_ai.health"),
     _s("health", "interval_hours", 24.0, "when = interval: at most once per N hours per node",
        "slurm_ai.health"),
     _s("health", "partitions", [], "only jobs in these partitions (empty: all)",
@@ -173,6 +183,21 @@ SETTINGS: tuple[Setting, ...] = (
     _s("health", "boot_id_file", "/proc/sys/kernel/random/boot_id", "a new boot id restarts "
        "the XID cursor in the kernel log", "slurm_ai.health"),
     _s("health", "mpirun", "mpirun", "mpirun for the mpi backend", "slurm_ai.health"),
+    _s("health", "local_bench", "gpu", "GPU-local GEMM + memory bandwidth check: gpu (on "
+       "GPU nodes) | always (CPUs too) | off", "slurm_ai.health"),
+    _s("health", "bench_gemm_n", 8192, "square GEMM size (bf16 on GPUs, float32 on CPUs)",
+       "slurm_ai.health"),
+    _s("health", "bench_mem_size", "1G", "device buffer copied for the memory bandwidth",
+       "slurm_ai.health"),
+    _s("health", "bench_seconds", 2.0, "seconds per GPU-local measurement", "slurm_ai.health"),
+    _s("health", "gemm_min_fraction", 0.5, "GEMM floor: this fraction of the GPU model's "
+       "published dense bf16 peak", "slurm_ai.health"),
+    _s("health", "mem_min_fraction", 0.5, "memory floor: this fraction of the published "
+       "bandwidth", "slurm_ai.health"),
+    _s("health", "gemm_min_tflops", 0.0, "absolute GEMM floor in TFLOP/s (0: none; the "
+       "higher floor applies)", "slurm_ai.health"),
+    _s("health", "mem_min_gbps", 0.0, "absolute memory-bandwidth floor in GB/s (0: none)",
+       "slurm_ai.health"),
     # agent
     _s("agent", "interval_s", 5.0, "sampling interval (0.05 .. 3600)", "slurm_ai.agent"),
     _s("agent", "store_dir", "/var/lib/slurm-ai/agent/{node}", "sample store ({node}: "

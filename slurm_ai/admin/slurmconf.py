@@ -125,6 +125,7 @@ def check_slurm_conf(
     taskprolog_script: str,
     node_name: str | None = None,
     gpu_count: int = 0,
+    healthcheck_script: str | None = None,
 ) -> list[Finding]:
     findings: list[Finding] = []
     prolog_dir = os.path.dirname(prolog_script)
@@ -149,24 +150,16 @@ def check_slurm_conf(
                 )
             )
     task = conf.get("TaskProlog")
-    if task == taskprolog_script:
-        findings.append(Finding("ok", "TaskProlog", f"TaskProlog={task}"))
-    elif not task:
-        findings.append(
-            Finding(
-                "missing", "TaskProlog", "TaskProlog is not set", f"TaskProlog={taskprolog_script}"
-            )
+    findings.append(
+        _single_program(
+            "TaskProlog",
+            task,
+            taskprolog_script,
+            "TaskProlog is not set",
+            f"TaskProlog={task} is the site's; Slurm runs one TaskProlog: set ours and have "
+            f"it run the site's first: slurm-ai install --taskprolog-chain {task}",
         )
-    else:
-        findings.append(
-            Finding(
-                "conflict",
-                "TaskProlog",
-                f"TaskProlog={task} is the site's; Slurm runs one TaskProlog: set ours and have "
-                f"it run the site's first: slurm-ai install --taskprolog-chain {task}",
-                f"TaskProlog={taskprolog_script}",
-            )
-        )
+    )
     flags = [f for f in (conf.get("PrologFlags") or "").split(",") if f]
     if any(f.lower() == "alloc" for f in flags):
         findings.append(Finding("ok", "PrologFlags", f"PrologFlags={','.join(flags)}"))
@@ -209,6 +202,61 @@ def check_slurm_conf(
         )
     if gpu_count > 0:
         findings.extend(_check_gres(conf, node_name, gpu_count))
+    if healthcheck_script:
+        findings.extend(_check_health_program(conf, healthcheck_script))
+    return findings
+
+
+def _single_program(key: str, value: str | None, ours: str, missing: str, conflict: str) -> Finding:
+    """A setting Slurm takes one program for (TaskProlog, HealthCheckProgram)."""
+    if value == ours:
+        return Finding("ok", key, f"{key}={value}")
+    return Finding("missing" if not value else "conflict", key, conflict if value else missing,
+                   f"{key}={ours}")  # fmt: skip
+
+
+def _check_health_program(conf: SlurmConf, script: str) -> list[Finding]:
+    """HealthCheckProgram runs the full check off the jobs' critical path."""
+    from slurm_ai.admin.hookfiles import HEALTH_CHECK_INTERVAL
+
+    program = conf.get("HealthCheckProgram")
+    findings = [
+        _single_program(
+            "HealthCheckProgram",
+            program,
+            script,
+            "HealthCheckProgram is not set: the full GPU/all-reduce check runs only in "
+            "Epilogs of stale nodes, not at boot or while idle",
+            f"HealthCheckProgram={program} is the site's; Slurm runs one: set ours and have "
+            f"it run the site's first: slurm-ai install --enable-health "
+            f"--healthcheck-chain {program}",
+        )
+    ]
+    interval = conf.get("HealthCheckInterval") or "0"
+    state = (conf.get("HealthCheckNodeState") or "").upper()
+    checks = [
+        (
+            "HealthCheckInterval",
+            interval,
+            interval.isdigit() and int(interval) > 0,
+            "HealthCheckInterval is 0: slurmd then never runs the HealthCheckProgram, "
+            "not even at start-up",
+            str(HEALTH_CHECK_INTERVAL),
+        ),
+        (
+            "HealthCheckNodeState",
+            state,
+            "IDLE" in state.split(",") and "ANY" not in state,
+            f"HealthCheckNodeState={state or 'unset (ANY)'}: the check would measure GPUs "
+            "jobs are using (slurm-ai skips busy nodes itself, but say IDLE)",
+            "IDLE",
+        ),
+    ]
+    for key, value, good, problem, wanted in checks:
+        status = "ok" if good else ("missing" if not conf.get(key) else "conflict")
+        findings.append(
+            Finding(status, key, f"{key}={value}" if good else problem, f"{key}={wanted}")
+        )
     return findings
 
 

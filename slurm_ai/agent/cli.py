@@ -79,6 +79,7 @@ def agent(
             textfile_dir=settings.textfile_dir,
             events=settings.events,
             rapl=settings.rapl,
+            health_file=load_ctx_config(ctx).spool_dir / "health" / "last.json",
         )
     except SlurmAIError as exc:
         raise click.ClickException(str(exc)) from exc

@@ -22,11 +22,13 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
+from typing import Any
 
 from slurm_ai.agent.export import (
     MetricsServer,
     MetricsSource,
     families,
+    health_families,
     pick_backend,
     render_text,
     write_textfile,
@@ -130,8 +132,11 @@ class Agent:
         textfile_dir: str | None = None,
         events: bool = True,
         rapl: bool = True,
+        health_file: Path | None = None,
     ) -> None:
         self.node = node
+        # The spool's health/last.json: its verdict and age go into the metrics.
+        self.health_file = health_file
         self.store = store
         self.interval_s = interval_s
         self.textfile_dir = textfile_dir
@@ -193,6 +198,7 @@ class Agent:
         c4 = time.process_time()
         phase["store"] += c4 - c3
         fams = families(tick, self.node, self.xid_total)
+        fams += health_families(self._latest_health(), self.node, t)
         self.metrics.update(fams)
         if self.textfile_dir:
             try:
@@ -201,6 +207,17 @@ class Agent:
                 log.warning("textfile: %s", exc)
         phase["export"] += time.process_time() - c4
         return tick
+
+    def _latest_health(self) -> dict[str, Any] | None:
+        if self.health_file is None:
+            return None
+        from slurm_ai.spool import read_json
+
+        try:
+            data = read_json(self.health_file)
+        except (FileNotFoundError, SlurmAIError, OSError):
+            return None  # no verdict yet, or one the health step will quarantine
+        return data if isinstance(data, dict) else None
 
     def run(self, duration_s: float | None = None) -> None:
         """Tick every interval until stopped (signal, stop_event, or duration)."""

@@ -107,6 +107,29 @@ def families(tick: Tick, node: str, xid_total: dict[int, int] | None = None) -> 
     return [*gpu.values(), xids, cpu, rss, nproc, last]
 
 
+HEALTH_VERDICTS = ("pass", "warn", "unchecked", "fail", "error", "timeout", "skipped", "info")
+
+
+def health_families(last: dict[str, Any] | None, node: str, now: float) -> list[Family]:
+    """The node's latest full health verdict (spool health/last.json) and its age:
+    what the next job's Prolog will stand on. No verdict yet: no samples, so an
+    alert on absence (`absent(slurm_ai_node_health_age_seconds)`) sees it."""
+    verdict = Family(
+        "slurm_ai_node_health_verdict", "gauge", "1 for the node's latest full-check verdict."
+    )
+    age = Family(
+        "slurm_ai_node_health_age_seconds", "gauge", "Age of the node's latest full check."
+    )
+    health = last.get("health") if isinstance(last, dict) else None
+    checked_at = last.get("checked_at") if isinstance(last, dict) else None
+    if isinstance(health, dict) and isinstance(checked_at, (int, float)):
+        current = str(health.get("verdict"))
+        for name in HEALTH_VERDICTS:
+            verdict.samples.append(({"node": node, "verdict": name}, float(name == current)))
+        age.samples.append(({"node": node}, max(0.0, now - float(checked_at))))
+    return [verdict, age]
+
+
 def render_text(fams: list[Family]) -> str:
     """Prometheus text exposition format 0.0.4."""
     lines: list[str] = []

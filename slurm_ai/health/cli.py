@@ -41,6 +41,15 @@ def _print_report(report: Any, as_json: bool, scope: str) -> None:
             click.echo(f"# {check.verdict.value:>7}  {check.check}: {check.reason}")
     if report.sweep is not None:
         click.echo(format_table(report.sweep))
+        sweep = report.sweep
+        if sweep.startup_s is not None and sweep.measure_s is not None:
+            click.echo(f"# start-up {sweep.startup_s:.2f} s, measurement {sweep.measure_s:.2f} s")
+        for gpu in sweep.local:
+            if "gemm_tflops" in gpu:
+                click.echo(
+                    f"# {gpu.get('device')} ({gpu.get('model')}): GEMM {gpu['gemm_tflops']:.1f} "
+                    f"TFLOP/s {gpu.get('gemm_dtype')}, copy {gpu.get('mem_gbps', 0):.1f} GB/s"
+                )
     click.echo(
         f"verdict: {report.verdict.value}" + (f" ({report.reason})" if report.reason else "")
     )
@@ -189,12 +198,12 @@ def _node(
         except SlurmAIError as exc:
             click.echo(f"warning: textfile not written: {exc}", err=True)
     if opts["drain"] and report.verdict.drains:
-        from slurm_ai.health.drain import drain_node, drain_reason
+        from slurm_ai.health.drain import drain_node, scontrol_for
+        from slurm_ai.health.fullcheck import drain_text
 
-        top = report.failed_check
-        reason = drain_reason(top.check if top else "health", top.reason if top else report.reason)
+        reason = drain_text(report)
         try:
-            drain_node(node, reason, config.slurm_env())
+            drain_node(node, reason, config.slurm_env(), scontrol=scontrol_for(config))
             click.echo(f"drained {node}: {reason}", err=True)
         except (SlurmAIError, ValueError) as exc:
             click.echo(f"error: cannot drain {node}: {exc}", err=True)

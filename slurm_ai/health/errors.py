@@ -13,3 +13,8 @@ class HealthCheckError(SlurmAIError):
 
 class HealthTimeout(HealthCheckError):
     """The check ran past its hard timeout; its workers were killed."""
+
+
+class HealthColdStart(HealthTimeout):
+    """The workers did not even get ready (import, communicator, CUDA context)
+    within the budget: the check is "unchecked: cold start", not a node fault."""

@@ -62,8 +62,9 @@ class HealthStore:
 
     def history_path(self, partition: str | None, scope: str = "node") -> Path:
         base = self.dir / "history"
-        # "job" is a directory, never a partition file (those end in .json).
-        return (base / "job" if scope == "job" else base) / f"{_safe_name(partition)}.json"
+        # "job" and "gpu" (GPU-local bench, per GPU model) are directories, never
+        # partition files (those end in .json).
+        return (base / scope if scope in ("job", "gpu") else base) / f"{_safe_name(partition)}.json"
 
     def history(self, partition: str | None, scope: str = "node") -> list[dict[str, Any]]:
         data = self._read(self.history_path(partition, scope))

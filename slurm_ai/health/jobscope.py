@@ -43,11 +43,11 @@ from slurm_ai.health.backends import choose_backend
 from slurm_ai.health.errors import HealthCheckError
 from slurm_ai.health.history import HealthStore, comparable_busbw
 from slurm_ai.health.measure import SweepResult, SweepSpec
-from slurm_ai.health.node import HealthReport, conclude, history_entry
+from slurm_ai.health.node import HealthReport, history_entry
 from slurm_ai.health.rendezvous import Rendezvous, job_rendezvous, scontrol_node_addr
 from slurm_ai.health.settings import Floors, HealthSettings
 from slurm_ai.health.thresholds import Calibration, calibrate, judge_sweep
-from slurm_ai.health.verdict import CheckResult, Verdict
+from slurm_ai.health.verdict import CheckResult, Verdict, conclude
 from slurm_ai.health.worker import run_rank_sharing
 
 

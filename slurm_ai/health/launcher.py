@@ -21,8 +21,8 @@ import sys
 from collections.abc import Mapping
 
 from slurm_ai.errors import CommandError, CommandTimeout
-from slurm_ai.health.errors import HealthCheckError, HealthTimeout
-from slurm_ai.health.measure import RESULT_MARKER, SweepResult, SweepSpec
+from slurm_ai.health.errors import HealthCheckError, HealthColdStart, HealthTimeout
+from slurm_ai.health.measure import READY_MARKER, RESULT_MARKER, SweepResult, SweepSpec
 from slurm_ai.health.rendezvous import free_port
 from slurm_ai.health.worker import ERROR_MARKER
 from slurm_ai.proc import CommandResult, run_group
@@ -125,8 +125,15 @@ def launch_local(
             commands, timeout=timeout - grace, envs=envs, grace=grace, fail_fast=True
         )
     except CommandTimeout as exc:
+        ready = sum(out.count(READY_MARKER) for out in exc.stdout)  # mpirun: all ranks in one
+        if ready < ranks:
+            raise HealthColdStart(
+                f"cold start: {ready} of {ranks} {spec.backend} ranks ready within {timeout:g} s "
+                "(library import, communicator, CUDA init); nothing measured"
+            ) from exc
         raise HealthTimeout(
-            f"{spec.backend} all-reduce on {ranks} ranks did not finish within {timeout:g} s"
+            f"{spec.backend} all-reduce on {ranks} ranks did not finish within {timeout:g} s "
+            "after start-up"
         ) from exc
     except CommandError as exc:
         raise HealthCheckError(f"cannot start the {spec.backend} workers: {exc}") from exc
@@ -145,7 +152,9 @@ def parse_results(results: list[CommandResult], backend: str) -> SweepResult:
                     return SweepResult.from_json(json.loads(line[len(RESULT_MARKER) :]))
                 except (ValueError, KeyError, TypeError) as exc:
                     raise HealthCheckError(f"unreadable worker result: {exc}") from exc
-    raise HealthCheckError(_why(_first_failure(results) or results[0], backend))
+    # The rank that reported its own error explains more than one killed after it.
+    bad = next((r for r in results if ERROR_MARKER in r.stderr), None)
+    raise HealthCheckError(_why(bad or _first_failure(results) or results[0], backend))
 
 
 def _first_failure(results: list[CommandResult]) -> CommandResult | None:

@@ -29,8 +29,12 @@ PATTERN_MOD = 13
 # CORRUPT_STRIDE-th element of its input, as a flipped bit in memory would.
 CORRUPT_STRIDE = 1021
 CORRUPT_DELTA = 1000
-FAULT_ENV = "SLURM_AI_HEALTH_FAULT"  # "corrupt:RANK" | "hang:RANK" | "crash:RANK"; tests only
+FAULT_ENV = "SLURM_AI_HEALTH_FAULT"  # "corrupt:R" | "hang:R" | "crash:R" | "coldstart:R"
 RESULT_MARKER = "SLURM-AI-HEALTH-RESULT "
+# Printed by every node-scope worker once its library is imported and its
+# communicator (and CUDA context) is up: a launcher that times out without it
+# saw a cold start that did not fit, not a node that hung while measuring.
+READY_MARKER = "SLURM-AI-HEALTH-READY"
 
 
 def pattern_value(index: int, rank: int) -> int:
@@ -105,6 +109,7 @@ class SweepSpec:
     iters: int = 5
     backend: str = "mpi"  # mpi | gloo | nccl
     fault: str | None = None
+    bench: dict[str, Any] | None = None  # gpubench.BenchSpec as JSON (torch backends)
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -124,6 +129,7 @@ class SweepSpec:
             iters=max(1, int(data.get("iters", 5))),
             backend=str(data.get("backend", "mpi")),
             fault=data.get("fault"),
+            bench=data["bench"] if isinstance(data.get("bench"), dict) else None,
         )
 
 
@@ -145,6 +151,12 @@ class SweepResult:
     ranks: int
     device: str
     rows: list[SizeResult] = field(default_factory=list)
+    # Start-up (library import, communicator, CUDA context) apart from the
+    # measurement itself, slowest rank; None from workers that predate them.
+    startup_s: float | None = None
+    measure_s: float | None = None
+    # The GPU-local benchmark of every rank (gpubench.py), in rank order.
+    local: list[dict[str, Any]] = field(default_factory=list)
 
     @property
     def wrong(self) -> int:
@@ -164,6 +176,9 @@ class SweepResult:
             "ranks": self.ranks,
             "device": self.device,
             "rows": [asdict(r) for r in self.rows],
+            "startup_s": self.startup_s,
+            "measure_s": self.measure_s,
+            "local": self.local,
         }
 
     @classmethod
@@ -172,7 +187,15 @@ class SweepResult:
             SizeResult(**{k: row[k] for k in SizeResult.__dataclass_fields__})
             for row in data["rows"]
         ]
-        return cls(str(data["backend"]), int(data["ranks"]), str(data["device"]), rows)
+        result = cls(str(data["backend"]), int(data["ranks"]), str(data["device"]), rows)
+        for key in ("startup_s", "measure_s"):
+            value = data.get(key)
+            if isinstance(value, (int, float)) and not isinstance(value, bool):
+                setattr(result, key, float(value))
+        local = data.get("local")
+        if isinstance(local, list):
+            result.local = [entry for entry in local if isinstance(entry, dict)]
+        return result
 
 
 class Collective(Protocol):
@@ -204,6 +227,8 @@ class Collective(Protocol):
 
     def max_int(self, value: int) -> int: ...
 
+    def max_float(self, value: float) -> float: ...
+
     def allgather_text(self, text: str) -> list[str]:
         """Every rank's `text`, in rank order (small results, e.g. GPU checks)."""
         ...
@@ -214,7 +239,8 @@ def fault_for_rank(fault: str | None, rank: int) -> str | None:
     if not fault or ":" not in fault:
         return None
     kind, _, target = fault.partition(":")
-    return kind if target.strip() == str(rank) and kind in ("corrupt", "hang", "crash") else None
+    kinds = ("corrupt", "hang", "crash", "coldstart")
+    return kind if target.strip() == str(rank) and kind in kinds else None
 
 
 def run_sweep(coll: Collective, spec: SweepSpec) -> SweepResult:

@@ -14,12 +14,19 @@ from typing import Any
 
 from slurm_ai.errors import SlurmAIError
 from slurm_ai.health.backends import choose_backend
-from slurm_ai.health.errors import HealthCheckError, HealthTimeout
+from slurm_ai.health.errors import HealthCheckError, HealthColdStart, HealthTimeout
+from slurm_ai.health.gpubench import (
+    BenchSpec,
+    comparable,
+    history_entries,
+    judge_bench,
+    model_key,
+)
 from slurm_ai.health.history import HealthStore, comparable_busbw
 from slurm_ai.health.measure import SweepResult, SweepSpec, size_sweep
 from slurm_ai.health.settings import Floors, HealthSettings
 from slurm_ai.health.thresholds import Calibration, calibrate, judge_sweep
-from slurm_ai.health.verdict import CheckResult, Verdict, first_worst, worst
+from slurm_ai.health.verdict import CheckResult, Verdict, conclude, first_worst, worst
 
 CPU_RANKS = 2
 
@@ -43,6 +50,7 @@ class NodeCheckOptions:
     fault: str | None = None
     node: str = "localhost"  # whose XID cursor (the spool may be shared in tests)
     advance_xid_cursor: bool = False  # the Prolog, --drain, --record: see kmsg.py
+    local_bench: str | None = None  # gpu | always | off (default [health] local_bench)
 
 
 @dataclass
@@ -78,6 +86,10 @@ class HealthReport:
             "duration_s": round(self.duration_s, 3),
             "checks": [c.to_json() for c in self.checks if c.verdict is not Verdict.PASS],
             "calibration": self.calibration.to_json() if self.calibration else None,
+            # Start-up (import, communicator, CUDA) apart from the measurement.
+            "startup_s": self.sweep.startup_s if self.sweep else None,
+            "measure_s": self.sweep.measure_s if self.sweep else None,
+            "bench": [_bench_summary(e) for e in self.sweep.local] if self.sweep else [],
         }
 
     def to_json(self) -> dict[str, Any]:
@@ -88,12 +100,9 @@ class HealthReport:
         return data
 
 
-def conclude(checks: list[CheckResult]) -> tuple[Verdict, str]:
-    verdict = worst([c.verdict for c in checks])
-    top = first_worst(checks)
-    if top is None:
-        return verdict, ""
-    return verdict, (top.reason if verdict is Verdict.PASS else f"{top.check}: {top.reason}")
+def _bench_summary(entry: dict[str, Any]) -> dict[str, Any]:
+    keys = ("device", "model", "gemm_tflops", "mem_gbps", "error")
+    return {k: entry[k] for k in keys if entry.get(k) is not None}
 
 
 def run_node_check(
@@ -103,7 +112,7 @@ def run_node_check(
     *,
     record: bool = False,
 ) -> HealthReport:
-    from slurm_ai.health.nodegpu import GpuPart, gpu_health, save_cursor
+    from slurm_ai.health.nodegpu import GpuPart, gpu_count, gpu_health, save_cursor
 
     started = time.monotonic()
     budget = options.timeout_s or settings.budget_s
@@ -119,7 +128,7 @@ def run_node_check(
             kernel_log=options.kernel_log,
         )
     elif options.allreduce:
-        gpu.count = _gpu_count(options, budget)
+        gpu.count = gpu_count(options.nvml_recording, budget)
     report = HealthReport(Verdict.PASS, "")
     if options.allreduce:
         report = _allreduce_part(
@@ -135,18 +144,6 @@ def run_node_check(
     if record and store is not None and report.sweep is not None:
         _record(settings, store, options.partition, report)
     return report
-
-
-def _gpu_count(options: NodeCheckOptions, budget: float) -> int:
-    """GPUs NVML shows (0 without NVML): picks the backend and the ranks."""
-    from slurm_ai.errors import ProbeError
-    from slurm_ai.nvml import open_nvml
-
-    try:
-        with open_nvml(options.nvml_recording, timeout=max(0.5, min(5.0, budget / 4))) as nv:
-            return nv.device_count()
-    except ProbeError:
-        return 0
 
 
 def _allreduce_part(
@@ -172,6 +169,9 @@ def _allreduce_part(
     )
     max_size = options.max_size or (settings.gpu_max_size if on_gpu else settings.cpu_max_size)
     min_size = min(options.min_size or settings.min_size, max_size)
+    bench_wanted = (options.local_bench or settings.local_bench) == "always" or (
+        (options.local_bench or settings.local_bench) == "gpu" and gpus > 0
+    )
     spec = SweepSpec(
         sizes=size_sweep(min_size, max_size, settings.size_factor, settings.dtype),
         dtype=settings.dtype,
@@ -179,6 +179,7 @@ def _allreduce_part(
         iters=options.iters or (max(settings.iters, 20) if on_gpu else settings.iters),
         backend=backend,
         fault=options.fault,
+        bench=bench_spec(settings).to_json() if bench_wanted and backend != "mpi" else None,
     )
     report = HealthReport(Verdict.PASS, "", backend=backend)
     if remaining < 1.0:
@@ -186,6 +187,10 @@ def _allreduce_part(
         return report
     try:
         report.sweep = launch_local(spec, ranks, timeout=remaining, mpirun=settings.mpirun)
+    except HealthColdStart as exc:
+        # Nothing was measured: say so, never a timeout that reads like a node fault.
+        report.checks = [CheckResult("allreduce", Verdict.UNCHECKED, str(exc))]
+        return report
     except HealthTimeout as exc:
         report.checks = [CheckResult("allreduce", Verdict.TIMEOUT, str(exc))]
         return report
@@ -200,7 +205,60 @@ def _allreduce_part(
         report.calibration,
         outlier_verdict=Verdict(settings.outlier_verdict),
     )
+    if bench_wanted:
+        bench = _judge_bench(settings, store, report.sweep)
+        if backend == "mpi":
+            bench = [CheckResult("gemm", Verdict.UNCHECKED, "not run: needs a torch backend")]
+        report.checks += bench
+        _one_rank_judged_by_bench(report.checks, floors)
     return report
+
+
+def bench_spec(settings: HealthSettings) -> BenchSpec:
+    return BenchSpec(
+        gemm_n=settings.bench_gemm_n,
+        mem_bytes=settings.bench_mem_size,
+        seconds=settings.bench_seconds,
+    )
+
+
+def _judge_bench(
+    settings: HealthSettings, store: HealthStore | None, sweep: SweepResult
+) -> list[CheckResult]:
+    def calibration(model: str, metric: str) -> Calibration | None:
+        if not settings.calibrate or store is None:
+            return None
+        try:
+            entries = store.history(model_key(model), scope="gpu")
+        except (SlurmAIError, OSError):
+            return None
+        return calibrate(
+            comparable(entries, model, metric),
+            k=settings.calib_k,
+            min_drop=settings.calib_min_drop,
+            min_samples=settings.calib_min_samples,
+        )
+
+    return judge_bench(
+        sweep.local,
+        settings.bench_floors,
+        calibration,
+        outlier_verdict=Verdict(settings.outlier_verdict),
+    )
+
+
+def _one_rank_judged_by_bench(checks: list[CheckResult], floors: Floors) -> None:
+    """On one rank the all-reduce judges nothing; when every GPU-local check
+    passed and no all-reduce floor was asked for, the GPU is judged by those:
+    the all-reduce's "not judged" becomes a note (info) instead of the verdict."""
+    bench = [c for c in checks if c.check in ("gemm", "gpu-mem")]
+    if not bench or any(c.verdict is not Verdict.PASS for c in bench):
+        return
+    if floors.min_busbw_gbps > 0 or floors.max_small_time_us > 0:
+        return
+    for i, check in enumerate(checks):
+        if check.check == "allreduce" and check.verdict is Verdict.UNCHECKED:
+            checks[i] = CheckResult(check.check, Verdict.INFO, check.reason)
 
 
 def _calibration(
@@ -234,3 +292,16 @@ def _record(
     # History is a nicety: it never changes the verdict.
     with contextlib.suppress(SlurmAIError, OSError):
         store.append_history(partition, history_entry(report), settings.history_max)
+    if report.sweep is None or not report.sweep.local:
+        return
+    verdicts: dict[str, str] = {}
+    for check in report.checks:
+        if check.check in ("gemm", "gpu-mem"):
+            device = check.reason.split(" (", 1)[0]
+            old = Verdict(verdicts.get(device, "pass"))
+            verdicts[device] = worst([old, check.verdict]).value
+    for entry in history_entries(report.sweep.local, verdicts):
+        with contextlib.suppress(SlurmAIError, OSError):
+            store.append_history(
+                model_key(str(entry["model"])), entry, settings.history_max, scope="gpu"
+            )

@@ -87,6 +87,17 @@ def gpu_health(
         return part
 
 
+def gpu_count(nvml_recording: str | None, budget: float) -> int:
+    """GPUs NVML shows (0 without NVML): picks the backend and the ranks."""
+    from slurm_ai.nvml import open_nvml
+
+    try:
+        with open_nvml(nvml_recording, timeout=max(0.5, min(5.0, budget / 4))) as nv:
+            return nv.device_count()
+    except ProbeError:
+        return 0
+
+
 def _no_nvml(allocated: list[int] | None, why: str) -> CheckResult:
     if allocated:
         return CheckResult(

@@ -1,5 +1,9 @@
 """When the Prolog runs the check (pure: the caller passes the cache and clock).
 
+background  never in the Prolog: it runs the quick GPU checks and reads the
+            node's latest full verdict (`latest`); the full check runs as
+            Slurm's HealthCheckProgram and in the Epilog when that verdict
+            is older than `max_age_hours`
 every_job   every job that passes the filters
 after_boot  the first job after each boot (boot_id changes), then the cached result
 interval    at most once per `interval_hours` per node, then the cached result
@@ -23,6 +27,7 @@ class Decision:
     run: bool
     why: str
     cached: dict[str, Any] | None = None
+    background: bool = False  # the Prolog reads the latest full verdict instead
 
 
 def decide(
@@ -40,6 +45,8 @@ def decide(
         return Decision(False, f"job has {len(job.gpus)} GPUs here, fewer than {settings.min_gpus}")
     if settings.when == "every_job":
         return Decision(True, "every job")
+    if settings.when == "background":
+        return Decision(False, "the full check runs off the job's start", background=True)
     usable = (
         last is not None
         and isinstance(last.get("health"), dict)
@@ -61,3 +68,66 @@ def decide(
             cached=last["health"],
         )
     return Decision(True, f"no check in the last {settings.interval_hours:g} h")
+
+
+# A stored "unchecked" (a cold start, say) is not reused either: the next
+# Epilog or HealthCheckProgram run tries again.
+USABLE = ("pass", "warn")
+
+
+@dataclass(frozen=True)
+class Latest:
+    """The node's latest full verdict as a job sees it."""
+
+    health: dict[str, Any] | None  # the stored fragment when fresh and usable
+    age_s: float | None
+    why: str  # why there is none to use ("" when usable)
+
+    @property
+    def usable(self) -> bool:
+        return self.health is not None
+
+
+def latest(settings: HealthSettings, last: dict[str, Any] | None, now: float) -> Latest:
+    """Is the stored full verdict (last.json) fresh enough to stand for this job?
+
+    Not when absent, older than max_age_hours, from the future (a clock step),
+    or a verdict that must not be reused (fail, error, timeout, unchecked:
+    after an admin resumes a drained node it is checked again)."""
+    if last is None or not isinstance(last.get("health"), dict):
+        return Latest(None, None, "no full check on this node yet")
+    checked_at = last.get("checked_at")
+    if not isinstance(checked_at, (int, float)) or isinstance(checked_at, bool):
+        return Latest(None, None, "the stored verdict has no time")
+    age = now - float(checked_at)
+    verdict = str(last["health"].get("verdict"))
+    if age < 0:
+        return Latest(None, round(age, 1), "the stored verdict is from the future (clock step)")
+    if age > settings.max_age_hours * 3600:
+        return Latest(
+            None,
+            round(age, 1),
+            f"the last full check is {age / 3600:.1f} h old (max_age_hours "
+            f"{settings.max_age_hours:g})",
+        )
+    if verdict not in USABLE:
+        return Latest(None, round(age, 1), f"the last full check was {verdict}: re-check pending")
+    return Latest(last["health"], round(age, 1), "")
+
+
+# Verdicts that mean "the full check could not judge this node".
+NOT_JUDGED = frozenset({"unchecked", "skipped", "error", "timeout"})
+
+
+def provenance(source: str, verdict: str, reason: str, age_s: float | None) -> dict[str, Any]:
+    """record["nodes"][n]["health"]["provenance"]: what the job's verdict rests on.
+
+    source: fresh (measured for this job), cached (the node's latest full
+    verdict, `age_s` old) or unchecked (`why` says why nothing judged it).
+    """
+    why: str | None = None
+    if source != "unchecked" and verdict in NOT_JUDGED:
+        source, why = "unchecked", f"{verdict}: {reason}"[:200]
+    elif source == "unchecked":
+        why = reason[:200]
+    return {"source": source, "age_s": age_s, "why": why}

@@ -53,11 +53,11 @@ def render(health: dict[str, Any], node: str) -> str:
         metric(
             "slurm_ai_health_check_severity",
             "gauge",
-            "Per check: 0 pass, 1 warn, 2 error, 3 timeout, 4 fail.",
+            "Per check: 0 pass, 1 unchecked, 2 warn, 3 error, 4 timeout, 5 fail.",
             [
                 (
                     f'{{{base},check="{_label(c.get("check"))}"}}',
-                    float(severity.get(str(c.get("verdict")), 2)),
+                    float(severity.get(str(c.get("verdict")), 3)),
                 )
                 for c in checks
             ],

@@ -2,8 +2,12 @@
 
 [health]
 enabled = false            # the Prolog runs the check only when true
-when = "every_job"         # every_job | after_boot | interval
+when = "background"        # background | every_job | after_boot | interval
 interval_hours = 24.0      # for when = "interval": at most once per N hours per node
+max_age_hours = 24.0       # background: a full verdict older than this is stale
+background_budget_s = 50.0 # HealthCheckProgram / Epilog refresh (slurmd kills the program at 60 s)
+epilog_refresh = true      # background: the Epilog re-runs a stale check on the job's GPUs
+auto_resume = true         # HealthCheckProgram resumes nodes drained with our reason on pass
 partitions = []            # only jobs in these partitions (empty: all)
 min_gpus = 0               # only jobs with at least this many GPUs on the node
 budget_s = 10.0            # hard wall-clock limit of the whole node check
@@ -34,6 +38,14 @@ nvlink_error_limit = 100
 retired_pages_limit = 60
 textfile_dir = ""          # node_exporter textfile collector dir ("": off)
 mpirun = "mpirun"
+local_bench = "gpu"        # GEMM + memory bandwidth per GPU: gpu | always | off
+bench_gemm_n = 8192        # square GEMM size (bf16 on GPUs, float32 on CPUs)
+bench_mem_size = "1G"      # device buffer copied for the bandwidth
+bench_seconds = 2.0        # per measurement
+gemm_min_fraction = 0.5    # floor: this fraction of the published dense bf16 peak
+mem_min_fraction = 0.5     # floor: this fraction of the published memory bandwidth
+gemm_min_tflops = 0.0      # absolute floors (0: none); the higher floor applies
+mem_min_gbps = 0.0
 
 [health.floors.gpu-bare]   # per-partition floors override the defaults
 min_busbw_gbps = 350.0
@@ -46,6 +58,7 @@ from dataclasses import dataclass, field
 
 from slurm_ai.config import Config, Section
 from slurm_ai.errors import ConfigError
+from slurm_ai.health.gpubench import BenchFloors
 from slurm_ai.health.measure import DTYPE_BYTES, parse_size
 
 DEFAULT_XID_FATAL = [
@@ -71,7 +84,8 @@ DEFAULT_XID_FATAL = [
     140,
 ]
 DEFAULT_XID_IGNORE = [13, 31, 43, 45]
-WHEN = ("every_job", "after_boot", "interval")
+WHEN = ("background", "every_job", "after_boot", "interval")
+LOCAL_BENCH = ("gpu", "always", "off")
 
 
 def _size(section: Section, key: str, default: str) -> int:
@@ -93,8 +107,12 @@ class Floors:
 @dataclass(frozen=True)
 class HealthSettings:
     enabled: bool = False
-    when: str = "every_job"
+    when: str = "background"
     interval_hours: float = 24.0
+    max_age_hours: float = 24.0
+    background_budget_s: float = 50.0
+    epilog_refresh: bool = True
+    auto_resume: bool = True
     partitions: list[str] = field(default_factory=list)
     min_gpus: int = 0
     budget_s: float = 10.0
@@ -125,6 +143,11 @@ class HealthSettings:
     retired_pages_limit: int = 60
     textfile_dir: str = ""
     mpirun: str = "mpirun"
+    local_bench: str = "gpu"
+    bench_gemm_n: int = 8192
+    bench_mem_size: int = 1024**3
+    bench_seconds: float = 2.0
+    bench_floors: BenchFloors = field(default_factory=BenchFloors)
 
     def floors_for(self, partition: str | None) -> Floors:
         if partition and partition in self.partition_floors:
@@ -134,7 +157,7 @@ class HealthSettings:
     @classmethod
     def from_config(cls, config: Config) -> HealthSettings:
         s = config.section("health")
-        when = s.get_str("when", "every_job")
+        when = s.get_str("when", "background")
         if when not in WHEN:
             raise ConfigError(f"[health] when: expected one of {', '.join(WHEN)}, got {when!r}")
         dtype = s.get_str("dtype", "float32")
@@ -153,12 +176,20 @@ class HealthSettings:
                 part.get_float("max_small_time_us", floors.max_small_time_us),
             )
         budget = s.get_float("budget_s", 10.0)
-        if budget <= 0:
-            raise ConfigError("[health] budget_s must be positive")
+        background_budget = s.get_float("background_budget_s", 50.0)
+        if budget <= 0 or background_budget <= 0:
+            raise ConfigError("[health] budget_s and background_budget_s must be positive")
+        local_bench = s.get_str("local_bench", "gpu")
+        if local_bench not in LOCAL_BENCH:
+            raise ConfigError(f"[health] local_bench: expected one of {', '.join(LOCAL_BENCH)}")
         return cls(
             enabled=s.get_bool("enabled", False),
             when=when,
             interval_hours=s.get_float("interval_hours", 24.0),
+            max_age_hours=s.get_float("max_age_hours", 24.0),
+            background_budget_s=background_budget,
+            epilog_refresh=s.get_bool("epilog_refresh", True),
+            auto_resume=s.get_bool("auto_resume", True),
             partitions=s.get_str_list("partitions", []),
             min_gpus=s.get_int("min_gpus", 0),
             budget_s=budget,
@@ -189,4 +220,14 @@ class HealthSettings:
             retired_pages_limit=s.get_int("retired_pages_limit", 60),
             textfile_dir=s.get_str("textfile_dir", ""),
             mpirun=s.get_str("mpirun", "mpirun"),
+            local_bench=local_bench,
+            bench_gemm_n=max(16, s.get_int("bench_gemm_n", 8192)),
+            bench_mem_size=_size(s, "bench_mem_size", "1G"),
+            bench_seconds=max(0.01, s.get_float("bench_seconds", 2.0)),
+            bench_floors=BenchFloors(
+                gemm_min_tflops=s.get_float("gemm_min_tflops", 0.0),
+                mem_min_gbps=s.get_float("mem_min_gbps", 0.0),
+                gemm_min_fraction=s.get_float("gemm_min_fraction", 0.5),
+                mem_min_fraction=s.get_float("mem_min_fraction", 0.5),
+            ),
         )

@@ -69,6 +69,20 @@ def calibrate(
     return Calibration(len(clean), median, percentile(clean, 5), mad, floor)
 
 
+def one_rank_reason(floors: Floors) -> str:
+    """Why a one-rank all-reduce is not judged, naming each floor it cannot apply."""
+    text = "not judged: 1 rank, sums verified, no bandwidth (no link crossed)"
+    skipped = [
+        f"{name} {value:g} {unit}"
+        for name, value, unit in (
+            ("min busbw", floors.min_busbw_gbps, "GB/s"),
+            ("max small time", floors.max_small_time_us, "us"),
+        )
+        if value > 0
+    ]
+    return text + (f"; floor not applied: {', '.join(skipped)}" if skipped else "")
+
+
 def judge_sweep(
     result: SweepResult,
     floors: Floors,
@@ -96,13 +110,7 @@ def judge_sweep(
         # 26 us at every size up to 1 GiB), so there is no bandwidth to judge;
         # the run still proves the stack works and the sums are right.
         if not checks:
-            checks.append(
-                CheckResult(
-                    "allreduce",
-                    Verdict.PASS,
-                    "1 rank: sums verified, bandwidth not judged (no link crossed)",
-                )
-            )
+            checks.append(CheckResult("allreduce", Verdict.UNCHECKED, one_rank_reason(floors)))
         return checks
     bw, label = largest.busbw_gbps, "busbw"
     size_text = f"at {largest.size_bytes} B"

@@ -10,6 +10,9 @@ class Verdict(StrEnum):
     PASS = "pass"
     INFO = "info"  # noted, never judged (an XID from before the last check, no GPU)
     SKIPPED = "skipped"
+    # Ran, but could not judge: one rank (no bandwidth), a floor that does not
+    # apply, a cold start that did not fit the budget. Never "pass".
+    UNCHECKED = "unchecked"
     WARN = "warn"
     ERROR = "error"
     TIMEOUT = "timeout"
@@ -34,18 +37,22 @@ _SEVERITY = {
     Verdict.PASS: 0,
     Verdict.INFO: 0,
     Verdict.SKIPPED: 0,
-    Verdict.WARN: 1,
-    Verdict.ERROR: 2,
-    Verdict.TIMEOUT: 3,
-    Verdict.FAIL: 4,
+    Verdict.UNCHECKED: 1,
+    Verdict.WARN: 2,
+    Verdict.ERROR: 3,
+    Verdict.TIMEOUT: 4,
+    Verdict.FAIL: 5,
 }
 
 # Nagios-style (like gcm): 0 ok, 1 warning, 2 critical, 3 unknown; 4 for a timeout
-# so a script can tell "slow to answer" from "could not run".
+# so a script can tell "slow to answer" from "could not run". "unchecked" exits 0:
+# nothing is known against the node, and `set -e` job scripts must not stop on a
+# one-node job; the printed verdict and the record say what was not judged.
 EXIT_CODES: dict[Verdict, int] = {
     Verdict.PASS: 0,
     Verdict.INFO: 0,
     Verdict.SKIPPED: 0,
+    Verdict.UNCHECKED: 0,
     Verdict.WARN: 1,
     Verdict.FAIL: 2,
     Verdict.ERROR: 3,
@@ -90,3 +97,12 @@ def first_worst(results: list[CheckResult]) -> CheckResult | None:
     exact = next((r for r in results if r.verdict is target), None)
     # Only info/skipped results (severity 0 like pass): the first of them.
     return exact or max(results, key=lambda r: r.verdict.severity)
+
+
+def conclude(checks: list[CheckResult]) -> tuple[Verdict, str]:
+    """The verdict of a list of checks and the reason that explains it."""
+    verdict = worst([c.verdict for c in checks])
+    top = first_worst(checks)
+    if top is None:
+        return verdict, ""
+    return verdict, (top.reason if verdict is Verdict.PASS else f"{top.check}: {top.reason}")

@@ -2,7 +2,8 @@
 
 The shims in prolog/ and epilog/ exec this instead of the click CLI: a Prolog
 runs on every job's critical path, and click plus the CLI machinery is import
-time no job needs. HOOK is prolog, epilog or taskprolog.
+time no job needs. HOOK is prolog, epilog, taskprolog or healthcheck (Slurm's
+HealthCheckProgram, see slurm_ai/health/program.py).
 """
 
 from __future__ import annotations
@@ -10,11 +11,12 @@ from __future__ import annotations
 import os
 import sys
 
-USAGE = "usage: python -m slurm_ai.hooks {prolog,epilog,taskprolog} [--config PATH]\n"
+USAGE = "usage: python -m slurm_ai.hooks {prolog,epilog,taskprolog,healthcheck} [--config PATH]\n"
+HOOKS = ("prolog", "epilog", "taskprolog", "healthcheck")
 
 
 def parse_argv(argv: list[str]) -> tuple[str, str | None] | None:
-    if not argv or argv[0] not in ("prolog", "epilog", "taskprolog"):
+    if not argv or argv[0] not in HOOKS:
         return None
     hook, rest, config = argv[0], argv[1:], None
     while rest:
@@ -62,6 +64,10 @@ def main(argv: list[str] | None = None) -> int:
             from slurm_ai.hooks.epilog import run_epilog
 
             return run_epilog(config, os.environ)
+        if hook == "healthcheck":  # Slurm's HealthCheckProgram
+            from slurm_ai.health.program import run_program
+
+            return run_program(config, os.environ)
         return taskprolog(config)
     except BaseException as exc:  # last line of defence: fail open
         sys.stderr.write(f"slurm-ai {hook}: internal error: {type(exc).__name__}: {exc}\n")

@@ -75,6 +75,9 @@ class Cell:
     estimated_j: float = 0.0
     checked: int = 0
     failed: int = 0
+    fresh: int = 0  # health provenance of the job (facts.health_source)
+    cached: int = 0
+    unchecked: int = 0
     elapsed: Series = field(default_factory=Series)  # completed jobs only
     wait: Series = field(default_factory=Series)
     busbw: Series = field(default_factory=Series)
@@ -103,6 +106,9 @@ class Cell:
         if health is not None:
             self.checked += 1
             self.failed += health == "failed"
+        source = f.health_source
+        if source is not None:
+            setattr(self, source, getattr(self, source) + 1)
         if f.completed:
             self.elapsed.add(elapsed)
         wait = f.wait_s
@@ -126,6 +132,7 @@ class Cell:
         for name in (
             "jobs", "guessed", "node_s", "gpu_s", "energy_j", "energy_jobs",
             "energy_gpu_s", "measured_j", "estimated_j", "checked", "failed",
+            "fresh", "cached", "unchecked",
         ):  # fmt: skip
             setattr(self, name, getattr(self, name) + getattr(o, name))
         self.elapsed.extend(o.elapsed)
@@ -381,6 +388,9 @@ def group_row(prices: Prices, partition: str, platform: str, cell: Cell) -> dict
             "checked": cell.checked,
             "failed": cell.failed,
             "failure_rate": _r(_div(cell.failed, cell.checked), 3),
+            "fresh": cell.fresh,
+            "cached": cell.cached,
+            "unchecked": cell.unchecked,
         },
     }
 

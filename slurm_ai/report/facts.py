@@ -71,6 +71,9 @@ class JobFacts:
     submit: float | None = None
     start: float | None = None
     end: float | None = None
+    # What the job's health verdict rested on (record health.provenance):
+    # "fresh" | "cached" | "unchecked" (any node unchecked) | None (no provenance).
+    health_source: str | None = None
 
 
 @dataclass(slots=True)  # not frozen: a frozen __init__ costs a microsecond a job
@@ -191,11 +194,21 @@ def job_facts(row: dict[str, str]) -> Outcome:
 
 # What a record gives the facts: node count, platform classes, GPU models,
 # energy (total, measured, estimated), GPUs, busbw and its (ranks, size) key,
-# health, units (unchecked) and workload (unchecked).
+# health, units (unchecked), workload (unchecked) and health provenance.
 _Figures = tuple[
     int, set[str], dict[str, int], float | None, float, float, int,
-    float | None, tuple[str, int, int] | None, str | None, dict[str, Any], Any,
+    float | None, tuple[str, int, int] | None, str | None, dict[str, Any], Any, str | None,
 ]  # fmt: skip
+
+# A job is as checked as its least checked node.
+_SOURCE_RANK = {"fresh": 1, "cached": 2, "unchecked": 3}
+
+
+def _worse_source(current: str | None, provenance: Any) -> str | None:
+    source = provenance.get("source") if type(provenance) is dict else None
+    if source in _SOURCE_RANK and _SOURCE_RANK[source] > _SOURCE_RANK.get(current or "", 0):
+        return str(source)
+    return current
 
 
 def _dict_figures(record: dict[str, Any] | None) -> _Figures:
@@ -210,6 +223,7 @@ def _dict_figures(record: dict[str, Any] | None) -> _Figures:
     busbw: float | None = None
     busbw_key: tuple[str, int, int] | None = None
     health: str | None = None
+    source: str | None = None
     for node in nodes_rec.values():
         # Exact type checks instead of helpers; bool, NaN and infinity never
         # pass `type(x) in _NUM and 0 <= x < _INF`.
@@ -246,6 +260,7 @@ def _dict_figures(record: dict[str, Any] | None) -> _Figures:
         hl = node.get("health")
         if type(hl) is not dict:
             continue
+        source = _worse_source(source, hl.get("provenance"))
         verdict = hl.get("verdict")
         if verdict in CHECKED_VERDICTS:
             if verdict in FAILED_VERDICTS:
@@ -267,7 +282,7 @@ def _dict_figures(record: dict[str, Any] | None) -> _Figures:
     units = _dict(record.get("units")) if record else {}
     return (
         len(nodes_rec), classes, models, energy, measured, estimated, rec_gpus,
-        busbw, busbw_key, health, units, job_rec.get("workload"),
+        busbw, busbw_key, health, units, job_rec.get("workload"), source,
     )  # fmt: skip
 
 
@@ -287,6 +302,7 @@ def _slim_figures(record: Any) -> _Figures:
     busbw: float | None = None
     busbw_key: tuple[str, int, int] | None = None
     health: str | None = None
+    source: str | None = None
     for node in nodes_rec.values():
         plat = node.platform
         cls = plat.cls if plat is not None else None
@@ -314,6 +330,7 @@ def _slim_figures(record: Any) -> _Figures:
         hl = node.health
         if hl is None:
             continue
+        source = _worse_source(source, hl.provenance)
         verdict = hl.verdict
         if verdict in CHECKED_VERDICTS:
             if verdict in FAILED_VERDICTS:
@@ -335,6 +352,7 @@ def _slim_figures(record: Any) -> _Figures:
     return (
         len(nodes_rec), classes, models, energy, measured, estimated, rec_gpus,
         busbw, busbw_key, health, record.units, job.workload if job is not None else None,
+        source,
     )  # fmt: skip
 
 
@@ -389,12 +407,12 @@ def row_facts(
     if slim is not None:
         (
             node_count, classes, models, energy, measured, estimated, rec_gpus,
-            busbw, busbw_key, health, units_rec, workload,
+            busbw, busbw_key, health, units_rec, workload, health_source,
         ) = _slim_figures(slim)  # fmt: skip
     else:
         (
             node_count, classes, models, energy, measured, estimated, rec_gpus,
-            busbw, busbw_key, health, units_rec, workload,
+            busbw, busbw_key, health, units_rec, workload, health_source,
         ) = _dict_figures(record)  # fmt: skip
 
     # _int's answer; int() takes every str.isdecimal() string.
@@ -435,11 +453,11 @@ def row_facts(
     # Positional, in JobFacts' field order (keywords cost a microsecond a job):
     # job_id, partition, platform, workload, workload_guessed, model, nnodes, gpus,
     # elapsed_s, wait_s, completed, energy_j, measured_j, estimated_j, busbw_gbps,
-    # busbw_key, health, units, user, account, submit, start, end.
+    # busbw_key, health, units, user, account, submit, start, end, health_source.
     facts = JobFacts(
         job_id, partition, platform, str(workload), guessed, model, nnodes, gpus,
         elapsed, wait if wait is None or wait >= 0 else None, state.startswith("COMPLETED"),
         energy, measured, estimated, busbw,
-        busbw_key, health, units, user, account, submit, start, end,
+        busbw_key, health, units, user, account, submit, start, end, health_source,
     )  # fmt: skip
     return Outcome(kind, facts, reason, foreign)

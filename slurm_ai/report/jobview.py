@@ -72,6 +72,9 @@ def render_job(row: dict[str, str], prices: Prices) -> str:
                 f"({health.get('backend', '?')}, {health.get('ranks', '?')} ranks, {fmt(health.get('size_bytes'))} B)"
                 + (f": {health.get('reason')}" if health.get("reason") else "")
             )
+            source = _health_source(health.get("provenance"))
+            if source:
+                out.append(f"    health from  {source}")
         plan = node.get("plan") if isinstance(node.get("plan"), dict) else {}
         assert isinstance(plan, dict)
         if plan:
@@ -122,3 +125,16 @@ def job_json(row: dict[str, str]) -> dict[str, Any]:
         "foreign_comment": foreign,
         "record": record,
     }
+
+
+def _health_source(provenance: object) -> str:
+    """ "cached, 12 min old" / "unchecked: <why>" / "fresh" from health.provenance."""
+    if not isinstance(provenance, dict) or not isinstance(provenance.get("source"), str):
+        return ""
+    source, age, why = provenance["source"], provenance.get("age_s"), provenance.get("why")
+    text = source
+    if source == "cached" and isinstance(age, (int, float)):
+        text += f", {age / 60:.0f} min old" if age < 7200 else f", {age / 3600:.1f} h old"
+    if why:
+        text += f": {why}"
+    return text[:200]

@@ -116,6 +116,10 @@ def group_rows(report: dict[str, Any]) -> list[Row]:
     rows += [
         ("health checked", lambda g: fmt(g["health"]["checked"])),
         ("health failure rate", lambda g: _pct(g["health"]["failure_rate"])),
+        # Jobs by what their verdict rested on (record health.provenance).
+        ("health fresh", lambda g: fmt(g["health"].get("fresh"))),
+        ("health cached", lambda g: fmt(g["health"].get("cached"))),
+        ("health unchecked", lambda g: fmt(g["health"].get("unchecked"))),
     ]
     return rows
 

@@ -48,6 +48,7 @@ class _Energy(TypedDict, total=False):
 
 class _Health(TypedDict, total=False):
     verdict: Any
+    provenance: Any
     busbw_gbps: Any
     ranks: Any
     size_bytes: Any
@@ -100,6 +101,7 @@ if msgspec is not None:
 
     class SlimHealth(msgspec.Struct, gc=False):
         verdict: Any = None
+        provenance: Any = None  # an object when present; facts.py checks its type
         busbw_gbps: Any = None
         ranks: Any = None
         size_bytes: Any = None

@@ -100,7 +100,13 @@ def make_job(rng: random.Random, jobid: int) -> tuple[dict[str, str], dict[str, 
                 "note": "TDP x utilisation",
             }
         )
-        health: dict[str, Any] = {"verdict": "skipped", "reason": "single rank"}
+        # Provenance as the Prolog writes it (no random draw: other figures stay put).
+        unchecked = {"source": "unchecked", "age_s": None, "why": "single rank"}
+        health: dict[str, Any] = {
+            "verdict": "skipped",
+            "reason": "single rank",
+            "provenance": unchecked,
+        }
         if busbw is not None:
             health = {
                 "verdict": verdict,
@@ -112,6 +118,7 @@ def make_job(rng: random.Random, jobid: int) -> tuple[dict[str, str], dict[str, 
                 "reason": "" if verdict == "pass" else "busbw below threshold",
                 "cached": False,
                 "checked_at": start,
+                "provenance": {"source": "fresh", "age_s": 0.0, "why": None},
             }
         node_records[host] = {
             "platform": {

@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 from adminroot import TmpRoot
 
+from slurm_ai.admin.hookfiles import HookLayout, render_health_check_lines
 from slurm_ai.admin.settings_ref import SETTINGS
 from slurm_ai.cbuild import find_compiler, find_slurm_include
 from slurm_ai.config import load_config
@@ -234,7 +235,8 @@ def test_bad_set_is_a_usage_error(tmp_root: TmpRoot, bad: str) -> None:
 
 
 def test_set_values_are_typed(tmp_root: TmpRoot) -> None:
-    tmp_root.write_slurm_conf()
+    conf = tmp_root.write_slurm_conf()
+    conf.write_text(conf.read_text() + render_health_check_lines(HookLayout(etc_dir=tmp_root.etc)))
     result = tmp_root.install(
         "--set", "accounting.max_writes_per_s=50", "--set", 'hooks.steps=["topology"]',
         "--set", 'platform.nodes."gpu[01-02]".class=mig', "--enable-health",
@@ -308,3 +310,36 @@ def test_no_spank_registers_nothing(tmp_root: TmpRoot) -> None:
     tmp_root.write_slurm_conf()
     assert tmp_root.install("--no-spank").exit_code == 0
     assert not (tmp_root.etc / "plugstack.conf.d").exists()
+
+
+def test_enable_health_installs_the_health_check_program_and_prints_its_lines(
+    tmp_root: TmpRoot,
+) -> None:
+    conf = tmp_root.write_slurm_conf()
+    result = tmp_root.install("--enable-health")
+    assert result.exit_code == 3, result.output  # files in place, slurm.conf lacks lines
+    shim = tmp_root.etc / "slurm-ai-healthcheck"
+    assert shim.read_text().endswith(f"healthcheck --config {tmp_root.config}\n")
+    assert shim.stat().st_mode & 0o777 == 0o755
+    for line in (
+        f"HealthCheckProgram={shim}",
+        "HealthCheckInterval=3600",
+        "HealthCheckNodeState=IDLE",
+    ):
+        assert "\n" + line + "\n" in result.output, result.output
+    conf.write_text(conf.read_text() + render_health_check_lines(HookLayout(etc_dir=tmp_root.etc)))
+    assert tmp_root.install("--enable-health").exit_code == 0
+
+
+def test_a_site_health_check_program_is_chained_not_replaced(tmp_root: TmpRoot) -> None:
+    conf = tmp_root.write_slurm_conf()
+    conf.write_text(
+        conf.read_text() + "HealthCheckProgram=/usr/sbin/nhc\nHealthCheckInterval=300\n"
+    )
+    result = tmp_root.install("--enable-health")
+    assert result.exit_code == 3
+    assert "conflict" in result.output and "--healthcheck-chain /usr/sbin/nhc" in result.output
+    result = tmp_root.install("--enable-health", "--healthcheck-chain", "/usr/sbin/nhc")
+    lines = (tmp_root.etc / "slurm-ai-healthcheck").read_text().splitlines()
+    assert lines[:2] == ["#!/bin/sh", '/usr/sbin/nhc "$@" || true'], lines
+    assert lines[2].startswith("exec ") and lines[2].endswith(f"--config {tmp_root.config}")

@@ -110,7 +110,7 @@ def test_documented_config_parses_and_keeps_values() -> None:
     assert parsed["health"]["floors"]["gpu-bare"]["min_busbw_gbps"] == 350.0
     assert parsed["site"] == {"x": 1}
     # Every default is visible as a comment.
-    assert '# when = "every_job"' in text
+    assert '# when = "background"' in text
     assert "# max_writes_per_s = 20.0" in text
 
 

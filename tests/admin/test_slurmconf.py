@@ -73,3 +73,31 @@ def test_missing_include_and_garbage_are_reported_not_raised(tmp_path: Path) -> 
     assert any("no such file" in p for p in conf.problems)
     findings = check_slurm_conf(conf, node_name="n1", gpu_count=1, **SCRIPTS)
     assert by_key(findings)["NodeName"].status == "missing"
+
+
+def test_health_check_program_lines_only_when_health_is_installed() -> None:
+    hc = "/etc/slurm/slurm-ai-healthcheck"
+    bare = parse_text("ClusterName=c\n")
+    assert "HealthCheckProgram" not in by_key(check_slurm_conf(bare, **SCRIPTS))
+    found = by_key(check_slurm_conf(bare, healthcheck_script=hc, **SCRIPTS))
+    assert [(found[k].status, found[k].paste) for k in (
+        "HealthCheckProgram", "HealthCheckInterval", "HealthCheckNodeState"
+    )] == [
+        ("missing", f"HealthCheckProgram={hc}"),
+        ("missing", "HealthCheckInterval=3600"),
+        ("missing", "HealthCheckNodeState=IDLE"),
+    ]  # fmt: skip
+    nhc = parse_text(
+        "HealthCheckProgram=/usr/sbin/nhc\nHealthCheckInterval=0\nHealthCheckNodeState=ANY\n"
+    )
+    found = by_key(check_slurm_conf(nhc, healthcheck_script=hc, **SCRIPTS))
+    assert found["HealthCheckProgram"].status == "conflict"
+    assert "--healthcheck-chain /usr/sbin/nhc" in found["HealthCheckProgram"].message
+    assert found["HealthCheckInterval"].status == "conflict"
+    assert "never runs the HealthCheckProgram" in found["HealthCheckInterval"].message
+    assert found["HealthCheckNodeState"].status == "conflict"
+    ours = parse_text(
+        f"HealthCheckProgram={hc}\nHealthCheckInterval=600\nHealthCheckNodeState=IDLE,CYCLE\n"
+    )
+    found = by_key(check_slurm_conf(ours, healthcheck_script=hc, **SCRIPTS))
+    assert all(found[k].status == "ok" for k in found if k.startswith("HealthCheck"))

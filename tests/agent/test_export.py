@@ -93,3 +93,42 @@ def test_http_metrics(backend: str) -> None:
             assert err.value.code == 404
     finally:
         server.close()
+
+
+def test_the_nodes_health_verdict_and_its_age_in_the_metrics(tmp_path: Path) -> None:
+    from slurm_ai.agent.daemon import Agent
+    from slurm_ai.agent.export import health_families
+    from slurm_ai.agent.store import SampleStore
+    from slurm_ai.spool import atomic_write_json
+    from slurm_ai.sysfs import Sysfs
+
+    last = {"checked_at": 1000.0, "health": {"verdict": "warn"}}
+    text = render_text(health_families(last, "n1", now=1600.0))
+    assert 'slurm_ai_node_health_verdict{node="n1",verdict="warn"} 1' in text
+    assert 'slurm_ai_node_health_verdict{node="n1",verdict="pass"} 0' in text
+    assert 'slurm_ai_node_health_age_seconds{node="n1"} 600' in text
+    # No verdict yet (or an unreadable one): the families stay empty, never a guess.
+    assert [f.samples for f in health_families(None, "n1", 1.0)] == [[], []]
+    assert [f.samples for f in health_families({"health": "x"}, "n1", 1.0)] == [[], []]
+
+    spool = tmp_path / "spool"
+    spool.mkdir(mode=0o700)
+    health_file = spool / "last.json"
+    agent = Agent(
+        node="n1",
+        store=SampleStore(tmp_path / "store"),
+        interval_s=1.0,
+        sysfs=Sysfs("/"),
+        rapl=False,
+        health_file=health_file,
+    )
+    agent.tick(now=2000.0)
+    assert "slurm_ai_node_health_age_seconds{" not in render_text(agent.metrics.current())
+    atomic_write_json(health_file, {"checked_at": 1900.0, "health": {"verdict": "pass"}})
+    agent.tick(now=2000.0)
+    text = render_text(agent.metrics.current())
+    assert 'slurm_ai_node_health_verdict{node="n1",verdict="pass"} 1' in text
+    assert 'slurm_ai_node_health_age_seconds{node="n1"} 100' in text
+    health_file.write_text("{corrupt")
+    agent.tick(now=2001.0)  # a corrupt file never breaks sampling
+    agent.store.close()

@@ -237,6 +237,7 @@ def test_impossible_floor_drains_the_node_and_requeues_the_job(
 ) -> None:
     health = {
         "enabled": True,
+        "when": "every_job",
         "backend": "mpi",
         "min_size": "4K",
         "cpu_max_size": "64K",

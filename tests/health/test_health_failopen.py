@@ -30,7 +30,14 @@ ENV = {
     "SLURMD_NODENAME": "n1",
     "SLURM_SCRIPT_CONTEXT": "prolog_slurmd",
 }
-FAST = {"backend": "mpi", "min_size": "4K", "cpu_max_size": "16K", "iters": 1, "budget_s": 60}
+FAST = {
+    "backend": "mpi",
+    "when": "every_job",
+    "min_size": "4K",
+    "cpu_max_size": "16K",
+    "iters": 1,
+    "budget_s": 60,
+}
 
 
 def prolog(
@@ -180,12 +187,12 @@ def test_our_own_launcher_timing_out_is_a_timeout(
 def test_internal_errors_anywhere_fail_open(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import slurm_ai.health.node as node
+    import slurm_ai.health.fullcheck as fullcheck
 
     def boom(*args: Any, **kwargs: Any) -> Any:
         raise RuntimeError("a bug in slurm-ai")
 
-    monkeypatch.setattr(node, "run_node_check", boom)
+    monkeypatch.setattr(fullcheck, "run_node_check", boom)
     health, drains = prolog(tmp_path, FAST)
     assert health["verdict"] == "error" and drains == []
     assert health["reason"] == "internal error: RuntimeError"

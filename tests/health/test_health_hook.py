@@ -20,7 +20,14 @@ ENV = {
     "SLURMD_NODENAME": "n1",
     "SLURM_SCRIPT_CONTEXT": "prolog_slurmd",
 }
-FAST = {"backend": "mpi", "min_size": "4K", "cpu_max_size": "64K", "iters": 1, "budget_s": 60}
+FAST = {
+    "backend": "mpi",
+    "when": "every_job",  # the full check in the Prolog (background mode: test_health_background)
+    "min_size": "4K",
+    "cpu_max_size": "64K",
+    "iters": 1,
+    "budget_s": 60,
+}
 
 
 def ctx_for(tmp_path: Path, health: dict[str, Any]) -> HookContext:

@@ -14,7 +14,7 @@ import psutil
 import pytest
 from health_helpers import needs_mpi, needs_torch
 
-from slurm_ai.health.errors import HealthCheckError, HealthTimeout
+from slurm_ai.health.errors import HealthCheckError, HealthColdStart, HealthTimeout
 from slurm_ai.health.launcher import launch_local, mpirun_env, parse_results, worker_env
 from slurm_ai.health.measure import CORRUPT_STRIDE, SweepSpec
 from slurm_ai.health.worker import ERROR_MARKER
@@ -74,8 +74,10 @@ def test_corrupted_buffer_is_counted(backend: str) -> None:
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_hung_worker_times_out_and_leaves_nothing(backend: str) -> None:
     spec = SweepSpec(sizes=[4096], backend=backend, fault="hang:1")
-    with pytest.raises(HealthTimeout, match="did not finish within 5 s"):
-        launch_local(spec, 2, timeout=5)
+    # Long enough for both ranks to start (importing torch takes seconds here):
+    # the hang comes after start-up, so this is a timeout, not a cold start.
+    with pytest.raises(HealthTimeout, match="did not finish within 25 s after start-up"):
+        launch_local(spec, 2, timeout=25)
     assert workers_alive() == []
 
 
@@ -136,3 +138,13 @@ def test_the_failing_worker_is_named_not_the_one_killed_after_it() -> None:
     failed = CommandResult(["w"], 1, "", f"{ERROR_MARKER}ImportError: libtorch_cpu.so\n")
     with pytest.raises(HealthCheckError, match="gloo worker failed: ImportError: libtorch_cpu"):
         parse_results([killed, failed], "gloo")
+
+
+@needs_torch
+def test_a_start_up_that_does_not_fit_is_a_cold_start_not_a_timeout() -> None:
+    """Rank 1 never finishes its start-up: nothing was measured, and the error
+    says cold start (the node check turns it into "unchecked"), not a hang."""
+    spec = SweepSpec(sizes=[4096], backend="gloo", fault="coldstart:1")
+    with pytest.raises(HealthColdStart, match=r"cold start: [01] of 2 gloo ranks ready within 8 s"):
+        launch_local(spec, 2, timeout=8)
+    assert workers_alive() == []

@@ -44,6 +44,7 @@ def test_verdict_table() -> None:
         "pass": 0,
         "info": 0,
         "skipped": 0,
+        "unchecked": 0,
         "warn": 1,
         "fail": 2,
         "error": 3,
@@ -52,6 +53,9 @@ def test_verdict_table() -> None:
     assert worst([Verdict.PASS, Verdict.TIMEOUT, Verdict.WARN]) is Verdict.TIMEOUT
     assert worst([Verdict.ERROR, Verdict.FAIL]) is Verdict.FAIL
     assert worst([Verdict.INFO, Verdict.PASS]) is Verdict.PASS
+    # Not judged is never pass, and never hides a warning.
+    assert worst([Verdict.PASS, Verdict.UNCHECKED]) is Verdict.UNCHECKED
+    assert worst([Verdict.UNCHECKED, Verdict.WARN]) is Verdict.WARN
     info = CheckResult("xid", Verdict.INFO, "old")
     assert first_worst([info, CheckResult("gpu", Verdict.SKIPPED, "s")]) is info
     assert from_severity(Verdict.FAIL.severity) is Verdict.FAIL
@@ -62,9 +66,13 @@ def test_policy_modes() -> None:
     now = 1_000_000.0
     good = {"boot_id": "b1", "checked_at": now - 600, "health": {"verdict": "pass"}}
     assert not decide(settings(enabled=False), JOB, None, "b1", now).run
-    assert decide(settings(), JOB, good, "b1", now).run
+    every = settings(when="every_job")
+    assert decide(every, JOB, good, "b1", now).run
     assert not decide(settings(partitions=["other"]), JOB, None, "b1", now).run
-    assert decide(settings(partitions=["gpu"]), JOB, None, "b1", now).run
+    assert decide(settings(when="every_job", partitions=["gpu"]), JOB, None, "b1", now).run
+    # The default: never in the Prolog, which reads the latest full verdict instead.
+    background = decide(settings(), JOB, good, "b1", now)
+    assert not background.run and background.background and background.cached is None
     assert not decide(settings(min_gpus=8), JOB, None, "b1", now).run
     boot = settings(when="after_boot")
     cached = decide(boot, JOB, good, "b1", now)
@@ -167,7 +175,7 @@ def test_textfile(tmp_path: Path) -> None:
     assert 'slurm_ai_health_verdict{node="gpu01",verdict="fail"} 1' in text
     assert 'slurm_ai_health_verdict{node="gpu01",verdict="pass"} 0' in text
     assert 'slurm_ai_health_busbw_gbps{node="gpu01",backend="nccl"} 12.5' in text
-    assert 'check="x\\"y"} 4' in text
+    assert 'check="x\\"y"} 5' in text
     path = write_textfile(tmp_path, health, "gpu01")
     assert path.read_text() == text
     assert stat.S_IMODE(path.stat().st_mode) == 0o644

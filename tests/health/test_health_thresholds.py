@@ -66,8 +66,15 @@ def test_fixed_floors_and_wrong_elements() -> None:
 def test_single_rank_verifies_sums_but_judges_no_bandwidth() -> None:
     one = sweep(0.0, ranks=1)
     checks = judge_sweep(one, Floors(min_busbw_gbps=500.0), None)
-    assert [(c.check, c.verdict) for c in checks] == [("allreduce", Verdict.PASS)]
-    assert "bandwidth not judged" in checks[0].reason
+    # Never "pass": the floor cannot apply on one rank, and the reason says so.
+    assert [(c.check, c.verdict) for c in checks] == [("allreduce", Verdict.UNCHECKED)]
+    assert checks[0].reason == (
+        "not judged: 1 rank, sums verified, no bandwidth (no link crossed); "
+        "floor not applied: min busbw 500 GB/s"
+    )
+    plain = judge_sweep(one, Floors(), None)
+    assert [c.verdict for c in plain] == [Verdict.UNCHECKED]
+    assert "floor not applied" not in plain[0].reason
     bad = judge_sweep(sweep(0.0, ranks=1, wrong=3), Floors(min_busbw_gbps=500.0), None)
     assert [(c.check, c.verdict) for c in bad] == [("allreduce", Verdict.FAIL)]
 

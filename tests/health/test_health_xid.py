@@ -246,7 +246,10 @@ def test_prolog_drains_for_a_new_xid_and_a_resumed_node_passes(
     )
     health = {
         "enabled": True,
+        "when": "every_job",
         "backend": "mpi",
+        "ranks": 2,  # one allocated GPU would be one rank: an all-reduce that judges nothing
+        "local_bench": "off",  # the recorded GPUs are not here to run a GEMM on
         "min_size": "4K",
         "cpu_max_size": "16K",
         "iters": 1,

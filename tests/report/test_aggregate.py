@@ -137,7 +137,14 @@ def test_hand_computed_bare_metal_group() -> None:
     assert elapsed["cv"] is None and elapsed["p99_over_p50"] is None
     assert g["wait_s"]["n"] == 2 and g["wait_s"]["p95"] is None
     assert g["energy_measured_share"] == pytest.approx(0.917, abs=1e-3)  # 9.9 of 10.8 MJ
-    assert g["health"] == {"checked": 2, "failed": 1, "failure_rate": 0.5}
+    assert g["health"] == {
+        "checked": 2,
+        "failed": 1,
+        "failure_rate": 0.5,
+        "fresh": 0,
+        "cached": 0,
+        "unchecked": 0,
+    }
     (tokens,) = g["per_unit"]
     assert tokens["cost"] == pytest.approx(11.775 / 6) and tokens["kwh"] == 0.5
 
@@ -317,3 +324,33 @@ def test_equal_figures_are_no_clear_difference() -> None:
     assert comp["elapsed_p50"]["verdict"] == "no clear difference"
     assert comp["elapsed_p50"]["ratio"] == 1.0
     assert "shorter" not in dec["verdict"] and "longer" not in dec["verdict"]
+
+
+@pytest.mark.parametrize("slim", [True, False])
+def test_health_provenance_counts_per_partition(
+    monkeypatch: pytest.MonkeyPatch, slim: bool
+) -> None:
+    """A job counts as its least checked node: unchecked over cached over fresh."""
+    import slurm_ai.report.facts as facts
+
+    monkeypatch.setattr(facts, "slim_available", slim and facts.slim_available)
+
+    def with_sources(*sources: str | None) -> dict[str, Any]:
+        nodes = {}
+        for i, source in enumerate(sources):
+            n = node("bare-metal", 1e6, 1e6, "pass", 100.0)
+            if source is not None:
+                n["health"]["provenance"] = {"source": source, "age_s": 60.0, "why": None}
+            nodes[f"n{i + 1}"] = n
+        return {"v": 1, "job": {"id": "x"}, "nodes": nodes}
+
+    lines = [
+        D.join(FIELDS) + "\n",
+        line("1", "bare", "COMPLETED", 0, 0, 60, with_sources("fresh")),
+        line("2", "bare", "COMPLETED", 0, 0, 60, with_sources("cached", "fresh")),
+        line("3", "bare", "COMPLETED", 0, 0, 60, with_sources("cached", "unchecked")),
+        line("4", "bare", "COMPLETED", 0, 0, 60, with_sources(None)),  # an older record
+        line("5", "bare", "COMPLETED", 0, 0, 60, with_sources("guess")),  # not ours to count
+    ]
+    health = group(report_of(lines), "bare", "bare-metal")["health"]
+    assert (health["fresh"], health["cached"], health["unchecked"]) == (1, 1, 1)

@@ -58,7 +58,10 @@ def test_templates_complete_and_leave_records(installed_hooks: Any) -> None:
         output = read_output(out_dir / f"{name}-{job}.out")
         assert states[job] == "COMPLETED", f"{name} job {job}: {states[job]}\n{output[-3000:]}"
         assert re.search(line, output), f"{name}: no {line!r} in\n{output[-3000:]}"
-        assert "verdict: pass" in output or name == "datascience", output[-2000:]
+        if name == "inference":  # one task: its all-reduce moves no data, and says so
+            assert "verdict: unchecked (allreduce: not judged: 1 rank" in output, output[-2000:]
+        else:
+            assert "verdict: pass" in output or name == "datascience", output[-2000:]
         record = wait_record(cluster, job, nodes=nodes)
         assert record["job"]["workload"] == workload, name
         assert units <= set(record.get("units", {})), f"{name}: units {record.get('units')}"

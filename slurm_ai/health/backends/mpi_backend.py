@@ -108,6 +108,9 @@ class MpiCollective:
     def max_int(self, value: int) -> int:
         return int(self.comm.allreduce(int(value), op=self._mpi.MAX))
 
+    def max_float(self, value: float) -> float:
+        return float(self.comm.allreduce(float(value), op=self._mpi.MAX))
+
     def mean_float(self, value: float) -> float:
         return float(self.comm.allreduce(float(value), op=self._mpi.SUM)) / self.world
 

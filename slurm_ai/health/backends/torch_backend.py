@@ -54,6 +54,10 @@ class TorchCollective:
             **kwargs,
         )
         self._cuda = backend == "nccl"
+        if self._cuda:
+            # Create the CUDA context now, so start-up is timed as start-up.
+            torch.zeros(1, device=self.device).add_(1)
+            torch.cuda.synchronize()
         self.buf: Any = None
         self.expected: Any = None
 
@@ -116,6 +120,9 @@ class TorchCollective:
 
     def max_int(self, value: int) -> int:
         return int(self._reduce(value, torch.int64, dist.ReduceOp.MAX))
+
+    def max_float(self, value: float) -> float:
+        return self._reduce(value, torch.float64, dist.ReduceOp.MAX)
 
     def mean_float(self, value: float) -> float:
         return self._reduce(value, torch.float64, dist.ReduceOp.SUM) / self.world
