@@ -52,6 +52,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 GUESTS = ("v1", "v2")
+MIXED_PARTITION = "across"  # hidden partition holding host nodes and guests
 GUEST_VCPUS = 1
 GUEST_MEMORY_MB = 1280
 GUEST_REAL_MEMORY_MB = 1024  # what slurm.conf promises; the kernel keeps the rest
@@ -108,8 +109,10 @@ for mod in virtio_net 9pnet_virtio 9p; do modprobe "$mod"; done
 opts=trans=virtio,version=9p2000.L,msize=524288
 mkdir -p "$sai_prefix"
 mount -t 9p -o "$opts" prefix "$sai_prefix" || { echo "sai-vm: cannot mount prefix"; sleep 5; exit 1; }
-while read -r tag path; do
-  mkdir -p "$path" && mount -t 9p -o "$opts,ro,cache=loose" "$tag" "$path"
+# tag path ro|rw: code read-only and cached; a writable share stays coherent.
+while read -r tag path mode; do
+  case "$mode" in rw) extra="" ;; *) extra=",ro,cache=loose" ;; esac
+  mkdir -p "$path" && mount -t 9p -o "$opts$extra" "$tag" "$path"
 done < "$sai_prefix/vm/$sai_node.mounts"
 . "$sai_prefix/vm/$sai_node.boot"
 exec "$SAI_PYTHON" "$SAI_SCRIPT" guest-boot "$sai_prefix" "$sai_node"
@@ -452,8 +455,12 @@ def write_guest_files(prefix: Path, net: VmNet, slurm_conf: Path) -> None:
     directory.mkdir(parents=True, exist_ok=True)
     code = shared_code_paths()
     for node in GUESTS:
+        checkout = Path(__file__).resolve().parent.parent
         (directory / f"{node}.mounts").write_text(
-            "".join(f"code{i} {path}\n" for i, path in enumerate(code))
+            "".join(
+                f"code{i} {path} {'rw' if path == checkout else 'ro'}\n"
+                for i, path in enumerate(code)
+            )
         )
         boot = {
             "SAI_PYTHON": sys.executable,
@@ -487,11 +494,14 @@ def qemu_argv(
     shares: list[str] = [
         "-virtfs", f"local,path={prefix},mount_tag=prefix,security_model=passthrough,id=prefix",
     ]  # fmt: skip
+    checkout = Path(__file__).resolve().parent.parent
     for i, path in enumerate(shared_code_paths()):
+        # The checkout is where jobs of tests and the demo start (their cwd,
+        # where sbatch writes slurm-%j.out): writable, as on the host's nodes.
+        readonly = "" if path == checkout else "readonly=on,"
         shares += [
             "-virtfs",
-            f"local,path={path},mount_tag=code{i},security_model=passthrough,"
-            f"readonly=on,id=code{i}",
+            f"local,path={path},mount_tag=code{i},security_model=passthrough,{readonly}id=code{i}",
         ]
     cmdline = (
         f"root=/dev/vda rw console=ttyS0 panic=-1 init=/sbin/sai-init "
