@@ -139,10 +139,14 @@ def test_qemu_runs_in_the_namespace_with_kvm_and_a_throwaway_disk(tmp_path: Path
     assert "accel=kvm" in joined
     assert f"file={image.root},if=virtio,format=raw,snapshot=on" in argv
     assert f"mac={net.guest_mac('v1')}" in joined
-    # The code shares are read-only; only the prefix is writable.
+    # Writable: the prefix and the checkout (jobs start there); the Python is read-only.
     shares = [argv[i + 1] for i, a in enumerate(argv) if a == "-virtfs"]
     assert shares[0].startswith(f"local,path={tmp_path / 'prefix'},mount_tag=prefix,")
-    assert all("readonly=on" in s for s in shares[1:]) and len(shares) >= 2
+    checkout = Path(vm.__file__).resolve().parent.parent
+    writable = {s.split(",")[1] for s in shares if "readonly=on" not in s}
+    assert writable == {f"path={tmp_path / 'prefix'}", f"path={checkout}"}, shares
+    python = Path(sys.base_prefix).resolve()
+    assert any(f"path={python}," in s and "readonly=on" in s for s in shares), shares
 
 
 def test_shared_code_paths_cover_python_and_checkout_without_nesting() -> None:
