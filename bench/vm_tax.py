@@ -121,39 +121,35 @@ def main() -> int:
           " (emulation: the ratios measure QEMU's emulator, not KVM)"))  # fmt: skip
     for node in vm.GUESTS:
         print(f"boot {node}: {vm.boot_seconds(prefix, node)} s (kernel start to slurmd)")
-    busbw: dict[str, list[float]] = {"bare": [], "vm": []}
-    cpu: dict[str, list[float]] = {"bare": [], "vm": []}
     size = parse_size(args.size)
+    # figure key -> (srun options, program and its arguments)
+    jobs = {
+        "busbw": (["-N2", "-n2", "--mpi=pmix"], [script.name, str(size), str(args.iters)]),
+        "seconds": (["-N1", "-n1"], [kernel.name]),
+    }
+    series: dict[str, dict[str, list[float]]] = {k: {"bare": [], "vm": []} for k in jobs}
     try:
         for _ in range(args.rounds):
             for part in ("bare", "vm"):
-                job = run_command(
-                    ["srun", "-p", part, "-N2", "-n2", "--mpi=pmix", sys.executable,
-                     script.name, str(size), str(args.iters)],
-                    timeout=600, check=False, extra_env=env,
-                )  # fmt: skip
-                value = figure(job.stdout, "busbw")
-                if value is None:
-                    print(f"all-reduce on {part} failed: {job.stderr.strip()[-300:]}")
-                    return 1
-                busbw[part].append(value)
-                job = run_command(
-                    ["srun", "-p", part, "-N1", "-n1", sys.executable, kernel.name],
-                    timeout=600, check=False, extra_env=env,
-                )  # fmt: skip
-                seconds = figure(job.stdout, "seconds")
-                if seconds is None:
-                    print(f"CPU kernel on {part} failed: {job.stderr.strip()[-300:]}")
-                    return 1
-                cpu[part].append(seconds)
+                for key, (options, program) in jobs.items():
+                    job = run_command(
+                        ["srun", "-p", part, *options, sys.executable, *program],
+                        timeout=600, check=False, extra_env=env,
+                    )  # fmt: skip
+                    value = figure(job.stdout, key)
+                    if value is None:
+                        print(f"{key} job on {part} failed: {job.stderr.strip()[-300:]}")
+                        return 1
+                    series[key][part].append(value)
     finally:
         Path(script.name).unlink(missing_ok=True)
         Path(kernel.name).unlink(missing_ok=True)
     print(f"{'figure':<28} {'bare med':>10} {'vm med':>10} {'vm/bare':>8}  95% interval")
-    for name, series in ((f"busbw GB/s ({args.size})", busbw), ("CPU kernel s", cpu)):
-        point, low, high = ratio_interval(series["vm"], series["bare"])
-        print(f"{name:<28} {statistics.median(series['bare']):>10.4f} "
-              f"{statistics.median(series['vm']):>10.4f} {point:>8.3f}  [{low:.3f}, {high:.3f}]")  # fmt: skip
+    names = {"busbw": f"busbw GB/s ({args.size})", "seconds": "CPU kernel s"}
+    for key, sides in series.items():
+        point, low, high = ratio_interval(sides["vm"], sides["bare"])
+        print(f"{names[key]:<28} {statistics.median(sides['bare']):>10.4f} "
+              f"{statistics.median(sides['vm']):>10.4f} {point:>8.3f}  [{low:.3f}, {high:.3f}]")  # fmt: skip
     print(f"# {args.rounds} jobs per side, alternating; noisy shared machine")
     return 0
 

@@ -164,3 +164,18 @@ def test_kvm_problem_is_none_or_one_line() -> None:
         assert problem is not None and "/dev/kvm" in problem
     if problem is not None:
         assert "\n" not in problem and "/dev/kvm" in problem
+
+
+def test_pvm_backed_kvm_is_named_in_one_line(tmp_path: Path) -> None:
+    (tmp_path / "kvm").mkdir()
+    (tmp_path / "kvm_pvm").mkdir()
+    problem = vm.kvm_problem(tmp_path)
+    assert problem is not None and "\n" not in problem
+    assert "kvm_pvm" in problem and "--vms tcg" in problem
+
+
+def test_hardware_kvm_module_leaves_the_answer_to_dev_kvm(tmp_path: Path) -> None:
+    (tmp_path / "kvm_intel").mkdir()
+    (tmp_path / "kvm_pvm").mkdir()  # loaded too, but hardware KVM is there
+    problem = vm.kvm_problem(tmp_path)
+    assert problem is None or problem.startswith("/dev/kvm")
