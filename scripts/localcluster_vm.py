@@ -477,7 +477,7 @@ def write_guest_files(prefix: Path, net: VmNet, slurm_conf: Path) -> None:
             "addr": f"{net.guest_addr(node)}/{net.subnet.prefixlen}",
             "ifname": net.ifname,
             "mac": net.guest_mac(node),
-            "hosts": {net.host_addr: ["n1", "n2"], **{net.guest_addr(g): [g] for g in GUESTS}},
+            "hosts": hosts_lines(net),
             "slurm_conf": str(slurm_conf),
             "munge_key": str(prefix / "munge" / "munge.key"),
             "munge_dir": str(prefix / "munge"),
@@ -486,6 +486,16 @@ def write_guest_files(prefix: Path, net: VmNet, slurm_conf: Path) -> None:
             "python": sys.executable,
         }
         (directory / f"{node}.json").write_text(json.dumps(config, indent=1) + "\n")
+
+
+def hosts_lines(net: VmNet, host_nodes: Sequence[str] = ("n1", "n2")) -> list[str]:
+    """/etc/hosts lines naming every node by its address on the guest network:
+    guests get them as their /etc/hosts, the host's nodes on top of the host's
+    (torch's rendezvous, for one, resolves the node's own hostname)."""
+    return [
+        f"{net.host_addr} {' '.join(host_nodes)}",
+        *(f"{net.guest_addr(g)} {g}" for g in GUESTS),
+    ]
 
 
 def qemu_argv(
@@ -584,9 +594,7 @@ def guest_boot(prefix: Path, node: str) -> None:
         ["ip", "link", "set", config["ifname"], "up"],
     ):
         subprocess.run(argv, check=True)
-    hosts = ["127.0.0.1 localhost"]
-    hosts += [f"{addr} {' '.join(names)}" for addr, names in config["hosts"].items()]
-    Path("/etc/hosts").write_text("\n".join(hosts) + "\n")
+    Path("/etc/hosts").write_text("\n".join(["127.0.0.1 localhost", *config["hosts"]]) + "\n")
     Path("/etc/hostname").write_text(node + "\n")
     # Sockets, sqlite and the spool stay on guest-local tmpfs, not on 9p.
     munge_dir = Path(config["munge_dir"])
