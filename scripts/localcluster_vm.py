@@ -435,16 +435,16 @@ def console_log(prefix: Path, node: str) -> Path:
 
 
 def shared_code_paths() -> list[Path]:
-    """Host paths a guest must see at the same place to run slurmd's hooks and
-    the agent: this checkout, the Python environment (venv and its base), and
-    the slurm-ai package.  Outermost paths only."""
+    """Host paths a guest must see at the same place to run slurmd's hooks, the
+    agent and jobs: this checkout, the Python environment (venv and its base, all
+    of pyenv when the base is a pyenv version), and the slurm-ai package.
+    Outermost paths only."""
     import importlib.util
 
-    candidates = {
-        Path(__file__).resolve().parent.parent,
-        Path(sys.prefix).resolve(),
-        Path(sys.base_prefix).resolve(),
-    }
+    base = Path(sys.base_prefix).resolve()
+    if base.parent.name == "versions":  # pyenv: its shims on PATH (torchrun) need all of it
+        base = base.parent.parent
+    candidates = {Path(__file__).resolve().parent.parent, Path(sys.prefix).resolve(), base}
     spec = importlib.util.find_spec("slurm_ai")
     if spec is not None and spec.origin:
         candidates.add(Path(spec.origin).resolve().parent.parent)
