@@ -11,7 +11,9 @@ without msgspec gets. Peak memory is the largest process's max RSS (report
 main process or a worker), from getrusage of the waited children; CPU is
 their user+sys time, which other load on the machine does not inflate the way
 it does wall time (the load average is printed for that reason).
-Target (issue 7): at most 10 s and 1 GiB on the 2-core dev machine.
+Target (issue 7): at most 10 s and 1 GiB on the 2-core dev machine; issue 13
+keeps it with the 95% intervals on, and runs the report once without them
+(aggregate.INTERVALS off) right before, to show what they cost.
 """
 
 from __future__ import annotations
@@ -32,6 +34,11 @@ from slurm_ai.report.synth import dump_lines
 # A report run with the optional msgspec decoding switched off (forked workers inherit it).
 NO_MSGSPEC = (
     "import sys; from slurm_ai.report import facts; facts.slim_available = False; "
+    "from slurm_ai.cli import main; main(sys.argv[1:], prog_name='slurm-ai')"
+)
+# A report run without the 95% intervals (issue 13): the figures alone, as before them.
+NO_INTERVALS = (
+    "import sys; from slurm_ai.report import aggregate; aggregate.INTERVALS = False; "
     "from slurm_ai.cli import main; main(sys.argv[1:], prog_name='slurm-ai')"
 )
 
@@ -67,10 +74,16 @@ def current(dump: Path) -> bool:
     return is_token(line.rsplit(" ", 1)[-1].rsplit("\x1f", 1)[-1]) and "sai1:" in line
 
 
-def run_report(dump: Path, workers: int, slim: bool = True) -> tuple[float, float, float]:
+def run_report(
+    dump: Path, workers: int, slim: bool = True, intervals: bool = True
+) -> tuple[float, float, float]:
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     t = time.perf_counter()
-    head = [sys.executable, "-m", "slurm_ai"] if slim else [sys.executable, "-c", NO_MSGSPEC]
+    head = [sys.executable, "-m", "slurm_ai"]
+    if not slim:
+        head = [sys.executable, "-c", NO_MSGSPEC]
+    elif not intervals:
+        head = [sys.executable, "-c", NO_INTERVALS]
     argv = [
         *head,
         "report",
@@ -107,16 +120,19 @@ def main() -> None:
     cores = len(os.sched_getaffinity(0))
     print(f"jobs: {args.jobs}, dump {dump.stat().st_size / 1e9:.2f} GB, cores: {cores}")
     print(f"baseline (read lines only): {base:.2f} s; load average {os.getloadavg()[0]:.2f}")
-    runs = [(cores, True)]
+    # (workers, msgspec, intervals): intervals off first, then on, so the two runs
+    # that differ only by the intervals sit next to each other in time.
+    runs = [(cores, True, False), (cores, True, True)]
     if not args.skip_serial:
-        runs.append((1, True))
+        runs.append((1, True, True))
     if msgspec_available():
-        runs.append((cores, False))
+        runs.append((cores, False, True))
     else:
         print("msgspec not installed: every record goes through json.loads")
-    for workers, slim in runs:
-        wall, cpu, peak = run_report(dump, workers, slim)
+    for workers, slim, intervals in runs:
+        wall, cpu, peak = run_report(dump, workers, slim, intervals)
         how = "msgspec" if slim and msgspec_available() else "json.loads"
+        how += ", intervals" if intervals else ", no intervals"
         print(
             f"report --workers {workers} ({how}): {wall:.2f} s = {wall / base:.1f}x baseline, "
             f"{args.jobs / wall:,.0f} jobs/s, CPU {cpu:.1f} s = {cpu / args.jobs * 1e6:.1f} us/job, "

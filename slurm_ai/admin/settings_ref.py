@@ -196,8 +196,9 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("prices", "partitions", UNSET, "per-partition prices [prices.partitions.NAME]",
             "slurm_ai.report.prices", "table",
             ("cost_per_kwh", "cost_per_node_hour", "cost_per_gpu_hour")),
-    _s("report", "min_jobs", 20, "jobs per partition before the report's decision names the "
-       "lower cost or P99 (fewer: too few jobs to say)", "slurm_ai.report.prices"),
+    _s("report", "min_jobs", 20, "jobs per partition before the report's decision compares cost "
+       "per result (fewer: too few jobs to say); percentiles have their own minimum n",
+       "slurm_ai.report.prices"),
 )  # fmt: skip
 
 SECTION_TITLES: dict[str, str] = {

@@ -21,16 +21,26 @@ from slurm_ai.report.facts import (
     STEP,
     UNITS,
     UNREADABLE,
-    WORKLOADS,
     JobFacts,
     Outcome,
 )
 from slurm_ai.report.prices import DEFAULT_MIN_JOBS, Prices
 from slurm_ai.report.stats import Series
+from slurm_ai.report.uncertainty import (
+    Coefficients,
+    Moments,
+    PerResult,
+    min_n,
+    per_result,
+    quantile_ci,
+)
 
 # The default of [report] min_jobs (Prices.min_jobs): jobs each side needs in the
 # decision section before it names the lower cost or P99 (see prices.py).
 MIN_JOBS = DEFAULT_MIN_JOBS
+# Intervals on (the report's figures with their 95% intervals). bench/report_million.py
+# switches it off in a run of its own to show what the intervals cost.
+INTERVALS = True
 BARE = "bare-metal"
 # Classes compared against bare metal in the tax tables.
 NOT_COMPARABLE = frozenset({BARE, NO_RECORD, UNREADABLE, "unknown", "mixed"})
@@ -51,22 +61,6 @@ UNIT_PREFERENCE: dict[str, tuple[str, ...]] = {
 
 
 @dataclass
-class UnitSums:
-    units: float = 0.0
-    energy_j: float = 0.0
-    node_s: float = 0.0
-    gpu_s: float = 0.0
-    jobs: int = 0
-
-    def merge(self, o: UnitSums) -> None:
-        self.units += o.units
-        self.energy_j += o.energy_j
-        self.node_s += o.node_s
-        self.gpu_s += o.gpu_s
-        self.jobs += o.jobs
-
-
-@dataclass
 class Cell:
     """Sums and series of the jobs of one (partition, class, workload, model)."""
 
@@ -84,7 +78,10 @@ class Cell:
     elapsed: Series = field(default_factory=Series)  # completed jobs only
     wait: Series = field(default_factory=Series)
     busbw: Series = field(default_factory=Series)
-    units: dict[str, UnitSums] = field(default_factory=dict)
+    # Per result unit, and per job (u = 1): sums and products for the intervals of
+    # cost and kWh per result (uncertainty.py rule 4).
+    units: dict[str, Moments] = field(default_factory=dict)
+    per_job: Moments = field(default_factory=Moments)
 
     def add(self, f: JobFacts) -> None:
         self.jobs += 1
@@ -114,15 +111,16 @@ class Cell:
         busbw = f.busbw_gbps
         if busbw is not None:
             self.busbw.add(busbw)
+        if INTERVALS:
+            self.per_job.add(1.0, energy, node_s, gpu_s)
         for name, value in f.units.items():
             sums = self.units.get(name)
             if sums is None:
-                sums = self.units[name] = UnitSums()
-            sums.units += value
-            sums.energy_j += energy
-            sums.node_s += node_s
-            sums.gpu_s += gpu_s
-            sums.jobs += 1
+                sums = self.units[name] = Moments()
+            if INTERVALS:
+                sums.add(value, energy, node_s, gpu_s)
+            else:
+                sums.add_sums(value, energy, node_s, gpu_s)
 
     def merge(self, o: Cell) -> None:
         for name in (
@@ -133,8 +131,9 @@ class Cell:
         self.elapsed.extend(o.elapsed)
         self.wait.extend(o.wait)
         self.busbw.extend(o.busbw)
+        self.per_job.merge(o.per_job)
         for name, sums in o.units.items():
-            self.units.setdefault(name, UnitSums()).merge(sums)
+            self.units.setdefault(name, Moments()).merge(sums)
 
 
 CellKey = tuple[str, str, str, str]  # partition, platform class, workload, model
@@ -227,24 +226,29 @@ class Aggregate:
             series.sort()
 
     def finish(self, prices: Prices) -> dict[str, Any]:
+        from slurm_ai.report.compare import build_report
+
         return build_report(self, prices)
 
 
 # ---------------------------------------------------------------- report
 
 
-def _r(value: float | None, digits: int = 6) -> float | None:
+def rounded(value: float | None, digits: int = 6) -> float | None:
     """Round for output: stable golden files, no float noise."""
     if value is None:
         return None
     return float(f"{value:.{digits}g}") if value != 0 else 0.0
 
 
+_r = rounded
+
+
 def _div(a: float, b: float) -> float | None:
     return a / b if b else None
 
 
-def _merged(cells: list[tuple[str, Cell]]) -> Cell:
+def merged(cells: list[tuple[str, Cell]]) -> Cell:
     out = Cell()
     for _, cell in cells:
         out.merge(cell)
@@ -259,39 +263,89 @@ def _cost(prices: Prices, parts: list[tuple[str, Cell]]) -> float | None:
     )
 
 
-def _unit_figures(prices: Prices, parts: list[tuple[str, Cell]], unit: str) -> dict[str, Any]:
-    scale, label = UNIT_SCALE[unit]
-    units = jobs = 0.0
-    energy_j = 0.0
-    cost: float | None = 0.0 if prices.configured else None
+def _coefficients(prices: Prices, partition: str, basis: str) -> Coefficients:
+    """A job's cost (or kWh) as a e + b n + c g over its J, node-s and GPU-s (Moments)."""
+    if basis == "kwh":
+        return (1 / 3.6e6, 0.0, 0.0)
+    p = prices.for_partition(partition)
+    return (
+        prices.pue * p.cost_per_kwh / 3.6e6,
+        p.cost_per_node_hour / 3600,
+        p.cost_per_gpu_hour / 3600,
+    )
+
+
+def _job_moments(cell: Cell) -> Moments:
+    """Per-job moments (u = 1); with intervals off, only the sums the cell keeps anyway."""
+    if INTERVALS:
+        return cell.per_job
+    return Moments(jobs=cell.jobs, u=float(cell.jobs), e=cell.energy_j, n=cell.node_s, g=cell.gpu_s)
+
+
+def result_figure(
+    prices: Prices, parts: list[tuple[str, Cell]], unit: str, basis: str
+) -> PerResult | None:
+    """Cost or kWh (basis) per result unit ("job": per job) over parts, with its interval."""
+    scale = 1.0 if unit == "job" else UNIT_SCALE[unit][0]
+    moments = []
     for partition, cell in parts:
-        sums = cell.units.get(unit)
-        if sums is None:
-            continue
-        units += sums.units
-        jobs += sums.jobs
-        energy_j += sums.energy_j
-        if cost is not None:
-            cost += prices.cost(
-                partition, sums.energy_j / 3.6e6, sums.node_s / 3600, sums.gpu_s / 3600
-            )
-    per = units / scale
-    return {
-        "unit": unit,
-        "label": label,
-        "jobs": int(jobs),
-        "units": _r(units, 6),
-        "cost": _r(_div(cost, per)) if cost is not None else None,
-        "kwh": _r(_div(energy_j / 3.6e6, per)),
-    }
+        m = _job_moments(cell) if unit == "job" else cell.units.get(unit)
+        if m is not None:
+            moments.append((m, _coefficients(prices, partition, basis)))
+    return per_result(moments, scale, spread=INTERVALS)
 
 
-def _group_row(prices: Prices, partition: str, platform: str, cell: Cell) -> dict[str, Any]:
+def _unit_figures(prices: Prices, parts: list[tuple[str, Cell]], unit: str) -> dict[str, Any]:
+    out: dict[str, Any] = {"unit": unit, "label": UNIT_SCALE[unit][1]}
+    out["jobs"] = sum(c.units[unit].jobs for _, c in parts if unit in c.units)
+    out["units"] = _r(sum(c.units[unit].u for _, c in parts if unit in c.units))
+    for basis in ("cost", "kwh"):
+        fig = (
+            result_figure(prices, parts, unit, basis)
+            if basis == "kwh" or prices.configured
+            else None
+        )
+        out.update(interval_fields(basis, fig))
+    return out
+
+
+def interval_fields(name: str, fig: PerResult | None) -> dict[str, float | None]:
+    """{name, name_low, name_high}: a figure and its 95% interval, None where unknown."""
+    if fig is None:
+        return {name: None, f"{name}_low": None, f"{name}_high": None}
+    return {name: _r(fig.value), f"{name}_low": _r(fig.low), f"{name}_high": _r(fig.high)}
+
+
+def percentile_fields(series: Series, *named: tuple[str, float]) -> dict[str, float | None]:
+    """Each named percentile with its interval; None below the n it needs (uncertainty rule 2)."""
+    out: dict[str, float | None] = {}
+    n = len(series)
+    for name, p in named:
+        shown = n >= min_n(p)
+        out[name] = _r(series.percentile(p)) if shown else None
+        # percentile() above sorted the values quantile_ci reads.
+        ci = quantile_ci(series.values, p) if shown and INTERVALS else None
+        out[f"{name}_low"] = _r(ci[0]) if ci else None
+        out[f"{name}_high"] = _r(ci[1]) if ci else None
+    return out
+
+
+def _spread(series: Series) -> float | None:
+    """P99 over P50: how far the tail sits from the typical job (only where P99 is shown)."""
+    if len(series) < min_n(99):
+        return None
+    p50 = series.percentile(50)
+    p99 = series.percentile(99)
+    return _r(_div(p99 or 0.0, p50 or 0.0), 3)
+
+
+def group_row(prices: Prices, partition: str, platform: str, cell: Cell) -> dict[str, Any]:
     parts = [(partition, cell)]
     kwh = cell.energy_j / 3.6e6
     cost = _cost(prices, parts)
     gpu_h = cell.gpu_s / 3600
     known = cell.measured_j + cell.estimated_j
+    per_job = result_figure(prices, parts, "job", "cost") if prices.configured else None
     return {
         "partition": partition,
         "platform": platform,
@@ -301,27 +355,26 @@ def _group_row(prices: Prices, partition: str, platform: str, cell: Cell) -> dic
         "gpu_hours": _r(gpu_h),
         "busbw_gbps": {
             "n": len(cell.busbw),
-            "median": _r(cell.busbw.percentile(50)),
-            "p5": _r(cell.busbw.percentile(5)),
-            "p25": _r(cell.busbw.percentile(25)),
-            "p75": _r(cell.busbw.percentile(75)),
-            "p95": _r(cell.busbw.percentile(95)),
+            **percentile_fields(cell.busbw, ("median", 50), ("p5", 5), ("p95", 95)),
             "cv": _r(cell.busbw.cv(), 3),
         },
         "elapsed_s": {
             "n": len(cell.elapsed),
-            "p50": _r(cell.elapsed.percentile(50)),
-            "p95": _r(cell.elapsed.percentile(95)),
-            "p99": _r(cell.elapsed.percentile(99)),
+            **percentile_fields(cell.elapsed, ("p50", 50), ("p95", 95), ("p99", 99)),
+            "cv": _r(cell.elapsed.cv(), 3),
+            "p99_over_p50": _spread(cell.elapsed),
         },
-        "wait_s": {"n": len(cell.wait), "p95": _r(cell.wait.percentile(95))},
+        "wait_s": {
+            "n": len(cell.wait),
+            **percentile_fields(cell.wait, ("p50", 50), ("p95", 95)),
+        },
         "energy_jobs": cell.energy_jobs,
         "kwh": _r(kwh),
         "kwh_per_gpu_hour": _r(_div(kwh, cell.energy_gpu_s / 3600)),
         "co2_kg": _r(prices.co2_kg(kwh)),
         "cost": _r(cost),
         "cost_per_gpu_hour": _r(_div(cost, gpu_h)) if cost is not None else None,
-        "cost_per_job": _r(_div(cost, cell.jobs)) if cost is not None else None,
+        **interval_fields("cost_per_job", per_job),
         "per_unit": [_unit_figures(prices, parts, u) for u in UNITS if u in cell.units],
         "energy_measured_share": _r(_div(cell.measured_j, known), 3),
         "health": {
@@ -332,213 +385,9 @@ def _group_row(prices: Prices, partition: str, platform: str, cell: Cell) -> dic
     }
 
 
-def _by(agg: Aggregate, key_of: Any) -> dict[Any, list[tuple[str, Cell]]]:
+def by_key(agg: Aggregate, key_of: Any) -> dict[Any, list[tuple[str, Cell]]]:
+    """Cells grouped by key_of(cell key), as (partition, cell) lists in key order."""
     out: dict[Any, list[tuple[str, Cell]]] = {}
     for key, cell in sorted(agg.cells.items()):
         out.setdefault(key_of(key), []).append((key[0], cell))
     return out
-
-
-def _busbw_tax(agg: Aggregate) -> list[dict[str, Any]]:
-    rows = []
-    for (model, ranks, size, platform), series in sorted(agg.busbw_tax.items()):
-        if platform in NOT_COMPARABLE:
-            continue
-        bare = agg.busbw_tax.get((model, ranks, size, BARE))
-        if bare is None:
-            continue
-        vm_med, bare_med = series.percentile(50), bare.percentile(50)
-        rows.append(
-            {
-                "model": model,
-                "ranks": ranks,
-                "size_bytes": size,
-                "platform": platform,
-                "median_gbps": _r(vm_med),
-                "bare_metal_median_gbps": _r(bare_med),
-                "ratio": _r(_div(vm_med or 0.0, bare_med or 0.0), 3),
-                "cv": _r(series.cv(), 3),
-                "bare_metal_cv": _r(bare.cv(), 3),
-                "jobs": len(series),
-                "bare_metal_jobs": len(bare),
-            }
-        )
-    return rows
-
-
-def _cost_tax(agg: Aggregate, prices: Prices) -> list[dict[str, Any]]:
-    # (workload, model, platform) over every partition of that platform class.
-    groups = _by(agg, lambda k: (k[2], k[3], k[1]))
-    rows = []
-    for (workload, model, platform), parts in groups.items():
-        if platform in NOT_COMPARABLE or (workload, model, BARE) not in groups:
-            continue
-        bare_parts = groups[(workload, model, BARE)]
-        for unit in UNIT_PREFERENCE.get(workload, ()):
-            mine = _unit_figures(prices, parts, unit)
-            bare = _unit_figures(prices, bare_parts, unit)
-            if not mine["jobs"] or not bare["jobs"]:
-                continue
-            basis = "cost" if prices.configured else "kwh"
-            rows.append(
-                {
-                    "workload": workload,
-                    "model": model,
-                    "platform": platform,
-                    "unit": unit,
-                    "label": mine["label"],
-                    "basis": basis,
-                    "per_result": mine[basis],
-                    "bare_metal_per_result": bare[basis],
-                    "ratio": _r(_div(mine[basis] or 0.0, bare[basis] or 0.0), 3),
-                    "jobs": mine["jobs"],
-                    "bare_metal_jobs": bare["jobs"],
-                }
-            )
-            break
-    return rows
-
-
-def _decision(agg: Aggregate, prices: Prices) -> list[dict[str, Any]]:
-    groups = _by(agg, lambda k: (k[2], k[0], k[1]))
-    basis = "cost" if prices.configured else "kwh"
-    out = []
-    for workload in WORKLOADS:
-        cands = [
-            (part, plat, parts)
-            for (wl, part, plat), parts in groups.items()
-            if wl == workload and plat not in (NO_RECORD, UNREADABLE, "unknown")
-        ]
-        if not cands:
-            continue
-        unit = "job"
-        for u in UNIT_PREFERENCE.get(workload, ()):
-            if all(any(u in c.units for _, c in parts) for _, _, parts in cands):
-                unit = u
-                break
-        entries = []
-        for part, plat, parts in cands:
-            merged = _merged(parts)
-            if unit == "job":
-                n = merged.jobs
-                total = _cost(prices, parts) if basis == "cost" else merged.energy_j / 3.6e6
-                per = _r(_div(total, n)) if total is not None else None
-            else:
-                fig = _unit_figures(prices, parts, unit)
-                n, per = fig["jobs"], fig[basis]
-            entries.append(
-                {
-                    "partition": part,
-                    "platform": plat,
-                    "jobs": merged.jobs,
-                    "result_jobs": n,
-                    "per_result": per,
-                    "completed": len(merged.elapsed),
-                    "p99_elapsed_s": _r(merged.elapsed.percentile(99)),
-                }
-            )
-        label = UNIT_SCALE[unit][1] if unit != "job" else "per job"
-        need = prices.min_jobs
-        ok_cost = [e for e in entries if e["result_jobs"] >= need and e["per_result"] is not None]
-        ok_p99 = [e for e in entries if e["completed"] >= need]
-        lower_cost = min(ok_cost, key=lambda e: e["per_result"]) if len(ok_cost) >= 2 else None
-        lower_p99 = min(ok_p99, key=lambda e: e["p99_elapsed_s"]) if len(ok_p99) >= 2 else None
-        out.append(
-            {
-                "workload": workload,
-                "basis": basis,
-                "unit": unit,
-                "label": label,
-                "candidates": entries,
-                "lower_cost": _name(lower_cost),
-                "lower_p99": _name(lower_p99),
-                "verdict": _verdict(basis, label, entries, lower_cost, lower_p99, prices),
-            }
-        )
-    return out
-
-
-def _name(entry: dict[str, Any] | None) -> str | None:
-    return f"{entry['partition']}/{entry['platform']}" if entry else None
-
-
-def _verdict(
-    basis: str,
-    label: str,
-    entries: list[dict[str, Any]],
-    lower_cost: dict[str, Any] | None,
-    lower_p99: dict[str, Any] | None,
-    prices: Prices,
-) -> str:
-    what = f"{prices.currency} {label}" if basis == "cost" else f"kWh {label}"
-    need = prices.min_jobs
-    parts = []
-    if lower_cost:
-        others = ", ".join(
-            f"{_name(e)} {e['per_result']:g} (n={e['result_jobs']})"
-            for e in entries
-            if e is not lower_cost and e["result_jobs"] >= need
-        )
-        parts.append(
-            f"lower {what}: {_name(lower_cost)} {lower_cost['per_result']:g} "
-            f"(n={lower_cost['result_jobs']}) vs {others}"
-        )
-    else:
-        counts = ", ".join(f"{_name(e)} n={e['result_jobs']}" for e in entries)
-        parts.append(f"{what}: too few jobs to say (need {need} in two partitions; {counts})")
-    if lower_p99:
-        others = ", ".join(
-            f"{_name(e)} {e['p99_elapsed_s']:g} s (n={e['completed']})"
-            for e in entries
-            if e is not lower_p99 and e["completed"] >= need
-        )
-        tied = any(
-            e is not lower_p99
-            and e["completed"] >= need
-            and e["p99_elapsed_s"] == lower_p99["p99_elapsed_s"]
-            for e in entries
-        )
-        # Equal P99s name no winner: the first partition listed is not "lower".
-        verdict = "P99 elapsed tied" if tied else "lower P99 elapsed"
-        parts.append(
-            f"{verdict}: {_name(lower_p99)} {lower_p99['p99_elapsed_s']:g} s "
-            f"(n={lower_p99['completed']}) vs {others}"
-        )
-    else:
-        counts = ", ".join(f"{_name(e)} n={e['completed']}" for e in entries)
-        parts.append(f"P99 elapsed: too few completed jobs to say ({counts})")
-    return "; ".join(parts)
-
-
-def build_report(agg: Aggregate, prices: Prices) -> dict[str, Any]:
-    groups = _by(agg, lambda k: (k[0], k[1]))
-    jobs = agg.rows - agg.steps
-    unparsed = sum(agg.unparsed.values())
-    return {
-        "summary": {
-            "rows": agg.rows,
-            "jobs": jobs,
-            "with_record": jobs - agg.no_record - unparsed,
-            "no_record": agg.no_record,
-            "unparsed": unparsed,
-            "unparsed_reasons": dict(sorted(agg.unparsed.items())),
-            "foreign_comment": agg.foreign,
-            "steps_skipped": agg.steps,
-            "first_start": agg.first_start,
-            "last_end": agg.last_end,
-            "min_jobs": prices.min_jobs,
-            "prices": {
-                "configured": prices.configured,
-                "currency": prices.currency,
-                "cost_per_kwh": prices.cost_per_kwh,
-                "pue": prices.pue,
-                "co2_kg_per_kwh": prices.co2_kg_per_kwh,
-                "partitions": {name: vars(p) for name, p in sorted(prices.partitions.items())},
-            },
-        },
-        "groups": [
-            _group_row(prices, part, plat, _merged(parts)) for (part, plat), parts in groups.items()
-        ],
-        "tax": {"busbw": _busbw_tax(agg), "cost_per_result": _cost_tax(agg, prices)},
-        "decision": _decision(agg, prices),
-    }

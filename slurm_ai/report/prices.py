@@ -21,7 +21,7 @@ The report's one other setting rides along here, so every caller of
 `load_prices` (the report, `slurm-ai doctor`) reads it the same way:
 
     [report]
-    min_jobs = 20                # jobs per side before the decision section decides
+    min_jobs = 20                # jobs per side before the decision compares cost per result
 """
 
 from __future__ import annotations
@@ -31,8 +31,9 @@ from dataclasses import dataclass, field
 from slurm_ai.config import Config, Section
 
 PRICE_KEYS = ("cost_per_kwh", "cost_per_node_hour", "cost_per_gpu_hour")
-# Below this many jobs per side a P99 is the maximum of a handful of runs and one
-# outlier would decide: the decision section says "too few jobs to say".
+# Below this many jobs per side the decision section does not compare cost per
+# result ("too few jobs to say"), however narrow a few jobs' interval looks.
+# Percentiles have their own minimum n (uncertainty.py rule 2).
 DEFAULT_MIN_JOBS = 20
 
 
@@ -51,7 +52,7 @@ class Prices:
     co2_kg_per_kwh: float = 0.0
     partitions: dict[str, PartitionPrices] = field(default_factory=dict)
     configured: bool = False
-    # [report] min_jobs: jobs (completed jobs, for P99) each side needs in the decision.
+    # [report] min_jobs: jobs with results each side needs in the decision's cost comparison.
     min_jobs: int = DEFAULT_MIN_JOBS
 
     def for_partition(self, name: str) -> PartitionPrices:

@@ -126,18 +126,15 @@ def test_hand_computed_bare_metal_group() -> None:
     assert g["cost_per_gpu_hour"] == pytest.approx(1.9625)
     assert g["cost_per_job"] == pytest.approx(5.8875)
     assert g["co2_kg"] == pytest.approx(1.365)
-    # busbw [100, 300]: nearest-rank median 100, mean 200, population sd 100.
-    assert g["busbw_gbps"] == {
-        "n": 2,
-        "median": 100.0,
-        "p5": 100.0,
-        "p25": 100.0,
-        "p75": 300.0,
-        "p95": 300.0,
-        "cv": 0.5,
-    }
-    assert g["elapsed_s"] == {"n": 1, "p50": 3600.0, "p95": 3600.0, "p99": 3600.0}  # completed only
-    assert g["wait_s"] == {"n": 2, "p95": 120.0}
+    # busbw [100, 300]: mean 200, population sd 100; two values support no percentile
+    # (a median needs 6: uncertainty rule 2), so none is shown.
+    busbw = g["busbw_gbps"]
+    assert busbw["n"] == 2 and busbw["cv"] == 0.5
+    assert all(busbw[k] is None for k in ("median", "median_low", "p5", "p95", "p95_high"))
+    elapsed = g["elapsed_s"]  # completed jobs only
+    assert elapsed["n"] == 1 and elapsed["p50"] is None and elapsed["p99"] is None
+    assert elapsed["cv"] is None and elapsed["p99_over_p50"] is None
+    assert g["wait_s"]["n"] == 2 and g["wait_s"]["p95"] is None
     assert g["energy_measured_share"] == pytest.approx(0.917, abs=1e-3)  # 9.9 of 10.8 MJ
     assert g["health"] == {"checked": 2, "failed": 1, "failure_rate": 0.5}
     (tokens,) = g["per_unit"]
@@ -158,20 +155,36 @@ def test_hand_computed_vm_group_tax_and_decision() -> None:
         1024,
         "vm-passthrough",
     )
-    assert bw["ratio"] == 1.5 and bw["jobs"] == 1 and bw["bare_metal_jobs"] == 2
+    # One and two busbw values: no median, so no ratio, and the row says why.
+    assert bw["ratio"] is None and bw["verdict"] == "too few jobs"
+    assert bw["jobs"] == 1 and bw["bare_metal_jobs"] == 2
     (cost,) = r["tax"]["cost_per_result"]
     assert cost["unit"] == "tokens" and cost["ratio"] == pytest.approx(3.69 / 1.9625, rel=1e-3)
+    # One VM job: a figure, but no interval (rule 4 needs two jobs), so no verdict.
+    assert cost["per_result_low"] is None and cost["verdict"] == "too few jobs"
     (dec,) = r["decision"]
-    assert dec["workload"] == "training" and dec["lower_cost"] is None and dec["lower_p99"] is None
+    assert dec["workload"] == "training" and dec["reference"] == "bare/bare-metal"
+    (comp,) = dec["comparisons"]
+    assert (
+        comp["cost"]["verdict"] == "too few jobs"
+        and comp["elapsed_p99"]["verdict"] == "too few jobs"
+    )
     assert "too few jobs to say" in dec["verdict"]
     assert r["summary"]["no_record"] == 1 and r["summary"]["with_record"] == 3
 
 
 def test_decision_with_enough_jobs() -> None:
+    """Identical jobs a side: no noise, so the interval is the point and the verdict is clear."""
     lines = _few_jobs(MIN_JOBS)
     (dec,) = report_of(lines)["decision"]
-    assert dec["lower_cost"] == "bare/bare-metal"  # 1.8/GPU-h beats 1.6/GPU-h + node-h over 1.11 h
-    assert dec["lower_p99"] == "bare/bare-metal"
+    (comp,) = dec["comparisons"]
+    # vm: 1.11 h x (1.6/GPU-h x 2 + 0.1/node-h) + 1 kWh x 1.3 x 0.3 = 4.057 per 1M tokens;
+    # bare: 1 h x 1.8 x 2 + 1 kWh x 1.3 x 0.25 = 3.925.
+    assert comp["cost"]["ratio"] == pytest.approx(4.0567 / 3.925, abs=0.005)  # 3 digits
+    assert comp["cost"]["ratio_low"] == comp["cost"]["ratio_high"] == comp["cost"]["ratio"]
+    assert comp["cost"]["verdict"] == "higher" and "VM costs more" in comp["cost"]["says"]
+    assert comp["elapsed_p50"]["verdict"] == "higher"  # 4000 s against 3600 s
+    assert comp["elapsed_p99"]["verdict"] == "too few jobs"  # 20 jobs: no P99 (needs 368)
 
 
 def _few_jobs(n: int) -> list[str]:
@@ -212,12 +225,13 @@ def test_decision_minimum_from_config(min_jobs: int | None, decides: bool) -> No
     r = aggregate_rows(layout, rows, workers=1).finish(load_prices(Config(None, data)))
     assert r["summary"]["min_jobs"] == (min_jobs or MIN_JOBS)
     (dec,) = r["decision"]
+    (comp,) = dec["comparisons"]
     if decides:
-        assert dec["lower_cost"] == "bare/bare-metal" and dec["lower_p99"] == "bare/bare-metal"
-        assert "vm/vm-passthrough" in dec["verdict"] and "(n=3)" in dec["verdict"]
+        assert comp["cost"]["verdict"] == "higher"
+        assert "vm/vm-passthrough" in dec["verdict"] and "n=3/3" in dec["verdict"]
     else:
-        assert dec["lower_cost"] is None and dec["lower_p99"] is None
-        assert f"need {min_jobs or MIN_JOBS} in two partitions" in dec["verdict"]
+        assert comp["cost"]["verdict"] == "too few jobs"
+        assert f"need {min_jobs or MIN_JOBS} a side" in dec["verdict"]
 
 
 def test_min_jobs_validation() -> None:
@@ -281,10 +295,10 @@ def test_prices_validation() -> None:
         load_prices(Config(None, {"prices": {"cost_per_kwh": "cheap"}}))
 
 
-def test_equal_p99_is_reported_as_a_tie() -> None:
-    """Same elapsed on both sides: the verdict says tied, not that the first one is lower."""
+def test_equal_figures_are_no_clear_difference() -> None:
+    """Same elapsed on both sides: no clear difference, not a win for the first partition."""
     lines = [D.join(FIELDS) + "\n"]
-    for i in range(3):
+    for i in range(6):
         for jobid, part, cls in (
             (100 + i, "bare", "bare-metal"),
             (200 + i, "vm", "vm-passthrough"),
@@ -298,5 +312,7 @@ def test_equal_p99_is_reported_as_a_tie() -> None:
     layout, rows = read_rows(lines)
     r = aggregate_rows(layout, rows, workers=1).finish(load_prices(Config(None, data)))
     (dec,) = r["decision"]
-    assert "P99 elapsed tied" in dec["verdict"]
-    assert "lower P99 elapsed" not in dec["verdict"]
+    (comp,) = dec["comparisons"]
+    assert comp["elapsed_p50"]["verdict"] == "no clear difference"
+    assert comp["elapsed_p50"]["ratio"] == 1.0
+    assert "shorter" not in dec["verdict"] and "longer" not in dec["verdict"]

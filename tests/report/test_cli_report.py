@@ -65,8 +65,11 @@ def test_report_min_jobs_from_config(data_dir: Path, tmp_path: Path) -> None:
     cfg = tmp_path / "c.toml"
     cfg.write_text("[report]\nmin_jobs = 1\n")
     out = invoke(["report", "--from", str(data_dir / "dump.txt")], cfg)
-    assert "Decision (at least 1 jobs per partition)" in out
-    assert "too few jobs to say" not in out.split("Decision (")[1].split("\n")[1]
+    assert "Decision (95% intervals; at least 1 jobs per partition)" in out
+    # With min_jobs 1, only a side of one job (no interval from one job) stays undecided.
+    decision = out.split("Decision (")[1].splitlines()
+    assert [ln for ln in decision if "too few jobs to say" in ln and "n=1/" not in ln] == []
+    assert any("no clear difference" in ln or "costs" in ln for ln in decision)
     cfg.write_text("[report]\nmin_jobs = 0\n")
     res = CliRunner().invoke(
         main, ["--config", str(cfg), "report", "--from", str(data_dir / "dump.txt")]
@@ -130,8 +133,27 @@ def test_html_renders_in_headless_chromium(
         f"--user-data-dir={tmp_path / 'profile'}", "--dump-dom", page.as_uri(),
     ]  # fmt: skip
     dom = subprocess.run(argv, capture_output=True, text=True, timeout=120, check=True).stdout
-    # The browser parsed the SVG charts: busbw histograms and cost bars with their bars drawn.
-    assert dom.count('<svg class="busbw"') == 1
-    assert dom.count('<svg class="bars"') >= 2
-    assert dom.count("<rect") > 20
-    assert "Cost per GPU-hour" in dom and "bare/bare-metal" in dom
+    # The browser parsed the SVG charts: busbw histograms with the median's interval band,
+    # ratio charts with whiskers, elapsed percentiles, cost and kWh per work unit.
+    assert dom.count('<svg class="busbw"') == 1 and '<rect class="ci"' in dom
+    assert dom.count('<svg class="ratios"') >= 2 and dom.count('<g class="whisker"') > 10
+    assert dom.count('<svg class="elapsed"') == 1
+    assert dom.count('<svg class="bars"') >= 4
+    assert "Cost per GPU-hour" in dom and "kWh per 1M tokens" in dom and "bare/bare-metal" in dom
+    # Tables are HTML tables (no preformatted dump), with interval rows; no empty card.
+    assert "<pre" not in dom and dom.count("<table>") >= 3 and '<tr class="ci">' in dom
+    assert '<div class="chart"></div>' not in dom
+    assert "no clear difference" in dom or "too few jobs" in dom
+    # Print: the page lays out on A4 (Chromium's own PDF printer).
+    pdf = tmp_path / "report.pdf"
+    argv[-2:] = ["--no-pdf-header-footer", f"--print-to-pdf={pdf}", page.as_uri()]
+    subprocess.run(argv, capture_output=True, timeout=120, check=True)
+    assert pdf.read_bytes().startswith(b"%PDF") and pdf.stat().st_size > 20_000
+
+
+def test_report_table_fits_80_columns(data_dir: Path, prices_config: Path) -> None:
+    """Nine partition/class columns and the intervals: blocks of columns, wrapped sentences."""
+    out = invoke(["report", "--from", str(data_dir / "dump.txt")], prices_config)
+    assert max(len(line) for line in out.splitlines()) <= 80
+    assert out.count("partition / platform") >= 3  # the groups table in blocks
+    assert "95% interval" in out and "(n=61)" in out  # P95 of 61 jobs: n too small (72)
