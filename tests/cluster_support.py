@@ -55,6 +55,12 @@ class SlurmCluster:
         kw["env"] = self.env(kw.get("env"))
         return subprocess.run(list(argv), check=False, **kw)
 
+    def partition_nodes(self, partition: str) -> set[str]:
+        """Nodes of a partition (`vm` holds the KVM guests where the instance has them)."""
+        out = self.run(["sinfo", "-h", "-N", "-p", partition, "-o", "%N"])
+        assert out.returncode == 0, out.stderr
+        return set(out.stdout.split())
+
     def localcluster(
         self,
         *args: str,

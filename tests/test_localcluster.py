@@ -67,8 +67,11 @@ def test_sinfo_lists_both_nodes_idle_in_both_partitions(slurm_cluster: SlurmClus
         (node, part, "idle" if state == "planned" else state)
         for node, part, state in (line.split() for line in out.stdout.splitlines())
     }
+    # The vm partition holds the KVM guests where the instance has them
+    # (tests/test_vm_nodes.py), else the same host nodes as bare.
+    has_guests = (slurm_cluster.prefix / "etc" / "vm-nodes").exists()
     for node in NODES:
-        for part in ("bare*", "vm"):  # bare is the default partition
+        for part in ("bare*",) if has_guests else ("bare*", "vm"):  # bare is the default
             assert (node, part, "idle") in seen, out.stdout
 
 
@@ -117,7 +120,7 @@ def test_batch_job_runs_and_sacct_records_it(slurm_cluster: SlurmCluster) -> Non
     fields = record()
     assert fields[:3] == [job_id, "lc-batch", "vm"]
     assert fields[4] == "0:0"
-    assert fields[5] in NODES
+    assert fields[5] in slurm_cluster.partition_nodes("vm")
     output = (slurm_cluster.shared_dir / f"lc-batch-{job_id}.out").read_text()
     assert output.split() == [fields[5], "batch-ok"]
 
@@ -230,10 +233,15 @@ def spare(slurm_cluster: SlurmCluster) -> Iterator[SlurmCluster]:
     # Not under pytest's /tmp: the per-node /tmp dirs are bind-mounted from here.
     prefix = Path(f"/var/tmp/slurm-ai-test-{os.getpid()}")
     cluster = dataclasses.replace(slurm_cluster, prefix=prefix, port_base=base, name="saitest")
+    # Without VM nodes: this instance tests the host side; guests are
+    # tests/test_vm_nodes.py's, on the session cluster.
+    env = pytest.MonkeyPatch()
+    env.setenv("SLURM_AI_CLUSTER_VMS", "off")
     try:
         yield cluster
     finally:
         cluster.localcluster("down", timeout=180)
+        env.undo()
         shutil.rmtree(prefix, ignore_errors=True)
 
 
@@ -259,6 +267,7 @@ def test_up_down_up(spare: SlurmCluster) -> None:
     for round_ in (1, 2):
         up = spare.localcluster("up")
         assert up.returncode == 0, f"round {round_}: {up.stdout}{up.stderr}"
+        assert "no VM nodes: VM nodes are off" in up.stdout  # said in one line
         status = spare.localcluster("status")
         assert status.returncode == 0, status.stdout
         job = spare.run(["srun", "-N2", "-n2", "hostname"], timeout=120)
