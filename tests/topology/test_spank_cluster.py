@@ -151,6 +151,45 @@ def test_off_and_an_explicit_cpu_bind_keep_slurms_sets(plugin: Any) -> None:
     assert f"slurm-ai: job {job} step" not in logs  # the step's CPUs were seen: no warning
 
 
+def test_a_binding_chosen_in_srun_s_environment_is_kept(plugin: Any) -> None:
+    """SLURM_CPU_BIND is srun's input variable for --cpu-bind: the user's choice too."""
+    env = {**plugin.env(), "SLURM_CPU_BIND": "map_cpu:1,0"}
+    proc = plugin.cluster.run(
+        ["srun", "-N1", "-n2", "--sai-bind=verbose", sys.executable, "-c", PRINT],
+        env=env,
+        timeout=120,
+    )
+    assert proc.returncode == 0, proc.stderr
+    got = tasks(proc.stdout)
+    assert sorted((k[1], v) for k, v in got.items()) == [(0, [1]), (1, [0])]  # Slurm's map
+    lines = [line for line in proc.stderr.splitlines() if line.startswith("slurm-ai: task")]
+    assert len(lines) == 2 and all("CPUs unchanged" in line for line in lines), proc.stderr
+    # The command line wins over the environment, as in srun: none there, so we pin.
+    proc = plugin.cluster.run(
+        ["srun", "-N1", "-n2", "--cpu-bind=none", "--sai-bind=verbose", "true"],
+        env=env,
+        timeout=120,
+    )
+    assert proc.returncode == 0, proc.stderr
+    lines = [line for line in proc.stderr.splitlines() if line.startswith("slurm-ai: task")]
+    assert len(lines) == 2 and not any("CPUs unchanged" in line for line in lines), proc.stderr
+
+
+def test_a_plain_srun_in_a_batch_job_is_pinned(plugin: Any) -> None:
+    """The batch step's own environment (Slurm's SLURM_CPU_BIND_* outputs) is not a
+    user's choice: srun inside sbatch, with no binding option, is pinned."""
+    out = plugin.cluster.shared_dir / "spank-sbatch-plain.out"
+    proc = plugin.cluster.run(
+        ["sbatch", "--parsable", "--wait", "-N1", "-n2", f"--output={out}",
+         "--wrap", "env | grep '^SLURM_.*BIND' >&2; srun -n2 --sai-bind=verbose true"],
+        env=plugin.env(),
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    text = out.read_text()
+    lines = [line for line in text.splitlines() if line.startswith("slurm-ai: task")]
+    assert len(lines) == 2 and not any("CPUs unchanged" in line for line in lines), text
+
+
 def test_bad_option_value_is_a_clear_error(plugin: Any) -> None:
     for client in (
         ["srun", "-N1", "-n1", "--sai-bind=bogus"],

@@ -140,13 +140,24 @@ int slurm_spank_init(spank_t sp, int ac, char **av)
 	return 0;
 }
 
+/* A --cpu-bind/--gpu-bind value that is the user's own choice of binding:
+ * anything but none and the bare verbosity words. */
+static int binds(const char *value)
+{
+	return strcmp(value, "none") && strncmp(value, "none,", 5) && strncmp(value, "quiet", 5) &&
+	       strcmp(value, "verbose");
+}
+
 /* An explicit --cpu-bind=/--gpu-bind= of srun, other than none: the SPANK
  * API does not expose srun's options, so read srun's own command line up to
- * the first word that is neither an option nor an option's value. */
+ * the first word that is neither an option nor an option's value. Without
+ * the option, srun takes SLURM_CPU_BIND / SLURM_GPU_BIND from its
+ * environment (its input variables), so those count as the user's choice too. */
 static void note_user_binding(void)
 {
 	static char buf[65536];
 	char what[16] = "";
+	int seen[2] = { 0, 0 }, chosen[2] = { 0, 0 }; /* cpu, gpu */
 	ssize_t len = 0, r;
 	int fd = open("/proc/self/cmdline", O_RDONLY | O_CLOEXEC);
 	const char *prev = "";
@@ -173,13 +184,21 @@ static void note_user_binding(void)
 				value = arg + n + 1;
 			else if (!strcmp(arg, kinds[k]) && arg + n + 1 < buf + len)
 				value = arg + n + 1;
-			if (value && strcmp(value, "none") && strncmp(value, "none,", 5) &&
-			    strncmp(value, "quiet", 5) && strcmp(value, "verbose"))
-				snprintf(what + strlen(what), sizeof(what) - strlen(what), "%s%s",
-					 what[0] ? "," : "", k ? "gpu" : "cpu");
+			if (value) { /* srun takes the last one */
+				seen[k] = 1;
+				chosen[k] = binds(value);
+			}
 		}
 		prev = arg;
 	}
+	for (int k = 0; k < 2; k++) {
+		const char *env = getenv(k ? "SLURM_GPU_BIND" : "SLURM_CPU_BIND");
+
+		if (!seen[k] && env && binds(env))
+			chosen[k] = 1;
+	}
+	snprintf(what, sizeof(what), "%s%s%s", chosen[0] ? "cpu" : "",
+		 chosen[0] && chosen[1] ? "," : "", chosen[1] ? "gpu" : "");
 	/* srun's own environment is what its tasks get (spank_setenv is for
 	 * the remote side only). */
 	if (what[0])
