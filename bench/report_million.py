@@ -13,7 +13,9 @@ their user+sys time, which other load on the machine does not inflate the way
 it does wall time (the load average is printed for that reason).
 Target (issue 7): at most 10 s and 1 GiB on the 2-core dev machine; issue 13
 keeps it with the 95% intervals on, and runs the report once without them
-(aggregate.INTERVALS off) right before, to show what they cost.
+(aggregate.INTERVALS off) right before, to show what they cost. Where the
+optional isal package is installed, one run inflates with zlib instead, to show
+what ISA-L saves.
 """
 
 from __future__ import annotations
@@ -25,9 +27,11 @@ import resource
 import subprocess
 import sys
 import time
+import zlib
 from pathlib import Path
 
 from slurm_ai.record import is_token
+from slurm_ai.report import slim as slim_module
 from slurm_ai.report.slim import available as msgspec_available
 from slurm_ai.report.synth import dump_lines
 
@@ -39,6 +43,12 @@ NO_MSGSPEC = (
 # A report run without the 95% intervals (issue 13): the figures alone, as before them.
 NO_INTERVALS = (
     "import sys; from slurm_ai.report import aggregate; aggregate.INTERVALS = False; "
+    "from slurm_ai.cli import main; main(sys.argv[1:], prog_name='slurm-ai')"
+)
+# A report run with zlib's inflate where ISA-L's (the optional isal package) is installed.
+ZLIB_INFLATE = (
+    "import sys, zlib; from slurm_ai.report import facts; "
+    "facts.inflate, facts.inflate_errors = zlib.decompress, (zlib.error,); "
     "from slurm_ai.cli import main; main(sys.argv[1:], prog_name='slurm-ai')"
 )
 
@@ -75,7 +85,7 @@ def current(dump: Path) -> bool:
 
 
 def run_report(
-    dump: Path, workers: int, slim: bool = True, intervals: bool = True
+    dump: Path, workers: int, slim: bool = True, intervals: bool = True, fast_inflate: bool = True
 ) -> tuple[float, float, float]:
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     t = time.perf_counter()
@@ -84,6 +94,8 @@ def run_report(
         head = [sys.executable, "-c", NO_MSGSPEC]
     elif not intervals:
         head = [sys.executable, "-c", NO_INTERVALS]
+    elif not fast_inflate:
+        head = [sys.executable, "-c", ZLIB_INFLATE]
     argv = [
         *head,
         "report",
@@ -120,18 +132,25 @@ def main() -> None:
     cores = len(os.sched_getaffinity(0))
     print(f"jobs: {args.jobs}, dump {dump.stat().st_size / 1e9:.2f} GB, cores: {cores}")
     print(f"baseline (read lines only): {base:.2f} s; load average {os.getloadavg()[0]:.2f}")
-    # (workers, msgspec, intervals): intervals off first, then on, so the two runs
-    # that differ only by the intervals sit next to each other in time.
-    runs = [(cores, True, False), (cores, True, True)]
+    # (workers, msgspec, intervals, ISA-L): intervals off first, then on, so the two
+    # runs that differ only by the intervals sit next to each other in time; then
+    # zlib's inflate right after, for the same reason.
+    isal = slim_module.inflate is not zlib.decompress
+    runs = [(cores, True, False, isal), (cores, True, True, isal)]
+    if isal:
+        runs.append((cores, True, True, False))
+    else:
+        print("isal not installed: records are inflated by zlib (pip install 'slurm-ai[report]')")
     if not args.skip_serial:
-        runs.append((1, True, True))
+        runs.append((1, True, True, isal))
     if msgspec_available():
-        runs.append((cores, False, True))
+        runs.append((cores, False, True, isal))
     else:
         print("msgspec not installed: every record goes through json.loads")
-    for workers, slim, intervals in runs:
-        wall, cpu, peak = run_report(dump, workers, slim, intervals)
+    for workers, slim, intervals, fast_inflate in runs:
+        wall, cpu, peak = run_report(dump, workers, slim, intervals, fast_inflate)
         how = "msgspec" if slim and msgspec_available() else "json.loads"
+        how += ", ISA-L" if fast_inflate else ", zlib"
         how += ", intervals" if intervals else ", no intervals"
         print(
             f"report --workers {workers} ({how}): {wall:.2f} s = {wall / base:.1f}x baseline, "

@@ -37,6 +37,7 @@ from __future__ import annotations
 import binascii
 import json
 import zlib
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -82,11 +83,19 @@ def decode_token(token: str) -> dict[str, Any]:
     return record
 
 
-def token_payload(token: str) -> bytes:
+def token_payload(
+    token: str,
+    inflate: Callable[[bytes], bytes] = zlib.decompress,
+    inflate_errors: tuple[type[Exception], ...] = (zlib.error,),
+) -> bytes:
     """AdminComment token -> its record's JSON text, not parsed.
 
     For readers that parse the JSON their own way (the report decodes only the
     fields it needs); same checks and errors as decode_token before json.loads.
+    `inflate` may be a faster zlib-compatible decompressor (the report's, see
+    report/slim.py) for the usual small record; whatever it raises (its
+    `inflate_errors`), the bounded zlib path below decides, so the answer and
+    the error words never depend on it.
     """
     if not is_token(token):
         raise RecordError("not a slurm-ai token")
@@ -99,8 +108,8 @@ def token_payload(token: str) -> bytes:
         # at most 1032:1), so a one-shot decompress is safe. Any error, and the
         # limit, are left to the bounded path below, which words them.
         try:
-            raw = zlib.decompress(data)
-        except zlib.error:
+            raw = inflate(data)
+        except inflate_errors:
             pass
         else:
             if len(raw) < MAX_JSON_BYTES:

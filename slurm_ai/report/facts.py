@@ -20,8 +20,9 @@ from slurm_ai.record import (
     is_token,
     token_payload,
 )
+from slurm_ai.report.slim import INFLATE_ERRORS, slim_record, slim_struct
 from slurm_ai.report.slim import available as _slim_available
-from slurm_ai.report.slim import slim_record, slim_struct
+from slurm_ai.report.slim import inflate as _fast_inflate
 
 WORKLOADS = ("training", "fine-tuning", "inference", "data-science")
 UNITS = ("tokens", "epochs", "samples", "requests")
@@ -31,6 +32,9 @@ CHECKED_VERDICTS = frozenset({"pass", "warn", "fail", "timeout"})
 FAILED_VERDICTS = frozenset({"fail", "timeout"})
 NO_RECORD = "no record"
 slim_available = _slim_available()  # tests switch it off to compare both paths
+# The report's inflate (slim.py: ISA-L when installed); tests and the bench swap in zlib's.
+inflate = _fast_inflate
+inflate_errors = INFLATE_ERRORS
 UNREADABLE = "unparsed"
 
 _NUM = (int, float)
@@ -161,7 +165,7 @@ def read_record_fields(admin_comment: str) -> tuple[str, dict[str, Any] | None, 
         return NONE, None, "", foreign
     if slim_available:
         try:
-            record = slim_record(token_payload(token))
+            record = slim_record(token_payload(token, inflate, inflate_errors))
         except RecordError:
             record = None
         if record is not None:
@@ -397,7 +401,7 @@ def row_facts(
     else:
         if slim_available:
             try:
-                slim = slim_struct(token_payload(token))
+                slim = slim_struct(token_payload(token, inflate, inflate_errors))
             except RecordError:
                 slim = None
         if slim is not None:

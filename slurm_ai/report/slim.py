@@ -13,12 +13,21 @@ decodes the full record with json.loads instead. The figures are therefore the
 same with or without msgspec (tests/report/test_slim.py compares both).
 
 msgspec is optional: without it every record goes through json.loads.
+
+Inflating a record is the other large cost (zlib: about 10 us for a 0.8 kB
+record here, most of it building the block's Huffman tables). With the optional
+`isal` package (Intel ISA-L, `pip install slurm-ai[report]`) the report inflates
+with `isal_zlib.decompress` instead, about 40% faster on the same records. The
+bytes are the same (deflate decodes to one answer, and ISA-L checks the
+Adler-32 as zlib does); anything it refuses goes to record.token_payload's own
+zlib path, which decides and words the error (tests/report/test_slim.py).
 """
 
 from __future__ import annotations
 
+import zlib
 from collections.abc import Callable
-from typing import Any, TypedDict
+from typing import Any, TypedDict, cast
 
 from slurm_ai.record import RECORD_VERSION
 
@@ -26,6 +35,17 @@ try:
     import msgspec
 except ImportError:  # optional accelerator
     msgspec = None  # type: ignore[assignment]
+
+inflate: Callable[[bytes], bytes] = zlib.decompress
+INFLATE_ERRORS: tuple[type[Exception], ...] = (zlib.error,)
+try:
+    from isal import isal_zlib
+except ImportError:  # optional accelerator
+    pass
+else:
+    inflate = isal_zlib.decompress
+    # isal's stub types `error` as an instance; it is the class IsalError.
+    INFLATE_ERRORS = (cast("type[Exception]", isal_zlib.error), zlib.error, ValueError)
 
 
 # Only the keys facts.py reads; Any where facts.py checks the type itself.
