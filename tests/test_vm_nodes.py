@@ -16,6 +16,10 @@ from pathlib import Path
 
 import pytest
 from cluster_support import LOCALCLUSTER, SlurmCluster
+from hooks_fixture import InstalledHooks, installed_hooks  # noqa: F401  (the fixture)
+
+from slurm_ai import cbuild
+from slurm_ai.topology import spank
 
 sys.path.insert(0, str(LOCALCLUSTER.parent))
 import localcluster_vm as vm
@@ -169,3 +173,46 @@ def test_status_and_logs_cover_the_guests(vm_cluster: SlurmCluster) -> None:
     assert vm.READY_LINE in logs.stdout
     slurmd = vm_cluster.localcluster("logs", "slurmd-v2", timeout=60)
     assert slurmd.returncode == 0 and "slurmd-v2.log" in slurmd.stdout, slurmd.stderr
+
+
+SPANK_PRINT = (
+    "import os; print('TASK', os.environ['SLURMD_NODENAME'], os.environ['SLURM_LOCALID'], "
+    "sorted(os.sched_getaffinity(0)))"
+)
+
+
+def test_spank_plugin_pins_tasks_inside_a_guest(
+    vm_cluster: SlurmCluster, request: pytest.FixtureRequest
+) -> None:
+    """The plugin (built on the host, shared in by 9p) loads in the guest's slurmstepd,
+    reads the plan its own Prolog wrote, and pins each task of a plain srun. The guests
+    share the host nodes' slurm.conf (TaskPlugin=task/affinity), so there is no job
+    cgroup to intersect with: the step's CPUs come from Slurm's affinity masks."""
+    if cbuild.find_compiler() is None or cbuild.find_slurm_include(spank.HEADERS) is None:
+        pytest.fail("needs gcc and libslurm-dev (scripts/setup-deps installs both)")
+    # Asked for here, after vm_cluster: where there are no guests, nothing is installed.
+    hooks: InstalledHooks = request.getfixturevalue("installed_hooks")
+    path = spank.build_plugin(vm_cluster.prefix / "spank")
+    conf = vm_cluster.prefix / "etc" / "plugstack.conf.d" / spank.CONF_NAME
+    conf.write_text(spank.conf_line(path, hooks.spool_dir, "auto"))
+    try:
+        out = vm_cluster.run(
+            ["srun", "-p", "vm", "-w", "v1", "-N1", "-n2", "--cpu-bind=none",
+             "--sai-bind=verbose", sys.executable, "-c", SPANK_PRINT],
+            env=hooks.env(),
+            timeout=300,
+        )  # fmt: skip
+    finally:
+        conf.unlink(missing_ok=True)
+    assert out.returncode == 0, out.stderr
+    sets = {}
+    for line in out.stdout.splitlines():
+        if line.startswith("TASK "):
+            _, node, local, cpus = line.split(" ", 3)
+            assert node == "v1"
+            sets[int(local)] = json.loads(cpus)
+    # Unbound by Slurm (--cpu-bind=none), yet each task has one CPU of its own.
+    assert sorted(sets) == [0, 1] and all(len(c) == 1 for c in sets.values()), out.stdout
+    assert sets[0] != sets[1], out.stdout
+    lines = [line for line in out.stderr.splitlines() if line.startswith("slurm-ai: task")]
+    assert len(lines) == 2 and not any("unchanged" in line for line in lines), out.stderr

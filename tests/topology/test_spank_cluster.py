@@ -175,6 +175,35 @@ def test_a_binding_chosen_in_srun_s_environment_is_kept(plugin: Any) -> None:
     assert len(lines) == 2 and not any("CPUs unchanged" in line for line in lines), proc.stderr
 
 
+def verbose_lines(stderr: str) -> list[str]:
+    """The plugin's verbose lines, with srun -l's "N: " label taken off."""
+    lines = (re.sub(r"^\s*\d+: ", "", line) for line in stderr.splitlines())
+    return [line for line in lines if line.startswith("slurm-ai: task")]
+
+
+def test_which_cpu_bind_values_are_the_user_s_choice(plugin: Any) -> None:
+    """A value binds when one of its words is more than none/quiet/verbose; the
+    command's own arguments are not srun's, even after a flag that takes no value."""
+    run = [sys.executable, "-c", PRINT]
+    # quiet,map_cpu: Slurm's map stays, and nothing that follows from our CPUs is set.
+    proc = srun(plugin, "-N1", "-n2", "--cpu-bind=quiet,map_cpu:1,0", "--sai-bind=verbose", *run)
+    assert proc.returncode == 0, proc.stderr
+    assert sorted((k[1], v) for k, v in tasks(proc.stdout).items()) == [(0, [1]), (1, [0])]
+    lines = verbose_lines(proc.stderr)
+    assert len(lines) == 2 and all("CPUs unchanged" in line for line in lines), proc.stderr
+    assert not any("OMP_NUM_THREADS" in line for line in lines), proc.stderr
+    # verbose,none chooses nothing: the plugin pins.
+    proc = srun(plugin, "-N1", "-n2", "--cpu-bind=verbose,none", "--sai-bind=verbose", "true")
+    assert proc.returncode == 0, proc.stderr
+    lines = verbose_lines(proc.stderr)
+    assert len(lines) == 2 and not any("unchanged" in line for line in lines), proc.stderr
+    # -l takes no value: python3 is the command, and its --cpu-bind is its own.
+    proc = srun(plugin, "-N1", "-n2", "-l", "--sai-bind=verbose", *run, "--cpu-bind=map_cpu:1,0")
+    assert proc.returncode == 0, proc.stderr
+    lines = verbose_lines(proc.stderr)
+    assert len(lines) == 2 and not any("unchanged" in line for line in lines), proc.stderr
+
+
 def test_a_plain_srun_in_a_batch_job_is_pinned(plugin: Any) -> None:
     """The batch step's own environment (Slurm's SLURM_CPU_BIND_* outputs) is not a
     user's choice: srun inside sbatch, with no binding option, is pinned."""

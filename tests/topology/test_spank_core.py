@@ -133,6 +133,32 @@ def test_allowed_cpus_outside_the_plan_are_split_evenly(harness: Path, tmp_path:
     assert all("split evenly" in " ".join(g["warnings"]) for g in got)  # type: ignore[arg-type]
 
 
+def test_more_tasks_than_a_plan_covers_run_unpinned(harness: Path, tmp_path: Path) -> None:
+    """MaxTasksPerNode may exceed the CPUs a plan can describe: fail open, say why."""
+    topo = load_machine("kvm_passthrough").topology
+    plan_path = tmp_path / "task-plan"
+    plan_path.write_text(planfile.render(topo, [], TopologySettings()))
+    got = run_harness(harness, plan_path, 5000, 4999, topo.cpu.online, {})
+    assert got["rc"] == 1 and "5000 tasks on the node, over the 4096" in str(got["error"])
+
+
+def test_a_long_gpu_list_names_whole_uuids_only(harness: Path, tmp_path: Path) -> None:
+    """30 GPUs in UUID style do not fit CUDA_VISIBLE_DEVICES' 1023 characters: the list
+    stops at the last whole UUID, with a warning, never at half a UUID."""
+    uuids = [f"GPU-{i:08x}-aaaa-bbbb-cccc-dddddddddddd" for i in range(30)]
+    lines = ["sai-task-plan 1", *(f"cpu {c} 0 {c}" for c in range(32))]
+    lines += [f"gpu {i} 0 0 {u}" for i, u in enumerate(uuids)] + ["job_gpus 0-29", ""]
+    plan_path = tmp_path / "task-plan"
+    plan_path.write_text("\n".join(lines))
+    env = {"SLURM_STEP_GPUS": "0-29", "CUDA_VISIBLE_DEVICES": ",".join(uuids)}
+    got = run_harness(harness, plan_path, 30, 3, list(range(32)), env)
+    assert got["rc"] == 0, got
+    listed = got["env"]["CUDA_VISIBLE_DEVICES"].split(",")  # type: ignore[index]
+    assert listed[0] == uuids[3] and set(listed) <= set(uuids), listed
+    assert 20 <= len(listed) < 30
+    assert any("CUDA_VISIBLE_DEVICES longer than" in w for w in got["warnings"])  # type: ignore[attr-defined]
+
+
 @pytest.mark.parametrize(
     "text, why",
     [

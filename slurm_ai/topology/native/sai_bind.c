@@ -332,7 +332,7 @@ int sai_parse_plan(const char *text, size_t len, struct sai_layout *l, char *err
 			continue;
 		}
 		if (parse_line(line, l, err, errlen) < 0) {
-			size_t used = strlen(err);
+			size_t used = err ? strlen(err) : 0;
 
 			if (err && used + 16 < errlen)
 				snprintf(err + used, errlen - used, " (line %d)", lineno);
@@ -654,11 +654,15 @@ static void label(const struct sai_unit *u, const char *style, const struct sai_
 	}
 }
 
-static void append(char *buf, size_t len, const char *item)
+/* Append ",item" only if all of it fits: a cut-off GPU UUID would name no GPU. */
+static int append(char *buf, size_t len, const char *item)
 {
-	size_t used = strlen(buf);
+	size_t used = strlen(buf), need = strlen(item) + (used ? 1 : 0);
 
+	if (used + need >= len)
+		return -1;
 	snprintf(buf + used, len - used, "%s%s", used ? "," : "", item);
+	return 0;
 }
 
 /* task_env() of slurm_ai/topology/taskenv.py: the user's own choices win. */
@@ -694,6 +698,13 @@ int sai_plan_task(const struct sai_layout *l, const struct sai_request *req, str
 	t->nwarnings = 0;
 	if (rank < 0) {
 		say(err, errlen, "negative rank %d", rank);
+		return -1;
+	}
+	if (ntasks > SAI_MAX_CPUS) {
+		/* The per-rank tables hold SAI_MAX_CPUS ranks; more tasks than CPUs a
+		 * plan can describe has no pinning to give anyway. */
+		say(err, errlen, "%d tasks on the node, over the %d a plan covers", ntasks,
+		    SAI_MAX_CPUS);
 		return -1;
 	}
 	if (rank >= ntasks) {
@@ -786,11 +797,13 @@ int sai_plan_task(const struct sai_layout *l, const struct sai_request *req, str
 
 		for (int i = 0; i < nmine; i++)
 			mig |= mine[i]->mig;
-		for (int i = 0; i < (mig ? 1 : nmine); i++) {
+		int full = 0;
+
+		for (int i = 0; i < (mig ? 1 : nmine) && !full; i++) {
 			label(mine[i], style, ju, nju, one, sizeof(one));
-			append(value, sizeof(value), one);
+			full = append(value, sizeof(value), one);
 		}
-		for (int k = 0; k < nju && !mig && !l->own_gpu_only; k++) {
+		for (int k = 0; k < nju && !mig && !l->own_gpu_only && !full; k++) {
 			int own = 0;
 
 			for (int i = 0; i < nmine; i++)
@@ -798,8 +811,11 @@ int sai_plan_task(const struct sai_layout *l, const struct sai_request *req, str
 			if (own)
 				continue;
 			label(ju[k], style, ju, nju, one, sizeof(one));
-			append(value, sizeof(value), one);
+			full = append(value, sizeof(value), one);
 		}
+		if (full)
+			warn(t, "CUDA_VISIBLE_DEVICES longer than %d characters: the job's other GPUs "
+				"after the last that fits are not listed", SAI_VALUE_MAX - 1);
 		put_env(l, req, t, "CUDA_VISIBLE_DEVICES", value);
 	}
 	{

@@ -75,8 +75,14 @@ static int opt_bind(int val, const char *optarg, int remote)
 	int mode = bind_mode_of(optarg ? optarg : "");
 
 	(void)val;
-	(void)remote;
 	if (mode == BIND_UNSET) {
+		/* srun/sbatch refuse it; in slurmstepd (a client of another version
+		 * during an upgrade) the task runs with the site's default. */
+		if (remote) {
+			slurm_info("slurm-ai: --sai-bind=%s not known here: the site default applies",
+				   optarg ? optarg : "");
+			return 0;
+		}
 		slurm_error("slurm-ai: --sai-bind=%s: expected auto, off or verbose",
 			    optarg ? optarg : "");
 		return -1;
@@ -92,12 +98,16 @@ static char workload[32];
 static int opt_workload(int val, const char *optarg, int remote)
 {
 	(void)val;
-	(void)remote;
 	for (size_t i = 0; optarg && i < sizeof(workloads) / sizeof(workloads[0]); i++)
 		if (!strcmp(optarg, workloads[i])) {
 			strcpy(workload, workloads[i]);
 			return 0;
 		}
+	if (remote) { /* as opt_bind: never fail a task over a label */
+		slurm_info("slurm-ai: --sai-workload=%s not known here: not recorded",
+			   optarg ? optarg : "");
+		return 0;
+	}
 	slurm_error("slurm-ai: --sai-workload=%s: expected training, fine-tuning, inference or "
 		    "data-science", optarg ? optarg : "");
 	return -1;
@@ -140,61 +150,123 @@ int slurm_spank_init(spank_t sp, int ac, char **av)
 	return 0;
 }
 
+/* Words of a --cpu-bind/--gpu-bind value that choose no binding (srun takes
+ * the abbreviations too). */
+static int neutral_word(const char *word, size_t n)
+{
+	static const char *const words[] = { "none", "no", "quiet", "q", "verbose", "v", "help" };
+
+	for (size_t i = 0; i < sizeof(words) / sizeof(words[0]); i++)
+		if (strlen(words[i]) == n && !strncmp(word, words[i], n))
+			return 1;
+	return 0;
+}
+
 /* A --cpu-bind/--gpu-bind value that is the user's own choice of binding:
- * anything but none and the bare verbosity words. */
+ * one of its comma-separated words is more than none/quiet/verbose
+ * ("quiet,cores" binds; "verbose,none" does not). */
 static int binds(const char *value)
 {
-	return strcmp(value, "none") && strncmp(value, "none,", 5) && strncmp(value, "quiet", 5) &&
-	       strcmp(value, "verbose");
+	for (const char *w = value; *w;) {
+		size_t n = strcspn(w, ",");
+
+		if (n && !neutral_word(w, n))
+			return 1;
+		w += n + (w[n] == ',');
+	}
+	return 0;
+}
+
+/* srun's short options that take a value ("-n 2", "-n2"), from its getopt
+ * string; the others are flags. */
+#define SRUN_SHORT_WITH_VALUE "AbBcCdDeGiJLmMnNopqrStTwWx"
+
+/* srun's long options that take no value, or only an attached one (--opt=v):
+ * after them, a word that is no option is the command. Any other long option
+ * without '=' takes the next word as its value. */
+static int long_flag(const char *arg)
+{
+	static const char *const flags[] = {
+		"--exact", "--exclusive", "--overlap", "--unbuffered", "--label", "--quiet",
+		"--verbose", "--pty", "--multi-prog", "--no-kill", "--kill-on-bad-exit",
+		"--disable-status", "--spread-job", "--test-only", "--use-min-nodes",
+		"--contiguous", "--hold", "--immediate", "--oversubscribe", "--overcommit",
+		"--preserve-env", "--no-allocate", "--help", "--usage", "--version", "--reboot",
+		"--send-libs", "--x11", "--bcast", "--compress", "--propagate", "--resv-ports",
+		"--nice", "--whole", "--jobid-only", "--external-launcher",
+	};
+
+	for (size_t i = 0; i < sizeof(flags) / sizeof(flags[0]); i++)
+		if (!strcmp(arg, flags[i]))
+			return 1;
+	return 0;
+}
+
+/* Does option word `arg` (no '=' in a long one) take the next word as its value? */
+static int takes_next_word(const char *arg)
+{
+	if (arg[1] == '-')
+		return !strchr(arg, '=') && !long_flag(arg);
+	for (const char *c = arg + 1; *c; c++) /* "-ln": flags, then maybe one with a value */
+		if (strchr(SRUN_SHORT_WITH_VALUE, *c))
+			return c[1] == '\0'; /* attached ("-n2") or the next word */
+	return 0;
 }
 
 /* An explicit --cpu-bind=/--gpu-bind= of srun, other than none: the SPANK
  * API does not expose srun's options, so read srun's own command line up to
- * the first word that is neither an option nor an option's value. Without
- * the option, srun takes SLURM_CPU_BIND / SLURM_GPU_BIND from its
- * environment (its input variables), so those count as the user's choice too. */
+ * the command (the first word that is neither an option nor an option's
+ * value). Without the option, srun takes SLURM_CPU_BIND / SLURM_GPU_BIND from
+ * its environment (its input variables), so those count as the user's
+ * choice too, except the "quiet,..."/"verbose,..." form Slurm itself sets in
+ * a step's tasks, which a nested srun would inherit. */
 static void note_user_binding(void)
 {
 	static char buf[65536];
+	static const struct {
+		const char *name;
+		int kind; /* 0 cpu, 1 gpu */
+	} options[] = { { "--cpu-bind", 0 }, { "--cpu_bind", 0 }, { "--gpu-bind", 1 } };
 	char what[16] = "";
-	int seen[2] = { 0, 0 }, chosen[2] = { 0, 0 }; /* cpu, gpu */
+	int seen[2] = { 0, 0 }, chosen[2] = { 0, 0 };
 	ssize_t len = 0, r;
 	int fd = open("/proc/self/cmdline", O_RDONLY | O_CLOEXEC);
-	const char *prev = "";
+	int value_next = 0;
 
-	if (fd < 0)
-		return;
-	while (len < (ssize_t)sizeof(buf) - 1 &&
-	       (r = read(fd, buf + len, sizeof(buf) - 1 - (size_t)len)) > 0)
-		len += r;
-	close(fd);
+	if (fd >= 0) {
+		while (len < (ssize_t)sizeof(buf) - 1 &&
+		       (r = read(fd, buf + len, sizeof(buf) - 1 - (size_t)len)) > 0)
+			len += r;
+		close(fd);
+	}
 	buf[len > 0 ? len : 0] = '\0';
 	for (char *arg = buf + strlen(buf) + 1; arg < buf + len; arg += strlen(arg) + 1) {
-		const char *kinds[] = { "--cpu-bind", "--gpu-bind" };
-
-		if (!strcmp(arg, "--"))
-			break;
-		if (arg[0] != '-' && (prev[0] != '-' || strchr(prev, '=')))
+		if (value_next) { /* the previous option's value */
+			value_next = 0;
+			continue;
+		}
+		if (!strcmp(arg, "--") || arg[0] != '-' || !arg[1])
 			break; /* the command */
-		for (int k = 0; k < 2; k++) {
-			size_t n = strlen(kinds[k]);
+		for (size_t i = 0; i < sizeof(options) / sizeof(options[0]); i++) {
+			size_t n = strlen(options[i].name);
 			const char *value = NULL;
 
-			if (!strncmp(arg, kinds[k], n) && arg[n] == '=')
+			if (!strncmp(arg, options[i].name, n) && arg[n] == '=')
 				value = arg + n + 1;
-			else if (!strcmp(arg, kinds[k]) && arg + n + 1 < buf + len)
+			else if (!strcmp(arg, options[i].name) && arg + n + 1 < buf + len)
 				value = arg + n + 1;
 			if (value) { /* srun takes the last one */
-				seen[k] = 1;
-				chosen[k] = binds(value);
+				seen[options[i].kind] = 1;
+				chosen[options[i].kind] = binds(value);
 			}
 		}
-		prev = arg;
+		value_next = takes_next_word(arg);
 	}
 	for (int k = 0; k < 2; k++) {
 		const char *env = getenv(k ? "SLURM_GPU_BIND" : "SLURM_CPU_BIND");
 
-		if (!seen[k] && env && binds(env))
+		if (!seen[k] && env && strncmp(env, "quiet,", 6) && strncmp(env, "verbose,", 8) &&
+		    binds(env))
 			chosen[k] = 1;
 	}
 	snprintf(what, sizeof(what), "%s%s%s", chosen[0] ? "cpu" : "",
@@ -292,8 +364,8 @@ static void read_plan(spank_t sp)
 			slurm_info("slurm-ai: job %u step %u runs unpinned: %s", job_id, step_id, err);
 		return;
 	}
-	if (task_id == 0)
-		mark_pinned(job_id);
+	if (task_id == 0 && !strstr(user_choice, "cpu"))
+		mark_pinned(job_id); /* the record's plan.pinned_by: the user's binding is not ours */
 	have_plan = 1;
 }
 
@@ -317,12 +389,15 @@ static void allowed_cpus(spank_t sp, unsigned char *allowed)
 {
 	static char masks[65536];
 	char kind[64];
-	cpu_set_t set;
+	cpu_set_t *set = CPU_ALLOC(SAI_MAX_CPUS);
+	size_t size = CPU_ALLOC_SIZE(SAI_MAX_CPUS);
 
 	memset(allowed, 0, SAI_MAX_CPUS);
-	if (!sched_getaffinity(0, sizeof(set), &set))
-		for (int c = 0; c < CPU_SETSIZE && c < SAI_MAX_CPUS; c++)
-			allowed[c] = CPU_ISSET(c, &set) ? 1 : 0;
+	if (set && !sched_getaffinity(0, size, set))
+		for (int c = 0; c < SAI_MAX_CPUS; c++)
+			allowed[c] = CPU_ISSET_S(c, size, set) ? 1 : 0;
+	if (set)
+		CPU_FREE(set);
 	if (spank_getenv(sp, "SLURM_CPU_BIND_TYPE", kind, sizeof(kind)) != ESPANK_SUCCESS ||
 	    spank_getenv(sp, "SLURM_CPU_BIND_LIST", masks, sizeof(masks)) != ESPANK_SUCCESS)
 		return;
@@ -354,12 +429,19 @@ static int plan_this_task(spank_t sp)
 			slurm_info("slurm-ai: job %u step %u runs unpinned: %s", job_id, step_id, err);
 		return -1;
 	}
-	if (strstr(user_choice, "cpu"))
-		task.ncpus = 0; /* the user's --cpu-bind stays */
-	if (strstr(user_choice, "gpu"))
-		for (int i = 0; i < task.env.count; i++)
-			if (!strcmp(task.env.item[i].name, "CUDA_VISIBLE_DEVICES"))
-				task.env.item[i].name[0] = '\0';
+	for (int i = 0; i < task.env.count; i++) {
+		const char *name = task.env.item[i].name;
+
+		/* The user's --cpu-bind stays, and with it every choice that follows
+		 * from the CPUs: thread count and memory node. */
+		if ((strstr(user_choice, "cpu") && !strcmp(name, "OMP_NUM_THREADS")) ||
+		    (strstr(user_choice, "gpu") && !strcmp(name, "CUDA_VISIBLE_DEVICES")))
+			task.env.item[i].name[0] = '\0';
+	}
+	if (strstr(user_choice, "cpu")) {
+		task.ncpus = 0;
+		task.numa = -1;
+	}
 	if (task_id == 0)
 		for (int i = 0; i < task.nwarnings; i++)
 			slurm_info("slurm-ai: job %u step %u: %s", job_id, step_id, task.warning[i]);
@@ -381,23 +463,27 @@ int slurm_spank_task_init(spank_t sp, int ac, char **av)
 	int mode = user_bind != BIND_UNSET ? user_bind : site_bind;
 	double start = now_ms();
 	char why[128] = "";
-	cpu_set_t set;
+	cpu_set_t *set;
+	size_t size = CPU_ALLOC_SIZE(SAI_MAX_CPUS);
 
 	(void)ac;
 	(void)av;
 	if (!have_plan || !spank_remote(sp) || plan_this_task(sp))
 		return 0;
-	if (task.ncpus) {
-		CPU_ZERO(&set);
+	if (task.ncpus && !(set = CPU_ALLOC(SAI_MAX_CPUS))) {
+		snprintf(why, sizeof(why), "CPUs not set: out of memory");
+		task.ncpus = 0;
+	} else if (task.ncpus) {
+		CPU_ZERO_S(size, set);
 		for (int i = 0; i < task.ncpus; i++)
-			if (task.cpus[i] < CPU_SETSIZE)
-				CPU_SET(task.cpus[i], &set);
-		if (sched_setaffinity(0, sizeof(set), &set)) {
+			CPU_SET_S(task.cpus[i], size, set); /* below SAI_MAX_CPUS (sai_bind.c) */
+		if (sched_setaffinity(0, size, set)) {
 			snprintf(why, sizeof(why), "CPUs not set: %s", strerror(errno));
 			task.ncpus = 0;
 		} else if (task.numa >= 0 && layout.nnodes > 1) {
 			prefer_node(task.numa, why, sizeof(why));
 		}
+		CPU_FREE(set);
 	}
 	for (int i = 0; i < task.env.count; i++)
 		if (task.env.item[i].name[0])
