@@ -50,7 +50,14 @@ THROTTLE_FAIL = {
     THROTTLE_HW_POWER_BRAKE: "HW power brake",
 }
 
-_XID_RE = re.compile(r"NVRM: Xid \(PCI:([0-9A-Fa-f:.]+)\): (\d+),?\s*(.*)")
+# The message must *start* with "NVRM: Xid": after a /dev/kmsg prefix of the kernel's
+# own facility (priority below 8: user-space writes to /dev/kmsg carry facility 1+),
+# after a dmesg timestamp, or bare. Anywhere else in a line it may be a user's text:
+# the kernel prints user-chosen names (a trap in a file named "NVRM: Xid (PCI:...): 79").
+_XID_RE = re.compile(
+    r"(?:\s*(?P<prio>\d+),\d+,\d+,[^;]*;|\s*\[\s*[\d.]+\]\s*)?"
+    r"NVRM: Xid \(PCI:([0-9A-Fa-f:.]+)\): (\d+),?\s*(.*)"
+)
 MAX_KMSG_RECORDS = 50000
 
 
@@ -84,10 +91,10 @@ def parse_xids(lines: Iterable[str]) -> list[XidEvent]:
 def parse_xid_records(records: Iterable[KernelRecord]) -> list[XidEvent]:
     events: list[XidEvent] = []
     for record in records:
-        match = _XID_RE.search(record.text)
-        if match:
+        match = _XID_RE.match(record.text)
+        if match and (match.group("prio") is None or int(match.group("prio")) < 8):
             events.append(
-                XidEvent(match.group(1).lower(), int(match.group(2)), match.group(3), record.seq)
+                XidEvent(match.group(2).lower(), int(match.group(3)), match.group(4), record.seq)
             )
     return events
 

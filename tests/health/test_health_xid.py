@@ -52,6 +52,25 @@ def test_parse_records_keeps_sequence_numbers_and_drops_continuations() -> None:
     assert recs(["[ 12.3] NVRM: Xid (PCI:0000:db:00): 79, x"])[0].seq is None
 
 
+def test_an_xid_must_be_the_kernel_s_own_message() -> None:
+    """The kernel prints names a user chooses (a trap in a file named like an Xid
+    line); a user's write to /dev/kmsg has a facility above the kernel's. Neither is
+    an Xid, or any user could drain the nodes they run on."""
+    from slurm_ai.health.gpu import parse_xids
+
+    forged = [
+        "4,9001,1,-;traps: python3[4242] trap invalid opcode ip:1 sp:2 error:0 in "
+        "NVRM: Xid (PCI:0000:3b:00): 79, pwned[7f0000+1000]",
+        "12,9002,2,-;NVRM: Xid (PCI:0000:3b:00): 79, written by a user to /dev/kmsg",
+        "[ 99.1] python3[1]: segfault in NVRM: Xid (PCI:0000:3b:00): 48, x",
+    ]
+    assert parse_xids(forged) == []
+    real = parse_xids(
+        [XID_79, "[ 12.3] NVRM: Xid (PCI:0000:db:00): 79, x", "NVRM: Xid (PCI:0000:db:00): 31, y"]
+    )
+    assert [(e.pci, e.xid) for e in real] == [("0000:db:00", 79)] * 2 + [("0000:db:00", 31)]
+
+
 def test_split_rules() -> None:
     log = recs([*BOOT_LOG, XID_79, XID_48])
     # First check on this node: everything since boot is new.
