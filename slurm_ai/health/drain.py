@@ -8,7 +8,11 @@ with SLURM_CONF from the config because slurmd gives hooks almost no env.
 Ownership: slurm-ai resumes only a node whose drain reason starts with
 REASON_PREFIX. A node drained by an admin or by another health checker
 (NHC writes "NHC: ...") is never resumed by us, and its reason is never
-overwritten.
+overwritten; a node in maintenance, rebooting or powered down is never
+drained or resumed by us, and a DOWN or FAILed one never resumed. Every
+drain and resume is decided on the state read just before it, and a state
+that cannot be read means no action. An XID drain is never resumed by us: the
+XIDs that drain call for a GPU reset or a reboot, which an admin confirms.
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from slurm_ai.errors import SlurmAIError
 from slurm_ai.health.verdict import CheckResult, first_worst
 from slurm_ai.proc import CommandResult, run_command
 
@@ -29,6 +34,19 @@ REASON_PREFIX = "slurm_ai:"
 SCONTROL = "/usr/bin/scontrol"
 # Node states in which the node's GPUs may be in a job's use.
 BUSY_STATES = frozenset({"ALLOCATED", "MIXED", "COMPLETING"})
+# Node states that are someone else's to manage (maintenance, reboots, power saving):
+# never drained or resumed by us.
+MANAGED_STATES = frozenset({
+    "MAINT", "REBOOT_REQUESTED", "REBOOT_ISSUED", "POWERED_DOWN", "POWERING_DOWN",
+    "POWER_DOWN", "POWERING_UP", "FUTURE",
+})  # fmt: skip
+# States in which a node is out of service for a reason of its own: never resumed by
+# us. A DOWN node is still drained on a failed check when nobody gave a reason of
+# their own (slurmctld's automatic ones below): the boot-time check of a node that
+# went down is what keeps a broken node from taking jobs when it comes back.
+DOWN_STATES = frozenset({"DOWN", "FAIL", "FAILING", "NOT_RESPONDING", "UNKNOWN"})
+SLURMCTLD_REASONS = frozenset({"Not responding", "Node unexpectedly rebooted"})
+XID_REASON_PREFIX = f"{REASON_PREFIX} xid:"
 
 
 def drain_reason(check: str, detail: str) -> str:
@@ -81,6 +99,7 @@ class NodeState:
     states: frozenset[str]  # "IDLE+DRAIN" -> {"IDLE", "DRAIN"}
     reason: str
     partitions: tuple[str, ...] = ()
+    known: bool = True  # False: scontrol could not say (no action is taken then)
 
     def partition_for(self, configured: Mapping[str, object]) -> str | None:
         """The node's first partition with its own floors, else its first one."""
@@ -99,6 +118,40 @@ class NodeState:
     @property
     def busy(self) -> bool:
         return bool(self.states & BUSY_STATES)
+
+    @property
+    def others_reason(self) -> bool:
+        """A reason an admin or another checker gave (not ours, not slurmctld's own)."""
+        reason = self.reason
+        return (
+            bool(reason)
+            and not reason.startswith(REASON_PREFIX)
+            and reason not in SLURMCTLD_REASONS
+        )
+
+    @property
+    def held_elsewhere(self) -> bool:
+        """In a state someone else manages, or with a reason of another's."""
+        return bool(self.states & MANAGED_STATES) or self.others_reason
+
+    @property
+    def may_drain(self) -> bool:
+        return (
+            self.known
+            and not self.drained
+            and not self.states & MANAGED_STATES
+            and not self.others_reason
+        )
+
+    @property
+    def may_resume(self) -> bool:
+        """Drained by us, for anything but XIDs, and in no state someone else manages."""
+        return (
+            self.known
+            and self.ours
+            and not self.states & (MANAGED_STATES | DOWN_STATES)
+            and not self.reason.startswith(XID_REASON_PREFIX)
+        )
 
 
 def parse_node_state(text: str) -> NodeState:
@@ -131,16 +184,38 @@ def read_node_state(
 
 
 def node_action(verdict: str, state: NodeState, auto_resume: bool) -> str | None:
-    """What the HealthCheckProgram does about a verdict: "drain", "resume" or None.
+    """What a verdict does to the node: "drain", "resume" or None.
 
-    fail drains a node that is not drained yet (never rewrites another's
-    reason); pass/warn resumes a node only when we drained it. Anything that
-    judged nothing (unchecked, error, timeout) leaves the node as it is.
+    fail drains a node that is not drained and has no reason or managed state
+    of another's (never rewrites another's reason); pass/warn resumes a node
+    only when we drained it, for anything but XIDs, and it is not down or
+    managed. A state that could not be read, and anything that judged nothing
+    (unchecked, error, timeout), leave the node as it is.
     """
     if verdict == "fail":
-        return None if state.drained else "drain"
-    if verdict in ("pass", "warn") and auto_resume and state.ours:
+        return "drain" if state.may_drain else None
+    if verdict in ("pass", "warn") and auto_resume and state.may_resume:
         return "resume"
+    return None
+
+
+def drain_unless_held(
+    node: str,
+    reason: str,
+    slurm_env: Mapping[str, str],
+    timeout: float = 10.0,
+    scontrol: str = SCONTROL,
+) -> str | None:
+    """Drain NODE, reading its state first: None when drained, else why not (its
+    state could not be read, it is drained already, or it is another's). The
+    drain itself raises as drain_node does."""
+    try:
+        state = read_node_state(node, slurm_env, timeout=timeout, scontrol=scontrol)
+    except (SlurmAIError, ValueError) as exc:
+        return f"node state unknown: {' '.join(str(exc).split())[:200]}"
+    if node_action("fail", state, auto_resume=False) != "drain":
+        return f"left as it is: {'+'.join(sorted(state.states))} {state.reason}".strip()
+    drain_node(node, reason, slurm_env, timeout=timeout, scontrol=scontrol)
     return None
 
 

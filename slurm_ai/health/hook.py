@@ -97,8 +97,10 @@ def _full_check(
     boot_id: str | None,
     budget_s: float,
     event: str,
+    partition: str | None = None,
 ) -> HealthReport:
-    """The full check on this job's GPUs (all of them when Slurm gave none)."""
+    """The full check on this job's GPUs (all of them when Slurm gave none), judged
+    by `partition`'s floors (default: the job's)."""
     from slurm_ai.health.fullcheck import run_full_check
 
     return run_full_check(
@@ -107,7 +109,7 @@ def _full_check(
         node=ctx.node,
         boot_id=boot_id,
         budget_s=budget_s,
-        partition=ctx.job.partition,
+        partition=partition or ctx.job.partition,
         allocated_gpus=ctx.job.gpus or None,
         log=ctx.log,
         event=event,
@@ -133,7 +135,7 @@ def _background_prolog(
     Only light modules here (no node.py, backends or launcher): this runs on
     every job's critical path."""
     from slurm_ai.health.drain import drain_reason_for
-    from slurm_ai.health.nodegpu import GpuPart, gpu_health, save_cursor
+    from slurm_ai.health.nodegpu import GpuPart, gpu_health, read_boot_id, save_cursor
     from slurm_ai.health.policy import latest, provenance
     from slurm_ai.health.verdict import CheckResult, Verdict, conclude
 
@@ -153,7 +155,7 @@ def _background_prolog(
             quick.checks.append(CheckResult("xid", Verdict.INFO, problem))
     quick_verdict, _ = conclude(quick.checks)
     quick_s = time.perf_counter() - began
-    view = latest(settings, last, now)
+    view = latest(settings, last, now, read_boot_id(settings.boot_id_file))
     cached = view.health or {}
     if view.usable:
         full = CheckResult("full-check", Verdict(str(cached.get("verdict"))), _full_reason(cached))
@@ -216,7 +218,8 @@ def _epilog(ctx: HookContext) -> dict[str, Any] | None:
     if settings.partitions and ctx.job.partition not in settings.partitions:
         return None
     store = HealthStore(ctx.spool_dir)
-    view = latest(settings, store.last(), time.time())
+    boot_id = read_boot_id(settings.boot_id_file)
+    view = latest(settings, store.last(), time.time(), boot_id)
     if view.usable:
         return None
     if not ctx.job.gpus and gpu_count(None, settings.budget_s) > 0:
@@ -224,20 +227,32 @@ def _epilog(ctx: HookContext) -> dict[str, Any] | None:
         ctx.log.info("event=health_refresh_skipped why=job had no GPUs of this node")
         return None
     ctx.log.info("event=health_refresh why=%s", view.why)
-    boot_id = read_boot_id(settings.boot_id_file)
+    from slurm_ai.errors import SlurmAIError
+    from slurm_ai.health.drain import drain_unless_held, read_node_state, scontrol_for
+
+    scontrol, slurm_env = scontrol_for(ctx.config), ctx.config.slurm_env()
+    # The node's verdict, judged as the HealthCheckProgram judges it: by the node's
+    # partition with floors, not by whichever partition this job came through.
+    try:
+        partition = read_node_state(ctx.node, slurm_env, scontrol=scontrol).partition_for(
+            settings.partition_floors
+        )
+    except (SlurmAIError, ValueError):
+        partition = None
     report = _full_check(
-        ctx, settings, store, boot_id, settings.background_budget_s, "health_refreshed"
+        ctx, settings, store, boot_id, settings.background_budget_s, "health_refreshed", partition
     )
     if report.verdict.drains:
-        from slurm_ai.errors import SlurmAIError
-        from slurm_ai.health.drain import drain_node, scontrol_for
-
         reason = drain_text(report)
         try:
-            drain_node(ctx.node, reason, ctx.config.slurm_env(), scontrol=scontrol_for(ctx.config))
-            ctx.log.warning("event=drained reason=%s", reason)
+            why_not = drain_unless_held(ctx.node, reason, slurm_env, scontrol=scontrol)
         except (SlurmAIError, ValueError, OSError) as exc:
             ctx.log.error("event=drain_failed reason=%s error=%s", reason, exc)
+        else:
+            if why_not:
+                ctx.log.warning("event=not_drained reason=%s why=%s", reason, why_not)
+            else:
+                ctx.log.warning("event=drained reason=%s", reason)
     fragment = report.fragment()
     refresh = {
         k: fragment.get(k)

@@ -88,12 +88,19 @@ class Latest:
         return self.health is not None
 
 
-def latest(settings: HealthSettings, last: dict[str, Any] | None, now: float) -> Latest:
+def latest(
+    settings: HealthSettings,
+    last: dict[str, Any] | None,
+    now: float,
+    boot_id: str | None = None,
+) -> Latest:
     """Is the stored full verdict (last.json) fresh enough to stand for this job?
 
     Not when absent, older than max_age_hours, from the future (a clock step),
-    or a verdict that must not be reused (fail, error, timeout, unchecked:
-    after an admin resumes a drained node it is checked again)."""
+    from before the node's last boot (`boot_id`, the current one, differs from
+    the stored one: a node that crashed and came back is checked again), or a
+    verdict that must not be reused (fail, error, timeout, unchecked: after an
+    admin resumes a drained node it is checked again)."""
     if last is None or not isinstance(last.get("health"), dict):
         return Latest(None, None, "no full check on this node yet")
     checked_at = last.get("checked_at")
@@ -101,6 +108,9 @@ def latest(settings: HealthSettings, last: dict[str, Any] | None, now: float) ->
         return Latest(None, None, "the stored verdict has no time")
     age = now - float(checked_at)
     verdict = str(last["health"].get("verdict"))
+    stored_boot = last.get("boot_id")
+    if boot_id and isinstance(stored_boot, str) and stored_boot and stored_boot != boot_id:
+        return Latest(None, round(age, 1), "the node rebooted since its last full check")
     if age < 0:
         return Latest(None, round(age, 1), "the stored verdict is from the future (clock step)")
     if age > settings.max_age_hours * 3600:

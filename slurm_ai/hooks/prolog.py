@@ -27,14 +27,19 @@ def drain_reason(reasons: list[str]) -> str:
 
 
 def drain_node(ctx: HookContext, reason: str) -> bool:
-    from slurm_ai.proc import run_command
+    """Drain this node, unless it is drained already or another's (health.drain's
+    rule: an admin's or NHC's reason is never overwritten)."""
+    from slurm_ai.health.drain import drain_unless_held, scontrol_for
 
-    scontrol = ctx.config.section("slurm").get_str("scontrol", "/usr/bin/scontrol")
-    argv = [scontrol, "update", f"nodename={ctx.node}", "state=drain", f"reason={reason}"]
     try:
-        run_command(argv, timeout=15, extra_env=ctx.config.slurm_env())
-    except CommandError as exc:
+        why_not = drain_unless_held(
+            ctx.node, reason, ctx.config.slurm_env(), timeout=15, scontrol=scontrol_for(ctx.config)
+        )
+    except (CommandError, ValueError) as exc:
         ctx.log.error("event=drain_failed reason=%s error=%s", reason, runner.one_line(exc))
+        return False
+    if why_not:
+        ctx.log.warning("event=not_drained reason=%s why=%s", reason, why_not)
         return False
     ctx.log.warning("event=drained reason=%s", reason)
     return True

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import logging
+import shlex
 import time
 from pathlib import Path
 from typing import Any
@@ -38,13 +39,20 @@ CHECK = {
 }
 
 
-def context(tmp_path: Path, health: dict[str, Any]) -> HookContext:
+def context(
+    tmp_path: Path, health: dict[str, Any], slurm: dict[str, Any] | None = None
+) -> HookContext:
     spool = tmp_path / "spool"
     spool.mkdir(mode=0o700, exist_ok=True)
     kmsg = tmp_path / "kmsg"
     kmsg.write_text("6,1,1,-;Linux version 6.1\n")
     config = Config(
-        None, {"spool": {"dir": str(spool)}, "health": {"kmsg": str(kmsg), **CHECK, **health}}
+        None,
+        {
+            "spool": {"dir": str(spool)},
+            "health": {"kmsg": str(kmsg), **CHECK, **health},
+            "slurm": slurm or {},
+        },
     )
     return HookContext(config, JobEnv.from_environ(ENV), "n1", spool, logging.getLogger("t"))
 
@@ -59,7 +67,12 @@ def store_last(ctx: HookContext, age_s: float, verdict: str = "pass") -> None:
         "reason": "",
         "checked_at": checked_at,
     }
-    HealthStore(ctx.spool_dir).save_last("b1", checked_at, health)
+    # Stored in this boot (the host's own boot id): a verdict of an earlier boot is stale.
+    from slurm_ai.health.nodegpu import read_boot_id
+    from slurm_ai.health.settings import HealthSettings
+
+    boot_id = read_boot_id(HealthSettings.from_config(ctx.config).boot_id_file)
+    HealthStore(ctx.spool_dir).save_last(boot_id, checked_at, health)
 
 
 @pytest.fixture
@@ -169,8 +182,10 @@ def test_a_cold_start_over_budget_is_unchecked_not_a_timeout(
     assert ctx.drain_reasons == []
 
 
-def epilog_context(tmp_path: Path, health: dict[str, Any]) -> HookContext:
-    ctx = context(tmp_path, health)
+def epilog_context(
+    tmp_path: Path, health: dict[str, Any], slurm: dict[str, Any] | None = None
+) -> HookContext:
+    ctx = context(tmp_path, health, slurm)
     ctx.prolog_state = {"health": {"health": {"verdict": "unchecked", "provenance": {"x": 1}}}}
     return ctx
 
@@ -244,12 +259,52 @@ def test_node_state_from_scontrol_one_liner() -> None:
         ("timeout", {"IDLE", "DRAIN"}, "slurm_ai: gemm: slow", True, None),
         ("error", {"IDLE"}, "", True, None),
         ("pass", {"IDLE"}, "", True, None),
+        # Someone else's node: an admin's DOWN or FAIL, maintenance, a reboot.
+        ("fail", {"DOWN", "NOT_RESPONDING"}, "bad PSU, RMA 4711", True, None),
+        ("fail", {"IDLE", "FAIL"}, "flaky IB", True, None),
+        ("fail", {"IDLE", "MAINT", "RESERVED"}, "", True, None),
+        ("fail", {"IDLE", "REBOOT_REQUESTED"}, "", True, None),
+        ("fail", {"IDLE"}, "admin: watch this one", True, None),  # a reason of another's
+        # slurmctld's own reasons are nobody's decision: a node back from a crash is
+        # drained by its boot-time check (it must not take jobs broken).
+        ("fail", {"DOWN", "NOT_RESPONDING"}, "Not responding", True, "drain"),
+        ("fail", {"DOWN"}, "Node unexpectedly rebooted", True, "drain"),
+        ("fail", {"UNKNOWN"}, "", True, "drain"),
+        # Ours, but down or an XID's: never resumed by us.
+        ("pass", {"DOWN", "DRAIN"}, "slurm_ai: gemm: slow", True, None),
+        ("pass", {"IDLE", "DRAIN"}, "slurm_ai: xid: gpu7 (79)", True, None),
+        ("pass", {"IDLE", "DRAIN", "MAINT"}, "slurm_ai: gemm: slow", True, None),
     ],
 )
 def test_what_the_health_check_program_does(
     verdict: str, states: set[str], reason: str, auto_resume: bool, action: str | None
 ) -> None:
     assert node_action(verdict, NodeState(frozenset(states), reason), auto_resume) == action
+    # A state scontrol could not give: no action, whatever the verdict.
+    unknown = NodeState(frozenset(states), reason, known=False)
+    assert node_action(verdict, unknown, auto_resume) is None
+
+
+def test_a_verdict_from_before_the_last_boot_is_not_reused(tmp_path: Path) -> None:
+    from slurm_ai.health.policy import latest
+    from slurm_ai.health.settings import HealthSettings
+
+    settings = HealthSettings()
+    now = time.time()
+    last = {"boot_id": "boot-a", "checked_at": now - 60, "health": {"verdict": "pass"}}
+    assert latest(settings, last, now, "boot-a").usable
+    rebooted = latest(settings, last, now, "boot-b")
+    assert not rebooted.usable and "rebooted" in rebooted.why
+    assert latest(settings, last, now, None).usable  # no boot id to compare: by age alone
+
+
+def test_the_program_keeps_within_slurmds_limit() -> None:
+    from slurm_ai.health import program
+
+    elapsed = program.seconds_since_start()
+    assert 0 < elapsed < 24 * 3600  # this process started a moment ago, /proc says
+    assert program.time_left(0.5) == pytest.approx(60 - 12 - 0.5)
+    assert program.time_left(40.0) < program.MIN_BUDGET_S  # NHC took 40 s: no check
 
 
 def test_fragments_match_the_record_schema(tmp_path: Path, no_allreduce: None) -> None:
@@ -336,3 +391,47 @@ def test_the_epilog_never_measures_gpus_its_job_did_not_have(
     ctx = epilog_context(tmp_path, {})  # no SLURM_JOB_GPUS; the node shows 8 GPUs
     assert epilog_step(ctx) is None  # stale (absent) verdict, and still no check
     assert HealthStore(ctx.spool_dir).last() is None
+
+
+def fake_scontrol(tmp_path: Path, show: str) -> tuple[Path, Path]:
+    """An scontrol that logs its argv and answers `-o show node` with `show`."""
+    log = tmp_path / "scontrol.log"
+    path = tmp_path / "scontrol"
+    path.write_text(
+        f'#!/bin/sh\necho "$@" >> {log}\nif [ "$1" = "-o" ]; then echo {shlex.quote(show)}; fi\n'
+    )
+    path.chmod(0o755)
+    return path, log
+
+
+@pytest.mark.parametrize(
+    ("show", "drained"),
+    [
+        ("NodeName=n1 State=MIXED+DRAIN Partitions=bare Reason=RMA 4711 bad PSU [admin@x]", False),
+        ("NodeName=n1 State=DOWN+NOT_RESPONDING Partitions=bare Reason=bad PSU [admin@x]", False),
+        ("NodeName=n1 State=IDLE Partitions=bare", True),
+    ],
+    ids=["admin-drain", "admin-down", "free"],
+)
+def test_the_epilog_refresh_never_overwrites_another_s_drain(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, show: str, drained: bool
+) -> None:
+    import slurm_ai.health.fullcheck as fullcheck
+    from slurm_ai.health.node import HealthReport
+    from slurm_ai.health.verdict import CheckResult, Verdict
+
+    scontrol, log = fake_scontrol(tmp_path, show)
+    ctx = epilog_context(tmp_path, {}, {"scontrol": str(scontrol)})
+    store_last(ctx, age_s=30 * 3600)  # stale: the Epilog refreshes
+    failed = HealthReport(
+        Verdict.FAIL, "gemm: slow", checks=[CheckResult("gemm", Verdict.FAIL, "gpu0 slow")]
+    )
+    monkeypatch.setattr(fullcheck, "run_node_check", lambda *a, **k: failed)
+    epilog_step(ctx)
+    calls = log.read_text().splitlines()
+    assert calls[0].startswith("-o show node n1")
+    updates = [c for c in calls if c.startswith("update")]
+    if drained:
+        assert updates == ["update nodename=n1 state=drain reason=slurm_ai: gemm: gpu0 slow"]
+    else:
+        assert updates == []  # the admin's reason stands

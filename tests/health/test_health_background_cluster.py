@@ -114,7 +114,7 @@ def test_health_check_program_drains_resumes_and_leaves_an_admins_drain(
             # Two more rounds of checks: n2 passes them too, and stays drained.
             log_mark = len(hooks.log_text())
             wait_for(
-                lambda: hooks.log_text()[log_mark:].count("event=left_drained") >= 2,
+                lambda: hooks.log_text()[log_mark:].count("event=left_as_is") >= 2,
                 timeout=90,
                 what="two checks of n2 that left it drained",
             )
