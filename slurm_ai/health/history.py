@@ -15,6 +15,8 @@ history existed: fail open).
 
 from __future__ import annotations
 
+import fcntl
+import os
 import re
 from pathlib import Path
 from typing import Any
@@ -103,19 +105,26 @@ class HealthStore:
 
     def save_xid_cursor(self, node: str, cursor: Cursor) -> None:
         """Store the cursor; never moves it back within one boot (two Prologs
-        starting at once each write what they read: the larger one stays)."""
+        starting at once each write what they read: the larger one stays). The
+        read-compare-write holds an exclusive lock on the cursor directory, so
+        two writers cannot interleave between the read and the rename."""
         path = self.xid_cursor_path(node)
         self._ensure(self.dir)
         self._ensure(path.parent)
-        current, state = self.xid_cursor(node)
-        if (
-            state is CursorState.OK
-            and current is not None
-            and current.boot_id == cursor.boot_id
-            and current.seq > cursor.seq
-        ):
-            return
-        atomic_write_json(path, cursor.to_json())
+        fd = os.open(path.parent, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            current, state = self.xid_cursor(node)
+            if (
+                state is CursorState.OK
+                and current is not None
+                and current.boot_id == cursor.boot_id
+                and current.seq > cursor.seq
+            ):
+                return
+            atomic_write_json(path, cursor.to_json())
+        finally:
+            os.close(fd)  # releases the lock
 
 
 def comparable_busbw(

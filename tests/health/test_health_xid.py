@@ -8,6 +8,7 @@ import json
 import logging
 import os
 import stat
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -212,6 +213,35 @@ def test_cursor_never_moves_back_within_a_boot(node: Node) -> None:
     assert store.xid_cursor("n1") == (Cursor(BOOT_A, 3300), CursorState.OK)
     store.save_xid_cursor("n1", Cursor(BOOT_B, 10))  # a new boot may go lower
     assert store.xid_cursor("n1") == (Cursor(BOOT_B, 10), CursorState.OK)
+
+
+def test_two_writers_cannot_move_the_cursor_back(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Writer A reads the cursor, then stalls; B stores a later one meanwhile. Without
+    the lock A's older cursor would land last, and a judged XID be judged again."""
+    import threading
+
+    spool = tmp_path / "spool"
+    spool.mkdir(mode=0o700)
+    store = HealthStore(spool)
+    read = HealthStore.xid_cursor
+    a_has_read = threading.Event()
+
+    def slow_read(self: HealthStore, node: str) -> Any:
+        answer = read(self, node)
+        if threading.current_thread().name == "A":
+            a_has_read.set()
+            time.sleep(0.5)  # B tries to write now
+        return answer
+
+    monkeypatch.setattr(HealthStore, "xid_cursor", slow_read)
+    a = threading.Thread(target=store.save_xid_cursor, args=("n1", Cursor(BOOT_A, 100)), name="A")
+    a.start()
+    assert a_has_read.wait(5)
+    store.save_xid_cursor("n1", Cursor(BOOT_A, 200))  # B, while A holds its read
+    a.join()
+    assert read(store, "n1") == (Cursor(BOOT_A, 200), CursorState.OK)
 
 
 def test_without_a_readable_cursor_fatal_xids_only_warn(node: Node) -> None:
