@@ -155,7 +155,7 @@ def _background_prolog(
             quick.checks.append(CheckResult("xid", Verdict.INFO, problem))
     quick_verdict, _ = conclude(quick.checks)
     quick_s = time.perf_counter() - began
-    view = latest(settings, last, now, read_boot_id(settings.boot_id_file))
+    view = latest(settings, last, now, read_boot_id(settings.boot_id_file), ctx.job.gpus)
     cached = view.health or {}
     if view.usable:
         full = CheckResult("full-check", Verdict(str(cached.get("verdict"))), _full_reason(cached))
@@ -219,7 +219,7 @@ def _epilog(ctx: HookContext) -> dict[str, Any] | None:
         return None
     store = HealthStore(ctx.spool_dir)
     boot_id = read_boot_id(settings.boot_id_file)
-    view = latest(settings, store.last(), time.time(), boot_id)
+    view = latest(settings, store.last(), time.time(), boot_id, ctx.job.gpus)
     if view.usable:
         return None
     if not ctx.job.gpus and gpu_count(None, settings.budget_s) > 0:

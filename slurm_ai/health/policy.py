@@ -93,6 +93,7 @@ def latest(
     last: dict[str, Any] | None,
     now: float,
     boot_id: str | None = None,
+    job_gpus: list[int] | None = None,
 ) -> Latest:
     """Is the stored full verdict (last.json) fresh enough to stand for this job?
 
@@ -100,7 +101,9 @@ def latest(
     from before the node's last boot (`boot_id`, the current one, differs from
     the stored one: a node that crashed and came back is checked again), or a
     verdict that must not be reused (fail, error, timeout, unchecked: after an
-    admin resumes a drained node it is checked again)."""
+    admin resumes a drained node it is checked again), or a check of some GPUs
+    only (an Epilog's refresh: its `gpus`) for a job with others (`job_gpus`;
+    None: the job's GPUs are not known, so every GPU counts)."""
     if last is None or not isinstance(last.get("health"), dict):
         return Latest(None, None, "no full check on this node yet")
     checked_at = last.get("checked_at")
@@ -111,6 +114,16 @@ def latest(
     stored_boot = last.get("boot_id")
     if boot_id and isinstance(stored_boot, str) and stored_boot and stored_boot != boot_id:
         return Latest(None, round(age, 1), "the node rebooted since its last full check")
+    checked = last["health"].get("gpus")
+    if isinstance(checked, list) and not set(job_gpus if job_gpus is not None else [-1]) <= set(
+        checked
+    ):
+        shown = ",".join(str(g) for g in job_gpus) if job_gpus is not None else "all"
+        return Latest(
+            None,
+            round(age, 1),
+            f"the last full check covered GPUs {','.join(map(str, checked))}, not {shown}",
+        )
     if age < 0:
         return Latest(None, round(age, 1), "the stored verdict is from the future (clock step)")
     if age > settings.max_age_hours * 3600:

@@ -298,6 +298,21 @@ def test_a_verdict_from_before_the_last_boot_is_not_reused(tmp_path: Path) -> No
     assert latest(settings, last, now, None).usable  # no boot id to compare: by age alone
 
 
+def test_a_check_of_some_gpus_stands_only_for_jobs_on_those() -> None:
+    from slurm_ai.health.policy import latest
+    from slurm_ai.health.settings import HealthSettings
+
+    settings, now = HealthSettings(), time.time()
+    some = {"checked_at": now - 60, "health": {"verdict": "pass", "gpus": [0, 1]}}
+    assert latest(settings, some, now, job_gpus=[1]).usable
+    assert latest(settings, some, now, job_gpus=[]).usable  # a job with no GPU
+    other = latest(settings, some, now, job_gpus=[1, 5])
+    assert not other.usable and other.why == "the last full check covered GPUs 0,1, not 1,5"
+    assert not latest(settings, some, now, job_gpus=None).usable  # unknown: all count
+    whole = {"checked_at": now - 60, "health": {"verdict": "pass", "gpus": None}}
+    assert latest(settings, whole, now, job_gpus=[7]).usable
+
+
 def test_the_program_keeps_within_slurmds_limit() -> None:
     from slurm_ai.health import program
 
