@@ -123,6 +123,48 @@ def test_health_check_program_drains_resumes_and_leaves_an_admins_drain(
     assert "healthcheck[" in log and "event=resumed was=slurm_ai: allreduce-busbw" in log
 
 
+def test_a_restarted_node_is_checked_before_it_takes_jobs(installed_hooks: Any) -> None:
+    """slurmd runs the program once at start-up, before it registers, then every
+    HealthCheckInterval. With the interval an hour, only the start-up run can drain
+    a restarted n1, and n2, not restarted, keeps its state."""
+    import os
+    import signal
+
+    cluster, layout = installed_hooks.cluster, installed_hooks.layout
+    layout.healthcheck_shim.write_text(render_shim(layout, "healthcheck"))
+    layout.healthcheck_shim.chmod(0o755)
+    hooks_conf = Path(cluster.prefix) / "etc" / "hooks.conf"
+    original = hooks_conf.read_text()
+    block = render_health_check_lines(layout, interval=3600)
+    try:
+        with installed_hooks.configured({"hooks": STEPS, "health": CHECK}):
+            hooks_conf.write_text(f"{original.rstrip()}\n{PROGRAM_BEGIN}\n{block}{PROGRAM_END}\n")
+            _reconfigure_and_wait(cluster)
+        # From now on every check fails; the next run must be n1's start-up run.
+        with installed_hooks.configured(
+            {"hooks": STEPS, "health": {**CHECK, "min_busbw_gbps": 1e9}}
+        ):
+            pid_file = Path(cluster.prefix) / "run" / "slurmd-n1.pid"
+            pid = int(pid_file.read_text().split()[0])
+            os.kill(pid, signal.SIGTERM)
+            wait_for(
+                lambda: not Path(f"/proc/{pid}").exists(), timeout=30, what="slurmd-n1 to stop"
+            )
+            up = cluster.localcluster("up", timeout=300)
+            assert up.returncode == 0, up.stdout + up.stderr
+            reasons = wait_for(
+                lambda: (r := _reasons(cluster)).get("n1", "").startswith("slurm_ai: ") and r,
+                timeout=120,
+                what="n1 drained by its start-up check",
+            )
+            assert re.match(r"slurm_ai: allreduce-busbw: busbw [0-9.]+ GB/s", reasons["n1"])
+            assert "n2" not in reasons, reasons  # no periodic run drained n2
+    finally:
+        hooks_conf.write_text(original)
+        _reconfigure_and_wait(cluster)
+        cluster.run(["scontrol", "update", "nodename=n1", "state=resume"])
+
+
 def _job(hooks: Any, node: str = "n1") -> str:
     return sbatch(hooks, "-N1", "-n1", "-w", node, "-p", "bare", "--wrap", "true")
 
