@@ -132,9 +132,10 @@ def _program(config: Config, node: str, log: logging.Logger) -> None:
         log=log,
         event="health_program",
     )
-    if node_action(report.verdict.value, state, settings.auto_resume):
+    if node_action(report.verdict.value, state, settings.auto_resume) or not state.known:
         # Decide on the state now, not the one of before the check: an admin may
-        # have drained the node meanwhile, or a job started on it.
+        # have drained the node meanwhile, or a job started on it (or slurmctld,
+        # unreachable before, answers now: at boot it may come up late).
         state = node_state()
         if state.busy:
             log.warning(
