@@ -198,7 +198,8 @@ def test_the_epilog_refreshes_a_stale_verdict_and_keeps_the_jobs_own(tmp_path: P
     assert out is not None
     health = out["health"]
     assert health["verdict"] == "unchecked" and health["provenance"] == {"x": 1}
-    assert health["refresh"]["verdict"] == "pass" and health["refresh"]["startup_s"] > 0
+    refresh = health["refresh"]
+    assert refresh["verdict"] == "pass" and refresh["startup_s"] > 0, refresh
     last = HealthStore(ctx.spool_dir).last()
     assert last is not None and time.time() - last["checked_at"] < 60
     assert last["health"]["backend"] == "mpi"
