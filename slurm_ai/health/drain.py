@@ -17,6 +17,7 @@ XIDs that drain call for a GPU reset or a reboot, which an admin confirms.
 
 from __future__ import annotations
 
+import logging
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -136,12 +137,7 @@ class NodeState:
 
     @property
     def may_drain(self) -> bool:
-        return (
-            self.known
-            and not self.drained
-            and not self.states & MANAGED_STATES
-            and not self.others_reason
-        )
+        return self.known and not self.drained and not self.held_elsewhere
 
     @property
     def may_resume(self) -> bool:
@@ -203,20 +199,25 @@ def drain_unless_held(
     node: str,
     reason: str,
     slurm_env: Mapping[str, str],
+    log: logging.Logger,
     timeout: float = 10.0,
     scontrol: str = SCONTROL,
-) -> str | None:
-    """Drain NODE, reading its state first: None when drained, else why not (its
-    state could not be read, it is drained already, or it is another's). The
-    drain itself raises as drain_node does."""
+) -> bool:
+    """Drain NODE as a hook does: its state read first, node_action's rule (never
+    over a drain, a reason or a state of another's), the outcome logged (drained,
+    not_drained with why, drain_failed). True when drained."""
     try:
         state = read_node_state(node, slurm_env, timeout=timeout, scontrol=scontrol)
-    except (SlurmAIError, ValueError) as exc:
-        return f"node state unknown: {' '.join(str(exc).split())[:200]}"
-    if node_action("fail", state, auto_resume=False) != "drain":
-        return f"left as it is: {'+'.join(sorted(state.states))} {state.reason}".strip()
-    drain_node(node, reason, slurm_env, timeout=timeout, scontrol=scontrol)
-    return None
+        if node_action("fail", state, auto_resume=False) == "drain":
+            drain_node(node, reason, slurm_env, timeout=timeout, scontrol=scontrol)
+            log.warning("event=drained reason=%s", reason)
+            return True
+    except (SlurmAIError, ValueError, OSError) as exc:
+        log.error("event=drain_failed reason=%s error=%s", reason, " ".join(str(exc).split()))
+        return False
+    why = f"{'+'.join(sorted(state.states))} {state.reason}".strip()
+    log.warning("event=not_drained reason=%s why=left as it is: %s", reason, why)
+    return False
 
 
 def scontrol_for(config: Config) -> str:

@@ -243,16 +243,7 @@ def _epilog(ctx: HookContext) -> dict[str, Any] | None:
         ctx, settings, store, boot_id, settings.background_budget_s, "health_refreshed", partition
     )
     if report.verdict.drains:
-        reason = drain_text(report)
-        try:
-            why_not = drain_unless_held(ctx.node, reason, slurm_env, scontrol=scontrol)
-        except (SlurmAIError, ValueError, OSError) as exc:
-            ctx.log.error("event=drain_failed reason=%s error=%s", reason, exc)
-        else:
-            if why_not:
-                ctx.log.warning("event=not_drained reason=%s why=%s", reason, why_not)
-            else:
-                ctx.log.warning("event=drained reason=%s", reason)
+        drain_unless_held(ctx.node, drain_text(report), slurm_env, ctx.log, scontrol=scontrol)
     fragment = report.fragment()
     refresh = {
         k: fragment.get(k)

@@ -115,9 +115,7 @@ def latest(
     if boot_id and isinstance(stored_boot, str) and stored_boot and stored_boot != boot_id:
         return Latest(None, round(age, 1), "the node rebooted since its last full check")
     checked = last["health"].get("gpus")
-    if isinstance(checked, list) and not set(job_gpus if job_gpus is not None else [-1]) <= set(
-        checked
-    ):
+    if isinstance(checked, list) and (job_gpus is None or not set(job_gpus) <= set(checked)):
         shown = ",".join(str(g) for g in job_gpus) if job_gpus is not None else "all"
         return Latest(
             None,

@@ -12,7 +12,7 @@ import time
 from collections.abc import Mapping
 from typing import Any
 
-from slurm_ai.errors import CommandError, SlurmAIError
+from slurm_ai.errors import SlurmAIError
 from slurm_ai.hooks import runner
 from slurm_ai.hooks.context import HookContext
 
@@ -31,18 +31,9 @@ def drain_node(ctx: HookContext, reason: str) -> bool:
     rule: an admin's or NHC's reason is never overwritten)."""
     from slurm_ai.health.drain import drain_unless_held, scontrol_for
 
-    try:
-        why_not = drain_unless_held(
-            ctx.node, reason, ctx.config.slurm_env(), timeout=15, scontrol=scontrol_for(ctx.config)
-        )
-    except (CommandError, ValueError) as exc:
-        ctx.log.error("event=drain_failed reason=%s error=%s", reason, runner.one_line(exc))
-        return False
-    if why_not:
-        ctx.log.warning("event=not_drained reason=%s why=%s", reason, why_not)
-        return False
-    ctx.log.warning("event=drained reason=%s", reason)
-    return True
+    return drain_unless_held(
+        ctx.node, reason, ctx.config.slurm_env(), ctx.log, 15, scontrol_for(ctx.config)
+    )
 
 
 def run_prolog(config_path: str | None, environ: Mapping[str, str]) -> int:

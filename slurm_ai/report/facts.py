@@ -20,9 +20,8 @@ from slurm_ai.record import (
     is_token,
     token_payload,
 )
-from slurm_ai.report.slim import INFLATE_ERRORS, slim_record, slim_struct
+from slurm_ai.report.slim import INFLATE_ERRORS, inflate, slim_record, slim_struct
 from slurm_ai.report.slim import available as _slim_available
-from slurm_ai.report.slim import inflate as _fast_inflate
 
 WORKLOADS = ("training", "fine-tuning", "inference", "data-science")
 UNITS = ("tokens", "epochs", "samples", "requests")
@@ -32,8 +31,7 @@ CHECKED_VERDICTS = frozenset({"pass", "warn", "fail", "timeout"})
 FAILED_VERDICTS = frozenset({"fail", "timeout"})
 NO_RECORD = "no record"
 slim_available = _slim_available()  # tests switch it off to compare both paths
-# The report's inflate (slim.py: ISA-L when installed); tests and the bench swap in zlib's.
-inflate = _fast_inflate
+# `inflate` (slim.py: ISA-L when installed) and its errors: tests and the bench swap in zlib's.
 inflate_errors = INFLATE_ERRORS
 UNREADABLE = "unparsed"
 

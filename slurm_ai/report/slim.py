@@ -20,7 +20,7 @@ record here, most of it building the block's Huffman tables). With the optional
 with `isal_zlib.decompress` instead, about 40% faster on the same records. The
 bytes are the same (deflate decodes to one answer, and ISA-L checks the
 Adler-32 as zlib does); anything it refuses goes to record.token_payload's own
-zlib path, which decides and words the error (tests/report/test_slim.py).
+zlib path, which decides and words the error (tests/report/test_fast_inflate.py).
 """
 
 from __future__ import annotations
