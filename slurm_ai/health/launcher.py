@@ -6,6 +6,11 @@ running the same worker. Either way the processes form one process group
 (`proc.run_group`): on timeout the group and every descendant are killed, so
 a hung rank leaves nothing behind, and the verdict is "timeout".
 
+The workers report readiness, rank 0's result and their errors as files in a
+private directory made for this run (rankfiles.py), never on stdout: mpirun
+interleaves its ranks' output. Their stdout and stderr serve only to explain a
+worker or an mpirun that failed without a report.
+
 The workers get the caller's environment minus Slurm/PMIx/OpenMPI variables:
 inside a Prolog or a job, mpirun would otherwise see SLURM_JOB_ID and try to
 launch through srun.
@@ -18,13 +23,14 @@ import os
 import pwd
 import shutil
 import sys
+import tempfile
 from collections.abc import Mapping
 
 from slurm_ai.errors import CommandError, CommandTimeout
 from slurm_ai.health.errors import HealthCheckError, HealthColdStart, HealthTimeout
-from slurm_ai.health.measure import READY_MARKER, RESULT_MARKER, SweepResult, SweepSpec
+from slurm_ai.health.measure import SweepResult, SweepSpec
+from slurm_ai.health.rankfiles import RankReports, read_reports
 from slurm_ai.health.rendezvous import free_port
-from slurm_ai.health.worker import ERROR_MARKER
 from slurm_ai.proc import CommandResult, run_group
 
 _STRIP_PREFIXES = ("SLURM_", "PMIX_", "PMI_", "OMPI_", "SLURMD_")
@@ -91,70 +97,78 @@ def launch_local(
     if ranks < 1:
         raise HealthCheckError("need at least one rank")
     env = worker_env(os.environ if base_env is None else base_env)
-    worker = [
-        python,
-        "-m",
-        "slurm_ai.health.worker",
-        "--spec",
-        json.dumps(spec.to_json()),
-        "--timeout",
-        f"{timeout:g}",
-    ]
-    if spec.backend == "mpi":
-        env = mpirun_env(env)
-        path = shutil.which(mpirun, path=env["PATH"]) or mpirun
-        commands = [mpirun_argv(path, ranks, worker, os.geteuid() == 0)]
-        envs = [env]
-    else:
-        init = f"tcp://127.0.0.1:{free_port()}"
-        commands, envs = [], []
-        for rank in range(ranks):
-            rank_env = dict(env)
-            rank_env.update(
-                SLURM_AI_HEALTH_RANK=str(rank),
-                SLURM_AI_HEALTH_WORLD=str(ranks),
-                SLURM_AI_HEALTH_LOCAL_RANK=str(rank),
-                SLURM_AI_HEALTH_INIT=init,
+    # mkdtemp: mode 0700, created exclusively, so no one else can plant or read reports.
+    with tempfile.TemporaryDirectory(prefix="slurm-ai-health-") as reports:
+        worker = [
+            python,
+            "-m",
+            "slurm_ai.health.worker",
+            "--spec",
+            json.dumps(spec.to_json()),
+            "--timeout",
+            f"{timeout:g}",
+            "--report-dir",
+            reports,
+        ]
+        if spec.backend == "mpi":
+            env = mpirun_env(env)
+            path = shutil.which(mpirun, path=env["PATH"]) or mpirun
+            commands = [mpirun_argv(path, ranks, worker, os.geteuid() == 0)]
+            envs = [env]
+        else:
+            commands, envs = [worker] * ranks, _rank_envs(env, ranks)
+        try:
+            # The grace for SIGTERM comes out of the budget: the verdict arrives in time.
+            grace = min(1.0, timeout * 0.1)
+            results = run_group(
+                commands, timeout=timeout - grace, envs=envs, grace=grace, fail_fast=True
             )
-            commands.append(worker)
-            envs.append(rank_env)
-    try:
-        # The grace for SIGTERM comes out of the budget: the verdict arrives in time.
-        grace = min(1.0, timeout * 0.1)
-        results = run_group(
-            commands, timeout=timeout - grace, envs=envs, grace=grace, fail_fast=True
-        )
-    except CommandTimeout as exc:
-        ready = sum(out.count(READY_MARKER) for out in exc.stdout)  # mpirun: all ranks in one
-        if ready < ranks:
-            raise HealthColdStart(
-                f"cold start: {ready} of {ranks} {spec.backend} ranks ready within {timeout:g} s "
-                "(library import, communicator, CUDA init); nothing measured"
+        except CommandTimeout as exc:
+            ready = read_reports(reports).ready
+            if ready < ranks:
+                raise HealthColdStart(
+                    f"cold start: {ready} of {ranks} {spec.backend} ranks ready within "
+                    f"{timeout:g} s (library import, communicator, CUDA init); nothing measured"
+                ) from exc
+            raise HealthTimeout(
+                f"{spec.backend} all-reduce on {ranks} ranks did not finish within {timeout:g} s "
+                "after start-up"
             ) from exc
-        raise HealthTimeout(
-            f"{spec.backend} all-reduce on {ranks} ranks did not finish within {timeout:g} s "
-            "after start-up"
-        ) from exc
-    except CommandError as exc:
-        raise HealthCheckError(f"cannot start the {spec.backend} workers: {exc}") from exc
-    return parse_results(results, spec.backend)
+        except CommandError as exc:
+            raise HealthCheckError(f"cannot start the {spec.backend} workers: {exc}") from exc
+        return parse_results(results, read_reports(reports), spec.backend)
 
 
-def parse_results(results: list[CommandResult], backend: str) -> SweepResult:
-    """The result line of rank 0, or the first worker error."""
-    for result in results:
-        for line in result.stdout.splitlines():
-            if line.startswith(RESULT_MARKER):
-                failed = _first_failure(results)
-                if failed is not None:
-                    raise HealthCheckError(_why(failed, backend))
-                try:
-                    return SweepResult.from_json(json.loads(line[len(RESULT_MARKER) :]))
-                except (ValueError, KeyError, TypeError) as exc:
-                    raise HealthCheckError(f"unreadable worker result: {exc}") from exc
-    # The rank that reported its own error explains more than one killed after it.
-    bad = next((r for r in results if ERROR_MARKER in r.stderr), None)
-    raise HealthCheckError(_why(bad or _first_failure(results) or results[0], backend))
+def _rank_envs(env: Mapping[str, str], ranks: int) -> list[dict[str, str]]:
+    """torch backends: one process per rank, a TCP rendezvous on a free local port."""
+    init = f"tcp://127.0.0.1:{free_port()}"
+    return [
+        {
+            **env,
+            "SLURM_AI_HEALTH_RANK": str(rank),
+            "SLURM_AI_HEALTH_WORLD": str(ranks),
+            "SLURM_AI_HEALTH_LOCAL_RANK": str(rank),
+            "SLURM_AI_HEALTH_INIT": init,
+        }
+        for rank in range(ranks)
+    ]
+
+
+def parse_results(results: list[CommandResult], reports: RankReports, backend: str) -> SweepResult:
+    """Rank 0's result when every worker ended well; otherwise why not."""
+    failed = _first_failure(results)
+    if reports.errors:  # a worker's own words explain more than an exit code
+        raise HealthCheckError(f"{backend} worker failed: {reports.errors[0][:300]}")
+    if failed is not None:
+        raise HealthCheckError(_why(failed, backend))
+    if reports.result is None:
+        raise HealthCheckError(
+            f"{backend} workers exited 0 without a result: {_why(results[0], backend)}"
+        )
+    try:
+        return SweepResult.from_json(json.loads(reports.result))
+    except (ValueError, KeyError, TypeError) as exc:
+        raise HealthCheckError(f"unreadable worker result: {exc}") from exc
 
 
 def _first_failure(results: list[CommandResult]) -> CommandResult | None:
@@ -165,9 +179,6 @@ def _first_failure(results: list[CommandResult]) -> CommandResult | None:
 
 
 def _why(result: CommandResult, backend: str) -> str:
-    for line in result.stderr.splitlines():
-        if line.startswith(ERROR_MARKER):
-            return f"{backend} worker failed: {line[len(ERROR_MARKER) :][:300]}"
     # mpirun frames its messages with lines of dashes: keep lines with words.
     lines = [ln.strip() for ln in result.stderr.splitlines() if any(c.isalpha() for c in ln)]
     tail = " ".join(lines[-2:])[:300] if lines else "no output"

@@ -30,11 +30,6 @@ PATTERN_MOD = 13
 CORRUPT_STRIDE = 1021
 CORRUPT_DELTA = 1000
 FAULT_ENV = "SLURM_AI_HEALTH_FAULT"  # "corrupt:R" | "hang:R" | "crash:R" | "coldstart:R"
-RESULT_MARKER = "SLURM-AI-HEALTH-RESULT "
-# Printed by every node-scope worker once its library is imported and its
-# communicator (and CUDA context) is up: a launcher that times out without it
-# saw a cold start that did not fit, not a node that hung while measuring.
-READY_MARKER = "SLURM-AI-HEALTH-READY"
 
 
 def pattern_value(index: int, rank: int) -> int:

@@ -5,8 +5,10 @@ once per rank (torch: rank and rendezvous in SLURM_AI_HEALTH_RANK/_WORLD/
 _LOCAL_RANK/_INIT; mpi: under mpirun). Job scope: the CLI calls `run_rank` in
 its own process under srun.
 
-Rank 0 prints one line `SLURM-AI-HEALTH-RESULT {json}` on stdout. A worker
-exits 0 when it measured (the verdict is judged by the caller), 3 on an error.
+Node-scope workers report through files in the launcher's `--report-dir`
+(rankfiles.py: ready, rank 0's result, errors), not on stdout, which mpirun
+interleaves. A worker exits 0 when it measured (the verdict is judged by the
+caller), 3 on an error.
 
 Test-only fault injection (never set it in production): SLURM_AI_HEALTH_FAULT=
 "corrupt:R" makes rank R corrupt its input buffer, "hang:R" makes rank R hang
@@ -17,6 +19,7 @@ before the first collective, "crash:R" makes it exit at once, "coldstart:R"
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import sys
@@ -24,18 +27,9 @@ import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from slurm_ai.health.measure import (
-    FAULT_ENV,
-    READY_MARKER,
-    RESULT_MARKER,
-    SweepResult,
-    SweepSpec,
-    fault_for_rank,
-    run_sweep,
-)
+from slurm_ai.health import rankfiles
+from slurm_ai.health.measure import FAULT_ENV, SweepResult, SweepSpec, fault_for_rank, run_sweep
 from slurm_ai.health.rendezvous import Rendezvous
-
-ERROR_MARKER = "SLURM-AI-HEALTH-ERROR "
 
 
 def make_collective(spec: SweepSpec, rdv: Rendezvous | None, timeout_s: float) -> Any:
@@ -74,7 +68,7 @@ def run_rank_sharing(
     rdv: Rendezvous | None,
     timeout_s: float,
     share: Callable[[int, SweepResult], str] | None,
-    on_ready: Callable[[], None] | None = None,
+    on_ready: Callable[[int], None] | None = None,
 ) -> tuple[int, SweepResult, list[str]]:
     """Run this rank's sweep, then gather `share(rank, result)` of every rank
     (job scope: each node's GPU checks, rank 0's calibration).
@@ -90,7 +84,7 @@ def run_rank_sharing(
     try:
         startup = time.perf_counter() - began
         if on_ready is not None:
-            on_ready()
+            on_ready(coll.rank)
         apply_fault(spec, coll.rank)
         result = run_sweep(coll, spec)
         if spec.bench is not None:
@@ -134,28 +128,33 @@ def rendezvous_from_env(env: Mapping[str, str]) -> Rendezvous | None:
     )
 
 
-def _print_ready() -> None:
-    print(READY_MARKER, flush=True)
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="slurm_ai.health.worker")
     parser.add_argument("--spec", required=True, help="SweepSpec as JSON")
     parser.add_argument("--timeout", type=float, default=60.0)
+    parser.add_argument("--report-dir", required=True, help="the launcher's directory (rankfiles)")
     args = parser.parse_args(argv)
+    reports = args.report_dir
     try:
         data = json.loads(args.spec)
         if not data.get("fault"):
             data["fault"] = os.environ.get(FAULT_ENV) or None
         spec = SweepSpec.from_json(data)
         rank, result, _ = run_rank_sharing(
-            spec, rendezvous_from_env(os.environ), args.timeout, None, on_ready=_print_ready
+            spec,
+            rendezvous_from_env(os.environ),
+            args.timeout,
+            None,
+            on_ready=lambda rank: rankfiles.mark_ready(reports, rank),
         )
+        if rank == 0:
+            rankfiles.write_result(reports, json.dumps(result.to_json()))
     except Exception as exc:  # reported to the launcher; the verdict is "error"
-        print(f"{ERROR_MARKER}{type(exc).__name__}: {exc}", file=sys.stderr, flush=True)
+        message = f"{type(exc).__name__}: {exc}"
+        print(f"slurm_ai.health.worker: {message}", file=sys.stderr, flush=True)  # for a human
+        with contextlib.suppress(OSError):  # the launcher still has the exit code and stderr
+            rankfiles.write_error(reports, message)
         return 3
-    if rank == 0:
-        print(RESULT_MARKER + json.dumps(result.to_json()), flush=True)
     return 0
 
 
