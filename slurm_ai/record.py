@@ -41,6 +41,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from slurm_ai import jsontext
 from slurm_ai.errors import RecordError
 
 RECORD_VERSION = 1
@@ -75,7 +76,7 @@ def is_token(word: str) -> bool:
 def decode_token(token: str) -> dict[str, Any]:
     """AdminComment token -> record. Raises RecordError on any corruption."""
     try:
-        record = json.loads(token_payload(token))
+        record = jsontext.loads(token_payload(token))
     except ValueError as exc:
         raise RecordError(f"corrupt record: {exc}") from exc
     if not isinstance(record, dict) or not isinstance(record.get("v"), int):

@@ -21,6 +21,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from slurm_ai import jsontext
 from slurm_ai.errors import SpoolError
 
 DIR_MODE = 0o700
@@ -97,6 +98,24 @@ def read_bytes_nofollow(path: Path, *, max_bytes: int) -> bytes:
 def read_owned_nofollow(path: Path, *, max_bytes: int) -> tuple[bytes, int]:
     """read_bytes_nofollow, plus the owner uid of the very file that was read
     (from the open descriptor, so a swap between a stat and the open cannot fool it)."""
+    data, info = _read_nofollow(path, max_bytes)
+    return data, info.st_uid
+
+
+FileIdentity = tuple[int, int]  # (st_dev, st_ino): which file, whatever its name now
+
+
+class CorruptFileError(SpoolError):
+    """A spool file that was read whole and is not what it should be; `identity`
+    says which file it was, so quarantine() moves that one and never a fresh
+    file renamed into its place since."""
+
+    def __init__(self, message: str, identity: FileIdentity) -> None:
+        super().__init__(message)
+        self.identity = identity
+
+
+def _read_nofollow(path: Path, max_bytes: int) -> tuple[bytes, os.stat_result]:
     flags = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0)
     try:
         fd = os.open(path, flags)
@@ -122,28 +141,58 @@ def read_owned_nofollow(path: Path, *, max_bytes: int) -> tuple[bytes, int]:
         data = b"".join(chunks)
         if len(data) > max_bytes:
             raise SpoolError(f"{path} grew past {max_bytes} bytes while reading")
-        return data, info.st_uid
+        return data, info
     finally:
         os.close(fd)
 
 
+def _identity(path: Path) -> FileIdentity:
+    info = os.lstat(path)
+    return info.st_dev, info.st_ino
+
+
 def read_json(path: Path, *, max_bytes: int = MAX_JSON_BYTES) -> Any:
     """Parse a spool JSON file; SpoolError (never ValueError) when corrupt."""
-    data = read_bytes_nofollow(path, max_bytes=max_bytes)
+    return read_json_identified(path, max_bytes=max_bytes)[0]
+
+
+def read_json_identified(
+    path: Path, *, max_bytes: int = MAX_JSON_BYTES
+) -> tuple[Any, FileIdentity]:
+    """read_json, plus which file was read (for a quarantine of content that
+    parses but is wrong). Corrupt JSON: CorruptFileError with the identity."""
+    data, info = _read_nofollow(path, max_bytes)
+    identity = (info.st_dev, info.st_ino)
     try:
-        return json.loads(data)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise SpoolError(f"{path} is corrupt: {exc}") from exc
+        return jsontext.loads(data), identity
+    except ValueError as exc:  # bad UTF-8, bad JSON, nesting too deep
+        raise CorruptFileError(f"{path} is corrupt: {exc}", identity) from exc
 
 
-def quarantine(path: Path, spool_root: Path, reason: str) -> Path | None:
-    """Move a corrupt file into <spool_root>/corrupt/, keeping it for inspection."""
+def quarantine(
+    path: Path, spool_root: Path, reason: str, identity: FileIdentity | None = None
+) -> Path | None:
+    """Move a corrupt file into <spool_root>/corrupt/, keeping it for inspection.
+
+    With `identity` (the file that was read), only that file is moved: a writer
+    may have renamed a fresh file into place since the read, and moving it would
+    lose a good result for a bad one. Returns where it went, None if not moved.
+    """
     target_dir = spool_root / "corrupt"
     try:
+        if identity is not None and _identity(path) != identity:
+            return None  # already replaced: nothing corrupt left to move
         ensure_private_dir(target_dir, require_root_owner=False)
         stamp = time.strftime("%Y%m%dT%H%M%S")
         target = target_dir / f"{stamp}-{path.name}"
         os.replace(path, target)
+        if identity is not None and _identity(target) != identity:
+            # Replaced between the check and the rename: put the fresh file back,
+            # unless an even newer one is there already (link never overwrites).
+            with contextlib.suppress(OSError):
+                os.link(target, path)
+            os.unlink(target)
+            return None
         with contextlib.suppress(OSError):
             (target_dir / f"{target.name}.why").write_text(reason + "\n")
         return target

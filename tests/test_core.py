@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import os
+import zlib
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from slurm_ai.config import load_config
 from slurm_ai.errors import ConfigError, RecordError, SpoolError
 from slurm_ai.record import (
+    TOKEN_PREFIX,
     AdminComment,
     decode_token,
     encode_record,
@@ -18,11 +21,13 @@ from slurm_ai.record import (
 )
 from slurm_ai.slurmenv import JobEnv, expand_hostlist, parse_index_list
 from slurm_ai.spool import (
+    CorruptFileError,
     atomic_write_json,
     ensure_private_dir,
     quarantine,
     read_bytes_nofollow,
     read_json,
+    read_json_identified,
 )
 from slurm_ai.sysfs import Sysfs, format_cpu_list, parse_cpu_list, parse_cpu_mask
 
@@ -157,6 +162,52 @@ def test_corrupt_file_is_quarantined(tmp_path: Path) -> None:
         read_json(bad)
     moved = quarantine(bad, spool, "corrupt json")
     assert moved is not None and moved.exists() and not bad.exists()
+
+
+def test_quarantine_never_moves_a_fresh_file_renamed_into_place(tmp_path: Path) -> None:
+    """A reader finds a corrupt file; before it quarantines, a writer renames a good
+    one into place: the good one stays, whichever side of the check the rename lands."""
+    spool = ensure_private_dir(tmp_path / "spool", require_root_owner=False)
+    path = spool / "last.json"
+    path.write_text("{not json")
+    with pytest.raises(CorruptFileError) as caught:
+        read_json_identified(path)
+    atomic_write_json(path, {"fresh": 1})  # before the check
+    assert quarantine(path, spool, "corrupt", caught.value.identity) is None
+    assert read_json(path) == {"fresh": 1}
+
+    path.write_text("{not json again")
+    with pytest.raises(CorruptFileError) as caught:
+        read_json_identified(path)
+    real_replace = os.replace
+
+    def writer_lands_after_the_check(src: Any, dst: Any) -> None:
+        if Path(src) == path:  # the quarantine's rename: the writer got in first
+            atomic_write_json(path, {"fresh": 2})
+        real_replace(src, dst)
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(os, "replace", writer_lands_after_the_check)
+        assert quarantine(path, spool, "corrupt", caught.value.identity) is None
+    assert read_json(path) == {"fresh": 2}
+    assert [p.name for p in (spool / "corrupt").iterdir()] == []
+    # The corrupt file itself, still in place: moved as before.
+    path.write_text("{not json")
+    with pytest.raises(CorruptFileError) as caught:
+        read_json_identified(path)
+    moved = quarantine(path, spool, "corrupt", caught.value.identity)
+    assert moved is not None and moved.read_text() == "{not json" and not path.exists()
+
+
+def test_json_nested_too_deep_is_corrupt_not_a_crash(tmp_path: Path) -> None:
+    spool = ensure_private_dir(tmp_path / "spool", require_root_owner=False)
+    deep = spool / "deep.json"
+    deep.write_text("[" * 5000 + "]" * 5000)  # RecursionError in json.loads
+    with pytest.raises(SpoolError, match="nested too deeply"):
+        read_json(deep)
+    payload = zlib.compress(b'{"v": 1, "nodes": ' + b"[" * 5000 + b"]" * 5000 + b"}")
+    with pytest.raises(RecordError, match="nested too deeply"):
+        decode_token(TOKEN_PREFIX + payload.hex())
 
 
 def test_record_round_trip_keeps_foreign_content() -> None:

@@ -23,7 +23,7 @@ import stat
 from pathlib import Path
 from typing import Any
 
-from slurm_ai import spool
+from slurm_ai import jsontext, spool
 from slurm_ai.errors import SpoolError
 
 UNIT_KEYS = ("tokens", "epochs", "samples", "requests")
@@ -136,7 +136,7 @@ def write_units(mark_dir: Path, job_id: str, units: dict[str, Any], max_bytes: i
     path = directory / MARK_FILE
     current: dict[str, Any] = {}
     with contextlib.suppress(FileNotFoundError, SpoolError, MarkError, ValueError):
-        current = validate(json.loads(spool.read_bytes_nofollow(path, max_bytes=max_bytes)))
+        current = validate(jsontext.loads(spool.read_bytes_nofollow(path, max_bytes=max_bytes)))
     data = json.dumps({**current, **units}, sort_keys=True).encode()
     if len(data) > max_bytes:
         raise MarkError(f"marks exceed {max_bytes} bytes")
@@ -165,7 +165,7 @@ def read_units(
     if uid is not None and owner not in (uid, 0):
         return {}, f"{path} is owned by uid {owner}, not the job's uid {uid}"
     try:
-        return validate(json.loads(raw)), None
+        return validate(jsontext.loads(raw)), None
     except (ValueError, MarkError) as exc:
         return {}, f"{path}: {exc}"
 

@@ -23,7 +23,13 @@ from typing import Any
 
 from slurm_ai.errors import SpoolError
 from slurm_ai.health.kmsg import Cursor, CursorState
-from slurm_ai.spool import atomic_write_json, ensure_private_dir, quarantine, read_json
+from slurm_ai.spool import (
+    atomic_write_json,
+    ensure_private_dir,
+    quarantine,
+    read_json,
+    read_json_identified,
+)
 
 HISTORY_VERSION = 1
 
@@ -44,7 +50,7 @@ class HealthStore:
         except FileNotFoundError:
             return None
         except SpoolError as exc:
-            quarantine(path, self.spool_dir, str(exc))
+            quarantine(path, self.spool_dir, str(exc), getattr(exc, "identity", None))
             return None
 
     def _ensure(self, path: Path) -> None:
@@ -91,15 +97,15 @@ class HealthStore:
         and reported UNKNOWN (XIDs then warn: old and new cannot be told apart)."""
         path = self.xid_cursor_path(node)
         try:
-            data = read_json(path)
+            data, identity = read_json_identified(path)
         except FileNotFoundError:
             return None, CursorState.ABSENT
         except SpoolError as exc:
-            quarantine(path, self.spool_dir, str(exc))
+            quarantine(path, self.spool_dir, str(exc), getattr(exc, "identity", None))
             return None, CursorState.UNKNOWN
         cursor = Cursor.from_json(data)
         if cursor is None:
-            quarantine(path, self.spool_dir, "not an XID cursor")
+            quarantine(path, self.spool_dir, "not an XID cursor", identity)
             return None, CursorState.UNKNOWN
         return cursor, CursorState.OK
 

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from slurm_ai import jsontext
 from slurm_ai.errors import ProbeError, SlurmAIError
 from slurm_ai.sysfs import Sysfs
 from slurm_ai.topology.cpu import read_cpu_topology
@@ -153,7 +154,7 @@ def load_cached(spool_dir: Path, max_age_s: float) -> NodeProbe | None:
     from slurm_ai.spool import read_bytes_nofollow
 
     try:
-        data = json.loads(read_bytes_nofollow(cache_path(spool_dir), max_bytes=8 << 20))
+        data = jsontext.loads(read_bytes_nofollow(cache_path(spool_dir), max_bytes=8 << 20))
     except (OSError, ValueError, SlurmAIError):
         return None
     boot_id = Sysfs("/").read_text("/proc/sys/kernel/random/boot_id")

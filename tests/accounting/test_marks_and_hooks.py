@@ -68,7 +68,16 @@ def test_mark_read_refuses_symlink(tmp_path):
 
 @pytest.mark.parametrize(
     "content",
-    [b"x" * 5000, b"[1,2]", b'{"tokens": "1"}', b'{"tokens": 1e400}', b'{"evil": 1}', b"\xff\xfe"],
+    [
+        b"x" * 5000,
+        b"[1,2]",
+        b'{"tokens": "1"}',
+        b'{"tokens": 1e400}',
+        b'{"evil": 1}',
+        b"\xff\xfe",
+        # Nested deeper than json.loads can follow: RecursionError, which crashed the Epilog.
+        pytest.param(b'{"tokens": ' + b"[" * 2000 + b"]" * 2000 + b"}", id="nested-2000"),
+    ],
 )
 def test_mark_read_rejects_bad_files(tmp_path, content):
     (_job_dir(tmp_path) / "units.json").write_bytes(content)

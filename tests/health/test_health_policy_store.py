@@ -5,11 +5,13 @@ from __future__ import annotations
 import os
 import stat
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from slurm_ai.config import Config
 from slurm_ai.errors import ConfigError
+from slurm_ai.health import history
 from slurm_ai.health.drain import MAX_REASON, drain_node, drain_reason
 from slurm_ai.health.history import HealthStore, comparable_busbw
 from slurm_ai.health.policy import decide
@@ -180,3 +182,27 @@ def test_textfile(tmp_path: Path) -> None:
     assert path.read_text() == text
     assert stat.S_IMODE(path.stat().st_mode) == 0o644
     assert [p.name for p in tmp_path.iterdir()] == ["slurm_ai_health.prom"]
+
+
+def test_a_fresh_last_result_is_not_quarantined_for_a_corrupt_one_read_before(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The Epilog saves a fresh result while a Prolog is reading the corrupt one it
+    replaces: the Prolog's quarantine must leave the fresh result in place."""
+    spool = tmp_path / "spool"
+    store = HealthStore(spool)
+    store.save_last("b1", 5.0, {"verdict": "pass"})
+    (spool / "health" / "last.json").write_text("{torn")
+    real_read = history.read_json
+
+    def read_then_writer_renames(path: Path) -> Any:
+        try:
+            return real_read(path)
+        finally:
+            store.save_last("b1", 9.0, {"verdict": "pass"})  # lands before the quarantine
+
+    monkeypatch.setattr(history, "read_json", read_then_writer_renames)
+    assert store.last() is None  # what this reader saw was corrupt
+    monkeypatch.undo()
+    assert store.last() == {"boot_id": "b1", "checked_at": 9.0, "health": {"verdict": "pass"}}
+    assert not (spool / "corrupt").exists() or list((spool / "corrupt").iterdir()) == []
