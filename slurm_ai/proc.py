@@ -84,6 +84,10 @@ def run_group(
     or an `mpirun` and the ranks it forks): on timeout the whole group and
     every descendant found under it are sent SIGTERM, then after `grace`
     seconds SIGKILL, so nothing is left behind; then CommandTimeout is raised.
+    The group being new, a kill of the caller's group (slurmd ending a Prolog
+    or HealthCheckProgram that ran too long) would miss it: each command
+    therefore dies with the calling thread (PR_SET_PDEATHSIG; call this from
+    the thread that lives as long as the workers should).
     Results come back in the order of `commands` (never `check`ed: callers
     read the return codes). `envs[i]` is the full environment of command i.
     With `fail_fast`, the first command to exit non-zero ends the others too
@@ -137,6 +141,7 @@ def _start_and_wait(
     import time
 
     procs: list[subprocess.Popen[bytes]] = []
+    die_with_us = _die_with_parent_preexec()
     leader = 0
     deadline = time.monotonic() + timeout
     timed_out = False
@@ -151,6 +156,7 @@ def _start_and_wait(
                     stderr=err,
                     env=dict(envs[i]) if envs is not None else None,
                     process_group=leader,  # 0: a new group led by the first command
+                    preexec_fn=die_with_us,
                 )
             except OSError as exc:
                 raise CommandError([str(a) for a in argv], None, str(exc)) from exc
@@ -221,3 +227,44 @@ def _alive(proc: Any) -> bool:
         return bool(proc.is_running() and proc.status() != psutil.STATUS_ZOMBIE)
     except psutil.Error:
         return False
+
+
+PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
+
+
+def _prctl() -> Any:
+    import ctypes
+
+    try:
+        return ctypes.CDLL(None, use_errno=True).prctl
+    except (OSError, AttributeError):
+        return None
+
+
+def die_with_parent() -> bool:
+    """Have the kernel SIGKILL this process when its parent (thread) exits;
+    False where that cannot be asked (no prctl)."""
+    import signal
+
+    prctl = _prctl()
+    return prctl is not None and prctl(PR_SET_PDEATHSIG, int(signal.SIGKILL)) == 0
+
+
+def _die_with_parent_preexec() -> Any:
+    """die_with_parent as a preexec_fn: prctl is looked up here, in the parent,
+    so the child between fork and exec only makes two system calls; a parent
+    already gone by then (the window right after fork) ends the child at once."""
+    import signal
+
+    prctl = _prctl()
+    if prctl is None:
+        return None
+    parent = os.getpid()
+    kill = int(signal.SIGKILL)
+
+    def preexec() -> None:
+        prctl(PR_SET_PDEATHSIG, kill)
+        if os.getppid() != parent:
+            os._exit(1)
+
+    return preexec

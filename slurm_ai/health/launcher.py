@@ -31,6 +31,7 @@ from slurm_ai.health.errors import HealthCheckError, HealthColdStart, HealthTime
 from slurm_ai.health.measure import SweepResult, SweepSpec
 from slurm_ai.health.rankfiles import RankReports, read_reports
 from slurm_ai.health.rendezvous import free_port
+from slurm_ai.health.worker import LAUNCHER_ENV
 from slurm_ai.proc import CommandResult, run_group
 
 _STRIP_PREFIXES = ("SLURM_", "PMIX_", "PMI_", "OMPI_", "SLURMD_")
@@ -97,6 +98,7 @@ def launch_local(
     if ranks < 1:
         raise HealthCheckError("need at least one rank")
     env = worker_env(os.environ if base_env is None else base_env)
+    env[LAUNCHER_ENV] = str(os.getpid())
     # mkdtemp: mode 0700, created exclusively, so no one else can plant or read reports.
     with tempfile.TemporaryDirectory(prefix="slurm-ai-health-") as reports:
         worker = [

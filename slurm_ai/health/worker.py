@@ -30,6 +30,9 @@ from typing import Any
 from slurm_ai.health import rankfiles
 from slurm_ai.health.measure import FAULT_ENV, SweepResult, SweepSpec, fault_for_rank, run_sweep
 from slurm_ai.health.rendezvous import Rendezvous
+from slurm_ai.proc import die_with_parent
+
+LAUNCHER_ENV = "SLURM_AI_HEALTH_LAUNCHER"  # the launcher's pid
 
 
 def make_collective(spec: SweepSpec, rdv: Rendezvous | None, timeout_s: float) -> Any:
@@ -128,6 +131,21 @@ def rendezvous_from_env(env: Mapping[str, str]) -> Rendezvous | None:
     )
 
 
+def _die_with_launcher(launcher: str) -> None:
+    """End with the launcher: slurmd kills a Prolog that runs too long by its
+    process group, and the ranks run in a group of their own (launcher.py).
+    Under mpirun the parent is mpirun, which dies with the launcher; the
+    launcher's pid covers the start-up window in which it died already."""
+    die_with_parent()
+    if launcher.isdecimal():
+        try:
+            os.kill(int(launcher), 0)
+        except ProcessLookupError:
+            os._exit(1)
+        except PermissionError:
+            pass  # alive, another user's (a pid reused): nothing better to know
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="slurm_ai.health.worker")
     parser.add_argument("--spec", required=True, help="SweepSpec as JSON")
@@ -135,6 +153,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--report-dir", required=True, help="the launcher's directory (rankfiles)")
     args = parser.parse_args(argv)
     reports = args.report_dir
+    _die_with_launcher(os.environ.get(LAUNCHER_ENV, ""))
     try:
         data = json.loads(args.spec)
         if not data.get("fault"):

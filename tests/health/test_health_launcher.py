@@ -8,7 +8,11 @@ from __future__ import annotations
 import json
 import os
 import pwd
+import signal
+import subprocess
+import sys
 import tempfile
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -27,7 +31,9 @@ SIZES = [4096, 262144, 1048576]
 BACKENDS = [pytest.param("mpi", marks=needs_mpi), pytest.param("gloo", marks=needs_torch)]
 
 
-MARK = "SLURM_AI_TEST_LAUNCH"
+# Not SLURM_*: worker_env drops those, and the mark must reach the workers (it did not
+# until session 4, so every "nothing left behind" check here found nothing to see).
+MARK = "SAI_TEST_LAUNCH_MARK"
 
 
 @pytest.fixture(autouse=True)
@@ -37,6 +43,12 @@ def launch_mark(monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
     mark = uuid.uuid4().hex
     monkeypatch.setenv(MARK, mark)
     yield mark
+
+
+def test_the_mark_reaches_the_workers() -> None:
+    """workers_alive() can see this test's workers at all (else the checks below pass
+    whatever is left running)."""
+    assert worker_env(os.environ)[MARK] == os.environ[MARK]
 
 
 def workers_alive() -> list[psutil.Process]:
@@ -82,6 +94,51 @@ def test_hung_worker_times_out_and_leaves_nothing(backend: str) -> None:
     with pytest.raises(HealthTimeout, match="did not finish within 25 s after start-up"):
         launch_local(spec, 2, timeout=25)
     assert workers_alive() == []
+
+
+LAUNCH_AND_WAIT = """
+import sys
+from slurm_ai.health.launcher import launch_local
+from slurm_ai.health.measure import SweepSpec
+launch_local(SweepSpec(sizes=[4096], backend=sys.argv[1], fault="hang:1"), 2, timeout=300)
+"""
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_workers_die_with_a_launcher_killed_by_its_process_group(backend: str) -> None:
+    """slurmd ends a Prolog or HealthCheckProgram that overruns by SIGKILL to its
+    process group; the ranks run in a group of their own, so they used to live on
+    (a hung one for ever). Now they die with the launcher."""
+    launcher = subprocess.Popen(
+        [sys.executable, "-c", LAUNCH_AND_WAIT, backend], start_new_session=True
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while _ready_ranks() < 2:
+            assert launcher.poll() is None and time.monotonic() < deadline, "ranks never ready"
+            time.sleep(0.2)
+        os.killpg(launcher.pid, signal.SIGKILL)  # what slurmd does at its timeout
+        launcher.wait()
+        deadline = time.monotonic() + 10
+        while workers_alive() and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert workers_alive() == []
+    finally:
+        for proc in workers_alive():
+            proc.kill()
+        if launcher.poll() is None:
+            launcher.kill()
+
+
+def _ready_ranks() -> int:
+    """Ranks of this test that reported ready (their --report-dir's ready files)."""
+    ready = 0
+    for proc in workers_alive():
+        cmd = proc.cmdline()
+        if "--report-dir" in cmd and cmd[0] != "mpirun" and "mpirun" not in cmd[0]:
+            folder = Path(cmd[cmd.index("--report-dir") + 1])
+            ready = max(ready, len(list(folder.glob("ready.*"))))
+    return ready
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
