@@ -390,3 +390,24 @@ def test_a_user_variable_longer_than_8_kib_is_kept(plugin: Any) -> None:
     assert "OMP 9200" in proc.stdout, (proc.stdout, proc.stderr[-2000:])
     lines = verbose_lines(proc.stderr)
     assert len(lines) == 1 and "OMP_NUM_THREADS" not in lines[0], proc.stderr[-2000:]
+
+
+def test_options_read_in_doubt_are_said_in_slurmd_s_log(plugin: Any) -> None:
+    """--ext is --extra-node-info in 22.05 but a prefix of three options in 24.11:
+    both readings are followed (neither binds here: pinned), and the doubt is logged."""
+    proc = srun(
+        plugin, "-N1", "-n1", "--ext", "1", "--sai-bind=verbose",
+        "sh", "-c", "echo JOB $SLURM_JOB_ID",
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    lines = verbose_lines(proc.stderr)
+    assert len(lines) == 1 and "CPUs unchanged" not in lines[0], proc.stderr
+    job = job_of(proc.stdout)
+    logs = "".join(
+        p.read_text(errors="replace") for p in (plugin.cluster.prefix / "log").glob("slurmd-*.log")
+    )
+    want = (
+        f"slurm-ai: job {job} step 0: srun's options read in doubt (srun option prefix of "
+        "several: --ext): bindings left to Slurm: none"
+    )
+    assert want in logs

@@ -302,10 +302,15 @@ static void finish_component(const struct scan *s, struct state *st)
 	st->seen = st->chosen = 0;
 }
 
+/* The first doubt, printable only (it ends up in slurmd's log). */
 static void say_why(const struct scan *s, const char *what, const char *arg)
 {
-	if (s->why && s->whylen && !s->why[0])
-		snprintf(s->why, s->whylen, "%s %.60s", what, arg);
+	if (!s->why || !s->whylen || s->why[0])
+		return;
+	snprintf(s->why, s->whylen, "%s %.60s", what, arg);
+	for (char *c = s->why; *c; c++)
+		if ((unsigned char)*c < 0x20 || (unsigned char)*c > 0x7e)
+			*c = '?';
 }
 
 static int scan_from(const struct scan *s, int i, struct state st, int doubts)

@@ -43,6 +43,8 @@ SPANK_PLUGIN(slurm_ai, 1);
 
 #define USER_BIND_VAR "SLURM_AI_USER_BIND"
 #define SAI_CMDLINE_MAX (64u << 20)
+#define DOUBT_MARK "in-doubt"
+#define USER_CHOICE_MAX 256
 #define PLAN_NAME "task-plan"
 #define PINNED_NAME "pinned-by-plugin"
 #define WORKLOAD_NAME "workload"
@@ -197,12 +199,14 @@ static char *read_cmdline(size_t *len)
 
 /* In srun: did the user choose a binding (sai_args.c says how that is read)?
  * The answer goes to the tasks in SLURM_AI_USER_BIND ("cpu", "gpu",
- * "cpu,gpu"): srun's own environment is what its tasks get (spank_setenv is
- * for the remote side only). A command line that cannot be read counts as
- * both: in doubt, Slurm's binding stays. */
+ * "cpu,gpu", then ";" DOUBT_MARK " " and the reason when srun's options were
+ * read in doubt, for slurmd's log: srun's own log level is not raised yet
+ * here): srun's own environment is what its tasks get (spank_setenv is for
+ * the remote side only). A command line that cannot be read counts as both:
+ * in doubt, Slurm's binding stays. */
 static void note_user_binding(void)
 {
-	char why[128] = "", what[16];
+	char why[128] = "", what[USER_CHOICE_MAX];
 	size_t len = 0;
 	char *buf = read_cmdline(&len);
 	char **argv = NULL;
@@ -224,13 +228,13 @@ static void note_user_binding(void)
 	} else {
 		snprintf(why, sizeof(why), "srun's command line not readable");
 	}
-	if (why[0])
-		slurm_verbose("slurm-ai: %s: the binding counts as yours, not pinned", why);
 	free(argv);
 	free(buf);
-	snprintf(what, sizeof(what), "%s%s%s", chosen & SAI_USER_CPU ? "cpu" : "",
+	snprintf(what, sizeof(what), "%s%s%s%s", chosen & SAI_USER_CPU ? "cpu" : "",
 		 chosen == (SAI_USER_CPU | SAI_USER_GPU) ? "," : "",
-		 chosen & SAI_USER_GPU ? "gpu" : "");
+		 chosen & SAI_USER_GPU ? "gpu" : "", why[0] ? ";" DOUBT_MARK " " : "");
+	if (why[0])
+		strncat(what, why, sizeof(what) - strlen(what) - 1);
 	if (what[0])
 		setenv(USER_BIND_VAR, what, 1);
 	else
@@ -300,7 +304,7 @@ static void mark_pinned(uint32_t job_id)
 /* Per task, from task_init_privileged (root) to task_init (the user's). */
 static int have_plan;
 static double spent_ms; /* the plugin's own time in this task (verbose shows it) */
-static char user_choice[64];
+static char user_choice[USER_CHOICE_MAX];
 static uint32_t job_id, step_id, task_id, ntasks;
 
 static double now_ms(void)
@@ -323,8 +327,24 @@ static void read_plan(spank_t sp)
 	    spank_get_item(sp, S_TASK_ID, &task_id) ||
 	    spank_get_item(sp, S_JOB_LOCAL_TASK_COUNT, &ntasks) || step_id > MAX_NORMAL_STEP)
 		return;
-	if (spank_getenv(sp, USER_BIND_VAR, user_choice, sizeof(user_choice)) != ESPANK_SUCCESS)
+	switch ((int)spank_getenv(sp, USER_BIND_VAR, user_choice, sizeof(user_choice))) {
+	case ESPANK_SUCCESS:
+		break;
+	case ESPANK_NOSPACE: /* not what srun wrote: in doubt, Slurm's binding */
+		strcpy(user_choice, "cpu,gpu");
+		break;
+	default:
 		user_choice[0] = '\0';
+	}
+	if (strchr(user_choice, ';')) {
+		const char *why = strchr(user_choice, ';') + 1;
+
+		*strchr(user_choice, ';') = '\0'; /* the choice itself: "cpu", "gpu", "cpu,gpu" */
+		if (task_id == 0 && !strncmp(why, DOUBT_MARK " ", strlen(DOUBT_MARK) + 1))
+			slurm_info("slurm-ai: job %u step %u: srun's options read in doubt (%s): "
+				   "bindings left to Slurm: %s", job_id, step_id,
+				   why + strlen(DOUBT_MARK) + 1, user_choice[0] ? user_choice : "none");
+	}
 	if (strstr(user_choice, "cpu") && strstr(user_choice, "gpu"))
 		return; /* the user chose both: nothing left to do */
 	snprintf(path, sizeof(path), "%s/jobs/%u/%s", spool_dir, job_id, PLAN_NAME);
