@@ -11,7 +11,8 @@
  *                                 spool directory, where the Epilog reads it
  *
  * In srun (local context) it notes whether the user asked for a binding of
- * their own (--cpu-bind / --gpu-bind other than none): Slurm's choice then
+ * their own (--cpu-bind / --gpu-bind other than none, in any heterogeneous
+ * component, abbreviated as srun allows; sai_args.c): Slurm's choice then
  * stays. In each task (remote context):
  *   task_init_privileged (root, before the task drops privileges): read the
  *     job's plan file the Prolog wrote in the root-only spool;
