@@ -313,6 +313,13 @@ def test_slurm_cpu_bind_is_read_when_the_list_is_empty(
         assert got["rc"] == 0 and got["cpus"] == want, got
 
 
+def test_a_bad_list_is_quoted_printable_only(harness: Path, tmp_path: Path) -> None:
+    """The reason goes to slurmd's log: a variable's control characters do not."""
+    env = {"SLURM_CPU_BIND": "quiet,mask_cpu:z\nslurmd: forged line"}
+    got = run_harness(harness, flat_plan(tmp_path), 1, 0, [1], env)
+    assert got["rc"] == 1 and "z?slurmd: forged" in str(got["error"]), got
+
+
 def test_a_long_user_variable_is_the_users_choice(harness: Path, tmp_path: Path) -> None:
     """Variables are read whole (the plugin's buffer grows past spank_getenv's first
     8 KiB); one too long to read at all still counts as set: never overridden, and a

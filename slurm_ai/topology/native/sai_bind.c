@@ -263,6 +263,15 @@ static int list_goes_on(const char *p)
 	return *p == ',' || !*p;
 }
 
+/* A reason quoting the task's variables: printable only (slurmd's log). */
+static void say_printable(char *err, size_t errlen, const char *what, const char *value)
+{
+	say(err, errlen, "%s %.40s not understood", what, value);
+	for (char *c = err; c && errlen && *c; c++)
+		if ((unsigned char)*c < 0x20 || (unsigned char)*c > 0x7e)
+			*c = '?';
+}
+
 int sai_bind_masks(const char *type, const char *list, const char *bind, unsigned char *flags,
 		   char *err, size_t errlen)
 {
@@ -270,7 +279,7 @@ int sai_bind_masks(const char *type, const char *list, const char *bind, unsigne
 
 	if (kind && list && *list) {
 		if (list_entries(list, strlen(list), kind == KIND_MASK, flags)) {
-			say(err, errlen, "SLURM_CPU_BIND_LIST %.40s not understood", list);
+			say_printable(err, errlen, "SLURM_CPU_BIND_LIST", list);
 			return -1;
 		}
 		return 0;
@@ -287,7 +296,7 @@ int sai_bind_masks(const char *type, const char *list, const char *bind, unsigne
 					break;
 			if (end == rest ||
 			    list_entries(rest, (size_t)(end - rest), found == KIND_MASK, flags)) {
-				say(err, errlen, "SLURM_CPU_BIND %.40s not understood", bind);
+				say_printable(err, errlen, "SLURM_CPU_BIND", bind);
 				return -1;
 			}
 			return 0;
@@ -296,7 +305,7 @@ int sai_bind_masks(const char *type, const char *list, const char *bind, unsigne
 		w += *w == ',';
 	}
 	if (kind) {
-		say(err, errlen, "SLURM_CPU_BIND_TYPE %.20s without its list", type);
+		say(err, errlen, "SLURM_CPU_BIND_TYPE names a list, and there is none");
 		return -1;
 	}
 	return 0;
