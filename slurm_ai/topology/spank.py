@@ -33,12 +33,14 @@ from slurm_ai.errors import CommandError, SlurmAIError, SpoolError
 DEFAULT_SPANK_DIR = Path("/var/lib/slurm-ai/spank")
 PLUGIN_NAME = "slurm_ai_spank.so"
 HARNESS_NAME = "sai_bind_harness"
-CORE_SOURCES = ("sai_bind.c", "sai_bind.h")
+CORE_SOURCES = ("sai_bind.c", "sai_args.c", "sai_bind.h")
 PLUGIN_SOURCES = (*CORE_SOURCES, "sai_spank.c")
 HARNESS_SOURCES = (*CORE_SOURCES, "sai_bind_harness.c")
 HEADERS = ("slurm_version.h", "spank.h")
 CONF_NAME = "slurm-ai.conf"
 BIND_MODES = ("auto", "off", "verbose")
+# The tests' harness: any out-of-bounds access or undefined behaviour aborts it.
+SANITIZE_FLAGS = ("-g", "-fsanitize=address,undefined", "-fno-sanitize-recover=all")
 
 
 class SpankError(SlurmAIError):
@@ -78,14 +80,19 @@ def _build(
             os.unlink(tmp)
 
 
-def build_harness(dest_dir: Path, env: Mapping[str, str] | None = None) -> Path:
-    """The core's test harness (no Slurm needed), built if missing. Raises SpankError."""
-    digest = hashlib.sha256(b"".join(source(n) for n in HARNESS_SOURCES)).hexdigest()[:12]
-    build_dir = dest_dir / f"harness-{digest}"
+def build_harness(
+    dest_dir: Path, env: Mapping[str, str] | None = None, *, sanitize: bool = False
+) -> Path:
+    """The core's test harness (no Slurm needed), built if missing; `sanitize`:
+    under ASan and UBSan (the tests). Raises SpankError."""
+    extra = list(SANITIZE_FLAGS) if sanitize else []
+    digest = hashlib.sha256(b"".join(source(n) for n in HARNESS_SOURCES))
+    digest.update(" ".join(extra).encode())
+    build_dir = dest_dir / f"harness-{digest.hexdigest()[:12]}"
     harness = build_dir / HARNESS_NAME
     if not harness.exists():
         build_dir.mkdir(parents=True, exist_ok=True)
-        _build(harness, HARNESS_SOURCES, [], env)
+        _build(harness, HARNESS_SOURCES, extra, env)
     return harness
 
 

@@ -342,3 +342,72 @@ def test_workload_option_labels_the_record(plugin: Any) -> None:
     assert record["job"]["workload"] == "training"
     bad = srun(plugin, "-N1", "-n1", "--sai-workload=mining", "true")
     assert bad.returncode != 0 and "--sai-workload=mining: expected training" in bad.stderr
+
+
+def test_an_abbreviated_cpu_bind_is_the_user_s_choice(plugin: Any) -> None:
+    """srun's getopt_long takes --cpu-b for --cpu-bind: Slurm's map stays."""
+    run = [sys.executable, "-c", PRINT]
+    proc = srun(plugin, "-N1", "-n2", "--cpu-b=map_cpu:1,0", "--sai-bind=verbose", *run)
+    assert proc.returncode == 0, proc.stderr
+    assert sorted((k[1], v) for k, v in tasks(proc.stdout).items()) == [(0, [1]), (1, [0])]
+    lines = verbose_lines(proc.stderr)
+    assert len(lines) == 2 and all("CPUs unchanged" in line for line in lines), proc.stderr
+    # --exa is --exact (no value): the --cpu-bind after it is still srun's.
+    proc = srun(plugin, "-N1", "-n2", "--exa", "--cpu-bind=map_cpu:1,0", "--sai-bind=verbose", *run)
+    assert proc.returncode == 0, proc.stderr
+    lines = verbose_lines(proc.stderr)
+    assert len(lines) == 2 and all("CPUs unchanged" in line for line in lines), proc.stderr
+
+
+def test_a_binding_in_any_heterogeneous_component_is_kept_in_all(plugin: Any) -> None:
+    """The task side cannot tell the components apart: a --cpu-bind in the second
+    component leaves both to Slurm (and with none of them binding, both are pinned)."""
+    run = [sys.executable, "-c", PRINT]
+    first = ["-N1", "-n1", "--sai-bind=verbose", *run]
+    second = ["-N1", "-n1", "--sai-bind=verbose", "--cpu-bind=map_cpu:0", *run]
+    proc = srun(plugin, *first, ":", *second)
+    assert proc.returncode == 0, proc.stderr
+    lines = verbose_lines(proc.stderr)
+    assert len(lines) == 2 and all("CPUs unchanged" in line for line in lines), proc.stderr
+    proc = srun(plugin, *first, ":", "-N1", "-n1", "--sai-bind=verbose", "--cpu-bind=none", *run)
+    assert proc.returncode == 0, proc.stderr
+    lines = verbose_lines(proc.stderr)
+    assert len(lines) == 2 and not any("unchanged" in line for line in lines), proc.stderr
+
+
+def test_a_user_variable_longer_than_8_kib_is_kept(plugin: Any) -> None:
+    """Read whole, not as unset: the user's own OMP_NUM_THREADS stays."""
+    value = "2," * 4600  # 9200 bytes
+    script = "import os; print('OMP', len(os.environ.get('OMP_NUM_THREADS', '')))"
+    env = {**plugin.env(), "OMP_NUM_THREADS": value}
+    proc = plugin.cluster.run(
+        ["srun", "-N1", "-n1", "--cpu-bind=none", "--sai-bind=verbose", sys.executable, "-c",
+         script],
+        env=env,
+        timeout=120,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    assert "OMP 9200" in proc.stdout, (proc.stdout, proc.stderr[-2000:])
+    lines = verbose_lines(proc.stderr)
+    assert len(lines) == 1 and "OMP_NUM_THREADS" not in lines[0], proc.stderr[-2000:]
+
+
+def test_options_read_in_doubt_are_said_in_slurmd_s_log(plugin: Any) -> None:
+    """--ext is --extra-node-info in 22.05 but a prefix of three options in 24.11:
+    both readings are followed (neither binds here: pinned), and the doubt is logged."""
+    proc = srun(
+        plugin, "-N1", "-n1", "--ext", "1", "--sai-bind=verbose",
+        "sh", "-c", "echo JOB $SLURM_JOB_ID",
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    lines = verbose_lines(proc.stderr)
+    assert len(lines) == 1 and "CPUs unchanged" not in lines[0], proc.stderr
+    job = job_of(proc.stdout)
+    logs = "".join(
+        p.read_text(errors="replace") for p in (plugin.cluster.prefix / "log").glob("slurmd-*.log")
+    )
+    want = (
+        f"slurm-ai: job {job} step 0: srun's options read in doubt (srun option prefix of "
+        "several: --ext): bindings left to Slurm: none"
+    )
+    assert want in logs

@@ -29,15 +29,24 @@ pytestmark = pytest.mark.skipif(
 
 @pytest.fixture(scope="module")
 def harness(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return spank.build_harness(tmp_path_factory.mktemp("spank"))
+    """Under ASan and UBSan: any out-of-bounds access or undefined behaviour aborts it."""
+    return spank.build_harness(tmp_path_factory.mktemp("spank"), sanitize=True)
 
 
 def run_harness(
-    harness: Path, plan: Path, ntasks: int, rank: int, allowed: list[int], env: dict[str, str]
+    harness: Path,
+    plan: Path,
+    ntasks: int,
+    rank: int,
+    allowed: list[int],
+    env: dict[str, str],
+    options: tuple[str, ...] = (),
 ) -> dict[str, object]:
-    argv = [str(harness), str(plan), str(ntasks), str(rank), format_cpu_list(allowed)]
+    argv = [str(harness), *options, str(plan), str(ntasks), str(rank), format_cpu_list(allowed)]
     argv += [f"{k}={v}" for k, v in env.items()]
-    out = subprocess.run(argv, capture_output=True, text=True, timeout=10, check=False)
+    out = subprocess.run(argv, capture_output=True, text=True, timeout=30, check=False)
+    assert "Sanitizer" not in out.stderr and "runtime error" not in out.stderr, out.stderr
+    assert out.returncode in (0, 1), out.stderr
     result: dict[str, object] = {"env": {}, "warnings": [], "rc": out.returncode}
     for line in out.stdout.splitlines():
         kind, _, rest = line.partition(" ")
@@ -214,3 +223,224 @@ def test_option_workload_reads_only_a_known_name(tmp_path: Path) -> None:
     (tmp_path / "elsewhere").write_text("training")
     path.symlink_to(tmp_path / "elsewhere")
     assert option_workload(tmp_path) is None
+
+
+# ---- what the plugin reads from Slurm and from srun's command line ----------
+
+
+def flat_plan(tmp_path: Path, ncpus: int = 64) -> Path:
+    """One NUMA node, one CPU per core: a single rank gets every allowed CPU."""
+    path = tmp_path / "task-plan"
+    lines = ["sai-task-plan 1", *(f"cpu {c} 0 {c}" for c in range(ncpus)), ""]
+    path.write_text("\n".join(lines))
+    return path
+
+
+@pytest.mark.parametrize(
+    "kind, cpu_list, want",
+    [
+        ("map_cpu:", "0x1,0x3", "1,3"),  # hex after 0x, as task/affinity reads a map
+        ("map_cpu:", "1,3", "1,3"),
+        ("map_cpu:", "10,0xa,0X1f", "10,31"),  # decimal without 0x
+        ("map_cpu:", "1*2,0x2", "1-2"),  # a repeat count
+        ("mask_cpu:", "0x1,0x6", "0-2"),
+        ("mask_cpu:", "1,6", "0-2"),  # srun strips 0x: still hex
+        ("mask_cpu:", "10,0X00f0", "4-7"),
+        ("map_cpu:", "0x", None),
+        ("map_cpu:", "a", None),  # hex without 0x is no CPU id
+        ("map_cpu:", "1-3", None),  # no ranges in a map
+        ("map_cpu:", "4096", None),
+        ("map_cpu:", "1*0", None),
+        ("mask_cpu:", "0xg", None),
+        ("mask_cpu:", "1 2", None),
+        ("mask_cpu:", "1" + "0" * 1024, None),  # CPU 4096
+    ],
+)
+def test_map_and_mask_lists_read_as_slurm_reads_them(
+    harness: Path, tmp_path: Path, kind: str, cpu_list: str, want: str | None
+) -> None:
+    """The step's masks add to the task's own CPUs; a list not understood leaves the
+    task as Slurm started it (the plugin logs the reason)."""
+    env = {"SLURM_CPU_BIND_TYPE": kind, "SLURM_CPU_BIND_LIST": cpu_list}
+    got = run_harness(harness, flat_plan(tmp_path), 1, 0, [1], env)
+    if want is None:
+        assert got["rc"] == 1 and "SLURM_CPU_BIND_LIST" in str(got["error"]), got
+    else:
+        assert got["rc"] == 0 and got["cpus"] == format_cpu_list(sorted({1, *parse_cpu(want)}))
+
+
+def parse_cpu(text: str) -> list[int]:
+    from slurm_ai.sysfs import parse_cpu_list
+
+    return parse_cpu_list(text)
+
+
+@pytest.mark.parametrize(
+    "env, want",
+    [
+        # Slurm 22.05.8 in a task: the list in both variables.
+        (
+            {"SLURM_CPU_BIND_TYPE": "mask_cpu:", "SLURM_CPU_BIND_LIST": "0x1,0x6",
+             "SLURM_CPU_BIND": "quiet,mask_cpu:0x1,0x6"},
+            "0-2",
+        ),
+        # The list variable empty or unset: SLURM_CPU_BIND holds the binding.
+        (
+            {"SLURM_CPU_BIND_TYPE": "mask_cpu:", "SLURM_CPU_BIND_LIST": "",
+             "SLURM_CPU_BIND": "quiet,mask_cpu:0x1,0x6"},
+            "0-2",
+        ),
+        ({"SLURM_CPU_BIND": "verbose,cores,mask_cpu:0x3,0xc"}, "0-3"),
+        ({"SLURM_CPU_BIND": "quiet,map_cpu:5,0x2"}, "1-2,5"),
+        # The unit Slurm bound to kept in the type ("cores,mask_cpu:").
+        ({"SLURM_CPU_BIND_TYPE": "cores,mask_cpu:", "SLURM_CPU_BIND_LIST": "0x3,0xc"}, "0-3"),
+        # No map or mask: the task's own CPUs only.
+        ({"SLURM_CPU_BIND_TYPE": "none", "SLURM_CPU_BIND_LIST": "",
+          "SLURM_CPU_BIND": "quiet,none"}, "1"),
+        # A mask type without any list, or a list that does not parse: not pinned.
+        ({"SLURM_CPU_BIND_TYPE": "mask_cpu:", "SLURM_CPU_BIND_LIST": "",
+          "SLURM_CPU_BIND": "quiet,none"}, None),
+        ({"SLURM_CPU_BIND_LIST": "", "SLURM_CPU_BIND": "quiet,mask_cpu:zz"}, None),
+    ],
+)  # fmt: skip
+def test_slurm_cpu_bind_is_read_when_the_list_is_empty(
+    harness: Path, tmp_path: Path, env: dict[str, str], want: str | None
+) -> None:
+    got = run_harness(harness, flat_plan(tmp_path), 1, 0, [1], env)
+    if want is None:
+        assert got["rc"] == 1 and "SLURM_CPU_BIND" in str(got["error"]), got
+    else:
+        assert got["rc"] == 0 and got["cpus"] == want, got
+
+
+def test_a_bad_list_is_quoted_printable_only(harness: Path, tmp_path: Path) -> None:
+    """The reason goes to slurmd's log: a variable's control characters do not."""
+    env = {"SLURM_CPU_BIND": "quiet,mask_cpu:z\nslurmd: forged line"}
+    got = run_harness(harness, flat_plan(tmp_path), 1, 0, [1], env)
+    assert got["rc"] == 1 and "z?slurmd: forged" in str(got["error"]), got
+
+
+def test_a_long_user_variable_is_the_users_choice(harness: Path, tmp_path: Path) -> None:
+    """Variables are read whole (the plugin's buffer grows past spank_getenv's first
+    8 KiB); one too long to read at all still counts as set: never overridden, and a
+    CUDA_VISIBLE_DEVICES that cannot be read is left as it is, with a warning."""
+    topo = load_machine("dgx_h100").topology
+    plan_path = tmp_path / "task-plan"
+    plan_path.write_text(planfile.render(topo, [0, 1], TopologySettings()))
+    long_omp = "4," * 4600  # 9200 bytes
+    env = {"SLURM_STEP_GPUS": "0,1", "OMP_NUM_THREADS": long_omp}
+    got = run_harness(harness, plan_path, 2, 0, topo.cpu.online, env)
+    assert got["rc"] == 0 and "OMP_NUM_THREADS" not in got["env"], got  # type: ignore[operator]
+    got = run_harness(harness, plan_path, 2, 0, topo.cpu.online, env, ("--env-max", "8192"))
+    assert got["rc"] == 0 and "OMP_NUM_THREADS" not in got["env"], got  # type: ignore[operator]
+    # CUDA_VISIBLE_DEVICES read whole: 200 UUIDs are no device cgroup's index list.
+    uuids = ",".join(f"GPU-{i:08x}-aaaa-bbbb-cccc-dddddddddddd" for i in range(200))
+    env = {"SLURM_STEP_GPUS": "0,1", "CUDA_VISIBLE_DEVICES": uuids}
+    got = run_harness(harness, plan_path, 2, 1, topo.cpu.online, env)
+    assert got["env"]["CUDA_VISIBLE_DEVICES"].startswith("GPU-"), got  # type: ignore[index]
+    got = run_harness(harness, plan_path, 2, 1, topo.cpu.online, env, ("--env-max", "8192"))
+    assert "CUDA_VISIBLE_DEVICES" not in got["env"], got  # type: ignore[operator]
+    assert any("too long to read" in w for w in got["warnings"]), got  # type: ignore[attr-defined]
+
+
+def user_binding(
+    harness: Path, args: list[str], cpu_env: str | None = None, gpu_env: str | None = None
+) -> tuple[str, str]:
+    argv = [str(harness), "--user-binding", cpu_env or "-", gpu_env or "-", "srun", *args]
+    out = subprocess.run(argv, capture_output=True, text=True, timeout=30, check=False)
+    assert out.returncode == 0 and not out.stderr, out.stderr
+    lines = dict(line.split(" ", 1) for line in out.stdout.splitlines())
+    return lines["user"], lines.get("why", "")
+
+
+@pytest.mark.parametrize(
+    "args, want",
+    [
+        (["--cpu-bind=cores", "cmd"], "cpu"),
+        (["--cpu-bind", "cores", "cmd"], "cpu"),
+        (["--cpu-bind=verbose,none", "cmd"], "none"),
+        (["--cpu-bind=NONE", "cmd"], "none"),  # Slurm ignores the case
+        (["--cpu-bind=quiet,map_cpu:1,0", "--gpu-bind=closest", "cmd"], "cpu,gpu"),
+        (["--cpu-bind=cores", "--cpu-bind=none", "cmd"], "none"),  # the last one
+        # getopt_long's unambiguous prefixes (gap 4)
+        (["--cpu-b=cores", "cmd"], "cpu"),
+        (["--cpu-bi", "map_cpu:1", "cmd"], "cpu"),
+        (["--cpu_=map_cpu:1", "cmd"], "cpu"),
+        (["--gpu-bi=closest", "cmd"], "gpu"),
+        (["--gpu-b", "single:1", "cmd"], "gpu"),
+        (["--cpu-b=none", "cmd"], "none"),
+        (["--exa", "--cpu-bind=cores", "cmd"], "cpu"),  # --exact takes no value
+        (["--ntasks-per-n", "2", "--cpu-bind=cores", "cmd"], "cpu"),
+        (["--tres-bind=gres/gpu:closest", "cmd"], "gpu"),
+        # short options
+        (["-F", "nodes.txt", "--cpu-bind=cores", "cmd"], "cpu"),  # -F takes a value
+        (["-ln2", "--cpu-bind=cores", "cmd"], "cpu"),
+        (["-l", "-n", "2", "cmd", "--cpu-bind=cores"], "none"),  # the command's own
+        (["-I60", "--gpu-bind=closest", "cmd"], "gpu"),
+        (["--", "cmd", "--cpu-bind=cores"], "none"),
+        # heterogeneous steps: every component's options (gap 5)
+        (["-n1", "cmd", ":", "-n1", "--cpu-bind=cores", "cmd2"], "cpu"),
+        (["-n1", "cmd", ":", "-n1", "--cpu-bind=none", "cmd2"], "none"),
+        (["--cpu-bind=cores", "cmd", ":", "--cpu-bind=none", "cmd2"], "cpu"),
+        (["-n1", "cmd", "--cpu-bind=cores", ":", "-n1", "cmd2"], "none"),
+        (["-n1", "cmd", "a", ":", "--gpu-b=closest", "cmd2", ":", "-n1", "cmd3"], "gpu"),
+        (["-J", ":", "--cpu-bind=cores", "cmd"], "cpu"),  # a ":" that is a value
+    ],
+)
+def test_which_srun_options_are_the_users_binding(
+    harness: Path, args: list[str], want: str
+) -> None:
+    assert user_binding(harness, args)[0] == want
+
+
+def test_srun_input_variables_count_unless_slurm_set_them(harness: Path) -> None:
+    assert user_binding(harness, ["cmd"], cpu_env="cores")[0] == "cpu"
+    assert user_binding(harness, ["cmd"], gpu_env="closest")[0] == "gpu"
+    assert user_binding(harness, ["cmd"], cpu_env="quiet,mask_cpu:0x1")[0] == "none"
+    assert user_binding(harness, ["--cpu-bind=none", "cmd"], cpu_env="cores")[0] == "none"
+    # Each heterogeneous component reads them.
+    args = ["--cpu-bind=none", "cmd", ":", "-n1", "cmd2"]
+    assert user_binding(harness, args, cpu_env="cores")[0] == "cpu"
+
+
+def test_options_srun_s_table_does_not_hold_are_read_both_ways(harness: Path) -> None:
+    """Another SPANK plugin's option, or a prefix of options that differ: whether the
+    next word is its value is unknown, so a binding found either way counts."""
+    got = user_binding(harness, ["--container-image", "img", "--cpu-bind=cores", "cmd"])
+    assert got == ("cpu", "srun option not known here: --container-image")
+    got = user_binding(harness, ["--container-image", "--cpu-bind=cores", "img", "cmd"])
+    assert got[0] == "cpu"
+    assert user_binding(harness, ["--container-image=img", "cmd"]) == ("none", "")
+    got = user_binding(harness, ["--ext", "1", "cmd"])  # --extra or --external-launcher
+    assert got == ("none", "srun option prefix of several: --ext")
+    assert user_binding(harness, ["--cpu=cores", "cmd"])[0] == "cpu"  # maybe --cpu-bind
+    many = [w for i in range(6) for w in (f"--plugin-opt{i}", "x")]
+    assert user_binding(harness, [*many, "cmd"])[0] == "cpu,gpu"  # past guessing
+
+
+def test_the_option_table_is_srun_s_own() -> None:
+    """sai_args.c's table is the union of srun 22.05.8's and 24.11.5's long options
+    (tests/topology/data, read off srun itself), plus the plugin's own two."""
+    import re
+
+    data = Path(__file__).parent / "data"
+    want: dict[str, int] = {"sai-bind": 1, "sai-workload": 1}
+    for name in ("srun-22.05.8-options.txt", "srun-24.11.5-options.txt"):
+        for line in (data / name).read_text().splitlines():
+            if line and not line.startswith("#"):
+                option, kind = line.split()
+                assert want.setdefault(option, int(kind == "value")) == int(kind == "value")
+    text = spank.source("sai_args.c").decode()
+    got = {m[0]: int(m[1]) for m in re.findall(r'\{ "([a-z0-9_-]+)", ([01]), ', text)}
+    assert got == want
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_parsers_survive_hostile_input(harness: Path, seed: int) -> None:
+    """Random lists, variables, command lines and plan files into every parser, under
+    ASan/UBSan (the harness aborts on any out-of-bounds access)."""
+    out = subprocess.run(
+        [str(harness), "--fuzz", str(seed), "30000"],
+        capture_output=True, text=True, timeout=300, check=False,
+    )  # fmt: skip
+    assert out.returncode == 0 and out.stdout.strip() == "fuzz 30000 rounds", out.stderr[-3000:]

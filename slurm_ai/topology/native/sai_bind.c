@@ -13,6 +13,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -126,38 +127,226 @@ int sai_parse_cpu_list(const char *text, unsigned char *flags)
 	return rc;
 }
 
-int sai_parse_mask_list(const char *text, unsigned char *flags)
+/*
+ * map_cpu and mask_cpu lists as Slurm's node side reads them (task/affinity:
+ * get_cpuset() and task_str_to_cpuset()): a map entry is one CPU id, hex after
+ * "0x" and decimal otherwise; a mask entry is hex, with or without "0x". srun
+ * 22.05.8 and 24.11.5 refuse a hex map entry and strip "0x" off masks before
+ * sending them, but the node takes both, and Slurm's own automatic binding
+ * writes "0x" masks. An "N*count" entry (srun expands those) is read as N.
+ * Anything else makes the whole list bad: the caller does not guess.
+ */
+static int list_entries(const char *p, size_t len, int mask, unsigned char *flags)
 {
-	const char *p = text;
+	const char *stop = p + len;
 
-	while (*p) {
+	while (p < stop) {
 		const char *start, *end;
+		int hex = mask;
 
-		while (*p == ',')
+		if (*p == ',') { /* empty entries: strtok_r() in Slurm skips them */
 			p++;
-		if (!*p)
-			break;
-		if (p[0] == '0' && (p[1] == 'x' || p[1] == 'X'))
+			continue;
+		}
+		if (stop - p > 2 && p[0] == '0' && (p[1] == 'x' || p[1] == 'X')) {
+			hex = 1;
 			p += 2;
+		}
 		start = p;
-		while (isxdigit((unsigned char)*p))
+		while (p < stop && (hex ? isxdigit((unsigned char)*p) : isdigit((unsigned char)*p)))
 			p++;
 		end = p;
-		if (end == start || (*p && *p != ','))
+		if (end == start)
 			return -1;
-		/* Lowest CPU in the last hex digit. */
-		for (int bit = 0; end > start; end--, bit += 4) {
-			int d = isdigit((unsigned char)end[-1]) ? end[-1] - '0'
-				: tolower((unsigned char)end[-1]) - 'a' + 10;
-			for (int k = 0; k < 4; k++)
-				if (d >> k & 1) {
-					if (bit + k >= SAI_MAX_CPUS)
-						return -1;
-					flags[bit + k] = 1;
-				}
+		if (p < stop && *p == '*') { /* a repeat count: at least 1 */
+			int nonzero = 0;
+
+			for (p++; p < stop && isdigit((unsigned char)*p); p++)
+				nonzero |= *p != '0';
+			if (!nonzero)
+				return -1;
+		}
+		if (p < stop && *p != ',')
+			return -1;
+		if (mask) {
+			/* Lowest CPU in the last hex digit. */
+			for (size_t bit = 0; end > start; end--, bit += 4) {
+				int d = isdigit((unsigned char)end[-1]) ? end[-1] - '0'
+					: tolower((unsigned char)end[-1]) - 'a' + 10;
+
+				for (int k = 0; k < 4; k++)
+					if (d >> k & 1) {
+						if (bit + (size_t)k >= SAI_MAX_CPUS)
+							return -1;
+						flags[bit + (size_t)k] = 1;
+					}
+			}
+		} else {
+			long cpu = 0;
+
+			for (const char *c = start; c < end; c++) {
+				int d = isdigit((unsigned char)*c) ? *c - '0'
+					: tolower((unsigned char)*c) - 'a' + 10;
+
+				cpu = cpu * (hex ? 16 : 10) + d;
+				if (cpu >= SAI_MAX_CPUS)
+					return -1;
+			}
+			flags[cpu] = 1;
 		}
 	}
 	return 0;
+}
+
+int sai_parse_mask_list(const char *text, unsigned char *flags)
+{
+	return list_entries(text, strlen(text), 1, flags);
+}
+
+int sai_parse_map_list(const char *text, unsigned char *flags)
+{
+	return list_entries(text, strlen(text), 0, flags);
+}
+
+enum { KIND_NONE, KIND_MAP, KIND_MASK };
+
+/* "map_cpu:" / "mask_cpu:" at the start of a word ("map_cpu" alone in a
+ * SLURM_CPU_BIND_TYPE): the kind, and in *rest what follows the ':' or '='. */
+static int bind_kind(const char *word, const char **rest)
+{
+	static const struct {
+		const char *name;
+		int kind;
+	} kinds[] = { { "map_cpu", KIND_MAP }, { "mask_cpu", KIND_MASK } };
+
+	for (size_t i = 0; i < sizeof(kinds) / sizeof(kinds[0]); i++) {
+		size_t n = strlen(kinds[i].name);
+
+		if (strncasecmp(word, kinds[i].name, n))
+			continue;
+		if (word[n] == ':' || word[n] == '=') {
+			*rest = word + n + 1;
+			return kinds[i].kind;
+		}
+		if (word[n] == ',' || !word[n]) {
+			*rest = word + n;
+			return kinds[i].kind;
+		}
+	}
+	return KIND_NONE;
+}
+
+/* The kind a comma-separated SLURM_CPU_BIND_TYPE names ("mask_cpu:", or
+ * "cores,mask_cpu:" where Slurm keeps the unit it bound to). */
+static int type_kind(const char *type)
+{
+	for (const char *w = type; *w;) {
+		const char *rest;
+		int kind = bind_kind(w, &rest);
+
+		if (kind)
+			return kind;
+		w += strcspn(w, ",");
+		w += *w == ',';
+	}
+	return KIND_NONE;
+}
+
+/* Slurm's _isvalue(): after a ',' a list goes on ("1,0x3,ff") or a word
+ * starts ("...,verbose"). */
+static int list_goes_on(const char *p)
+{
+	if (isdigit((unsigned char)*p))
+		return 1;
+	while (isxdigit((unsigned char)*p))
+		p++;
+	return *p == ',' || !*p;
+}
+
+/* A reason quoting the task's variables: printable only (slurmd's log). */
+static void say_printable(char *err, size_t errlen, const char *what, const char *value)
+{
+	say(err, errlen, "%s %.40s not understood", what, value);
+	for (char *c = err; c && errlen && *c; c++)
+		if ((unsigned char)*c < 0x20 || (unsigned char)*c > 0x7e)
+			*c = '?';
+}
+
+int sai_bind_masks(const char *type, const char *list, const char *bind, unsigned char *flags,
+		   char *err, size_t errlen)
+{
+	int kind = type ? type_kind(type) : KIND_NONE;
+
+	if (kind && list && *list) {
+		if (list_entries(list, strlen(list), kind == KIND_MASK, flags)) {
+			say_printable(err, errlen, "SLURM_CPU_BIND_LIST", list);
+			return -1;
+		}
+		return 0;
+	}
+	/* No list: SLURM_CPU_BIND ("quiet,mask_cpu:0x1,0x2", "verbose,cores,
+	 * mask_cpu:0x3") holds the same binding in one variable. */
+	for (const char *w = bind ? bind : ""; *w;) {
+		const char *rest, *end;
+		int found = bind_kind(w, &rest);
+
+		if (found) {
+			for (end = rest; *end; end++)
+				if (*end == ',' && !list_goes_on(end + 1))
+					break;
+			if (end == rest ||
+			    list_entries(rest, (size_t)(end - rest), found == KIND_MASK, flags)) {
+				say_printable(err, errlen, "SLURM_CPU_BIND", bind);
+				return -1;
+			}
+			return 0;
+		}
+		w += strcspn(w, ",");
+		w += *w == ',';
+	}
+	if (kind) {
+		say(err, errlen, "SLURM_CPU_BIND_TYPE names a list, and there is none");
+		return -1;
+	}
+	return 0;
+}
+
+const char sai_env_unreadable[] = "";
+
+const char *sai_env_read(struct sai_envreader *r, const char *name)
+{
+	size_t max = r->max ? r->max : SAI_ENV_MAX_BYTES;
+	size_t want = r->cap ? r->cap : 8192;
+
+	for (;;) {
+		int rc;
+
+		if (want > max)
+			want = max;
+		if (want > r->cap) {
+			char *grown = realloc(r->buf, want);
+
+			if (!grown)
+				return sai_env_unreadable;
+			r->buf = grown;
+			r->cap = want;
+		}
+		rc = r->copy(r->ctx, name, r->buf, r->cap);
+		if (rc < 0)
+			return NULL;
+		if (rc == 0)
+			return r->buf;
+		if (r->cap >= max)
+			return sai_env_unreadable;
+		want = r->cap * 2;
+	}
+}
+
+void sai_env_done(struct sai_envreader *r)
+{
+	free(r->buf);
+	r->buf = NULL;
+	r->cap = 0;
 }
 
 void sai_format_cpu_list(const int *cpus, int n, char *buf, size_t len)
@@ -586,7 +775,8 @@ static void assign_cpus(const struct work *w, int hstart, int hlen, int pos, int
 	qsort(t->cpus, (size_t)t->ncpus, sizeof(int), cmp_int);
 }
 
-/* visible_style() of slurm_ai/topology/alloc.py, for `auto`. */
+/* visible_style() of slurm_ai/topology/alloc.py, for `auto`; NULL when the
+ * task's CUDA_VISIBLE_DEVICES is set but could not be read. */
 static const char *visible_style(const struct sai_layout *l, const struct sai_request *req,
 				 const int *gpus, int ngpus)
 {
@@ -594,6 +784,8 @@ static const char *visible_style(const struct sai_layout *l, const struct sai_re
 	int idx[SAI_MAX_UNITS];
 	int n, any = 0, all_uuid = 1, sorted_is_range = 1;
 
+	if (seen == sai_env_unreadable)
+		return NULL; /* whatever it says, it is not ours to replace blind */
 	if (strcmp(l->visible, "auto"))
 		return l->visible;
 	if (!seen)
@@ -793,17 +985,15 @@ int sai_plan_task(const struct sai_layout *l, const struct sai_request *req, str
 	if (nmine) {
 		char value[SAI_VALUE_MAX] = "", one[SAI_UUID_MAX];
 		const char *style = visible_style(l, req, gpus, ngpus);
-		int mig = 0;
+		int mig = 0, full = 0;
 
 		for (int i = 0; i < nmine; i++)
 			mig |= mine[i]->mig;
-		int full = 0;
-
-		for (int i = 0; i < (mig ? 1 : nmine) && !full; i++) {
+		for (int i = 0; style && i < (mig ? 1 : nmine) && !full; i++) {
 			label(mine[i], style, ju, nju, one, sizeof(one));
 			full = append(value, sizeof(value), one);
 		}
-		for (int k = 0; k < nju && !mig && !l->own_gpu_only && !full; k++) {
+		for (int k = 0; style && k < nju && !mig && !l->own_gpu_only && !full; k++) {
 			int own = 0;
 
 			for (int i = 0; i < nmine; i++)
@@ -816,7 +1006,10 @@ int sai_plan_task(const struct sai_layout *l, const struct sai_request *req, str
 		if (full)
 			warn(t, "CUDA_VISIBLE_DEVICES longer than %d characters: the job's other GPUs "
 				"after the last that fits are not listed", SAI_VALUE_MAX - 1);
-		put_env(l, req, t, "CUDA_VISIBLE_DEVICES", value);
+		if (style)
+			put_env(l, req, t, "CUDA_VISIBLE_DEVICES", value);
+		else
+			warn(t, "the task's CUDA_VISIBLE_DEVICES is too long to read: left as it is");
 	}
 	{
 		const struct sai_envset *nic = nmine ? &mine[0]->env : &l->node_env[t->numa + 1];

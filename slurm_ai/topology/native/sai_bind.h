@@ -75,8 +75,27 @@ struct sai_layout {
 	int override_user_env;
 };
 
-/* Looks a variable up in the task's environment (NULL when unset). */
+/* Looks a variable up in the task's environment: NULL when unset,
+ * sai_env_unreadable when set but not readable whole (then it counts as set:
+ * the user's choice, never overridden; its content is not guessed at). */
 typedef const char *(*sai_getenv_fn)(void *ctx, const char *name);
+extern const char sai_env_unreadable[];
+
+/* Reading a variable whole, however long (spank_getenv() copies into a buffer
+ * the caller sizes, and says ESPANK_NOSPACE when it is too small).
+ * copy(): 0 copied, 1 set but longer than len - 1, -1 unset. */
+#define SAI_ENV_MAX_BYTES (1 << 20) /* Linux execs no variable over 128 KiB */
+typedef int (*sai_copyenv_fn)(void *ctx, const char *name, char *buf, size_t len);
+struct sai_envreader {
+	sai_copyenv_fn copy;
+	void *ctx;
+	size_t max;  /* 0: SAI_ENV_MAX_BYTES */
+	char *buf;   /* grown as needed; sai_env_done() frees it */
+	size_t cap;
+};
+/* The value (valid until the next call on r), NULL or sai_env_unreadable. */
+const char *sai_env_read(struct sai_envreader *r, const char *name);
+void sai_env_done(struct sai_envreader *r);
 
 struct sai_request {
 	int ntasks;                 /* tasks of the step on this node */
@@ -107,8 +126,29 @@ int sai_plan_task(const struct sai_layout *layout, const struct sai_request *req
 		  struct sai_task *out, char *err, size_t errlen);
 /* "0-3,8" into flags; -1 on bad syntax or CPUs >= SAI_MAX_CPUS. */
 int sai_parse_cpu_list(const char *text, unsigned char *flags);
-/* Union of a "0x3,0xc" mask list (SLURM_CPU_BIND_LIST) into flags; -1 if bad. */
+/* Union of a mask_cpu list ("0x3,c": hex, "0x" optional) into flags; -1 if bad. */
 int sai_parse_mask_list(const char *text, unsigned char *flags);
+/* Union of a map_cpu list ("0x1,3": hex after "0x", decimal otherwise). */
+int sai_parse_map_list(const char *text, unsigned char *flags);
+/* The CPUs Slurm bound the step's tasks on this node to, from the task's
+ * SLURM_CPU_BIND_TYPE and SLURM_CPU_BIND_LIST, or SLURM_CPU_BIND when the list
+ * is empty or unset (NULL: unset), unioned into flags. 0: done, also when
+ * there is no map or mask; -1 with a reason: the binding is not understood. */
+int sai_bind_masks(const char *type, const char *list, const char *bind, unsigned char *flags,
+		   char *err, size_t errlen);
+
+/* ---- srun's command line (sai_args.c) ----------------------------------- */
+
+#define SAI_USER_CPU 1
+#define SAI_USER_GPU 2
+/* Which bindings the user chose for srun (SAI_USER_* bits): --cpu-bind,
+ * --gpu-bind (and --tres-bind naming a GPU) in any heterogeneous component of
+ * argv (srun's own, argv[0] first), else SLURM_CPU_BIND / SLURM_GPU_BIND
+ * (env_cpu, env_gpu; NULL: unset). In doubt (an option srun's table does not
+ * hold, a prefix that could be two options) the reading that finds a binding,
+ * the reason in why. */
+int sai_user_binding(int argc, char *const *argv, const char *env_cpu, const char *env_gpu,
+		     char *why, size_t whylen);
 /* "0-3,8" from an ascending list. */
 void sai_format_cpu_list(const int *cpus, int n, char *buf, size_t len);
 

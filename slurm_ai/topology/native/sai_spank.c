@@ -11,7 +11,8 @@
  *                                 spool directory, where the Epilog reads it
  *
  * In srun (local context) it notes whether the user asked for a binding of
- * their own (--cpu-bind / --gpu-bind other than none): Slurm's choice then
+ * their own (--cpu-bind / --gpu-bind other than none, in any heterogeneous
+ * component, abbreviated as srun allows; sai_args.c): Slurm's choice then
  * stays. In each task (remote context):
  *   task_init_privileged (root, before the task drops privileges): read the
  *     job's plan file the Prolog wrote in the root-only spool;
@@ -42,6 +43,9 @@
 SPANK_PLUGIN(slurm_ai, 1);
 
 #define USER_BIND_VAR "SLURM_AI_USER_BIND"
+#define SAI_CMDLINE_MAX (64u << 20)
+#define DOUBT_MARK "in-doubt"
+#define USER_CHOICE_MAX 256
 #define PLAN_NAME "task-plan"
 #define PINNED_NAME "pinned-by-plugin"
 #define WORKLOAD_NAME "workload"
@@ -150,129 +154,88 @@ int slurm_spank_init(spank_t sp, int ac, char **av)
 	return 0;
 }
 
-/* Words of a --cpu-bind/--gpu-bind value that choose no binding (srun takes
- * the abbreviations too). */
-static int neutral_word(const char *word, size_t n)
+/* srun's whole command line (NUL-separated words), malloc'ed; NULL if unread. */
+static char *read_cmdline(size_t *len)
 {
-	static const char *const words[] = { "none", "no", "quiet", "q", "verbose", "v", "help" };
+	size_t cap = 65536, used = 0;
+	char *buf = malloc(cap + 1);
+	int fd = open("/proc/self/cmdline", O_RDONLY | O_CLOEXEC);
+	ssize_t r;
 
-	for (size_t i = 0; i < sizeof(words) / sizeof(words[0]); i++)
-		if (strlen(words[i]) == n && !strncmp(word, words[i], n))
-			return 1;
-	return 0;
-}
-
-/* A --cpu-bind/--gpu-bind value that is the user's own choice of binding:
- * one of its comma-separated words is more than none/quiet/verbose
- * ("quiet,cores" binds; "verbose,none" does not). */
-static int binds(const char *value)
-{
-	for (const char *w = value; *w;) {
-		size_t n = strcspn(w, ",");
-
-		if (n && !neutral_word(w, n))
-			return 1;
-		w += n + (w[n] == ',');
+	if (!buf || fd < 0) {
+		free(buf);
+		if (fd >= 0)
+			close(fd);
+		return NULL;
 	}
-	return 0;
+	for (;;) {
+		if (used == cap) {
+			char *grown = cap < SAI_CMDLINE_MAX ? realloc(buf, 2 * cap + 1) : NULL;
+
+			if (!grown) { /* over any ARG_MAX this srun could have had */
+				free(buf);
+				buf = NULL;
+				break;
+			}
+			buf = grown;
+			cap *= 2;
+		}
+		r = read(fd, buf + used, cap - used);
+		if (r < 0 && errno == EINTR)
+			continue;
+		if (r < 0) {
+			free(buf);
+			buf = NULL;
+		}
+		if (r <= 0)
+			break;
+		used += (size_t)r;
+	}
+	close(fd);
+	if (buf)
+		buf[used] = '\0';
+	*len = used;
+	return buf;
 }
 
-/* srun's short options that take a value ("-n 2", "-n2"), from its getopt
- * string; the others are flags. */
-#define SRUN_SHORT_WITH_VALUE "AbBcCdDeGiJLmMnNopqrStTwWx"
-
-/* srun's long options that take no value, or only an attached one (--opt=v):
- * after them, a word that is no option is the command. Any other long option
- * without '=' takes the next word as its value. */
-static int long_flag(const char *arg)
-{
-	static const char *const flags[] = {
-		"--exact", "--exclusive", "--overlap", "--unbuffered", "--label", "--quiet",
-		"--verbose", "--pty", "--multi-prog", "--no-kill", "--kill-on-bad-exit",
-		"--disable-status", "--spread-job", "--test-only", "--use-min-nodes",
-		"--contiguous", "--hold", "--immediate", "--oversubscribe", "--overcommit",
-		"--preserve-env", "--no-allocate", "--help", "--usage", "--version", "--reboot",
-		"--send-libs", "--x11", "--bcast", "--compress", "--propagate", "--resv-ports",
-		"--nice", "--whole", "--jobid-only", "--external-launcher",
-	};
-
-	for (size_t i = 0; i < sizeof(flags) / sizeof(flags[0]); i++)
-		if (!strcmp(arg, flags[i]))
-			return 1;
-	return 0;
-}
-
-/* Does option word `arg` (no '=' in a long one) take the next word as its value? */
-static int takes_next_word(const char *arg)
-{
-	if (arg[1] == '-')
-		return !strchr(arg, '=') && !long_flag(arg);
-	for (const char *c = arg + 1; *c; c++) /* "-ln": flags, then maybe one with a value */
-		if (strchr(SRUN_SHORT_WITH_VALUE, *c))
-			return c[1] == '\0'; /* attached ("-n2") or the next word */
-	return 0;
-}
-
-/* An explicit --cpu-bind=/--gpu-bind= of srun, other than none: the SPANK
- * API does not expose srun's options, so read srun's own command line up to
- * the command (the first word that is neither an option nor an option's
- * value). Without the option, srun takes SLURM_CPU_BIND / SLURM_GPU_BIND from
- * its environment (its input variables), so those count as the user's
- * choice too, except the "quiet,..."/"verbose,..." form Slurm itself sets in
- * a step's tasks, which a nested srun would inherit. */
+/* In srun: did the user choose a binding (sai_args.c says how that is read)?
+ * The answer goes to the tasks in SLURM_AI_USER_BIND ("cpu", "gpu",
+ * "cpu,gpu", then ";" DOUBT_MARK " " and the reason when srun's options were
+ * read in doubt, for slurmd's log: srun's own log level is not raised yet
+ * here): srun's own environment is what its tasks get (spank_setenv is for
+ * the remote side only). A command line that cannot be read counts as both:
+ * in doubt, Slurm's binding stays. */
 static void note_user_binding(void)
 {
-	static char buf[65536];
-	static const struct {
-		const char *name;
-		int kind; /* 0 cpu, 1 gpu */
-	} options[] = { { "--cpu-bind", 0 }, { "--cpu_bind", 0 }, { "--gpu-bind", 1 } };
-	char what[16] = "";
-	int seen[2] = { 0, 0 }, chosen[2] = { 0, 0 };
-	ssize_t len = 0, r;
-	int fd = open("/proc/self/cmdline", O_RDONLY | O_CLOEXEC);
-	int value_next = 0;
+	char why[128] = "", what[USER_CHOICE_MAX];
+	size_t len = 0;
+	char *buf = read_cmdline(&len);
+	char **argv = NULL;
+	int argc = 0, chosen = SAI_USER_CPU | SAI_USER_GPU;
 
-	if (fd >= 0) {
-		while (len < (ssize_t)sizeof(buf) - 1 &&
-		       (r = read(fd, buf + len, sizeof(buf) - 1 - (size_t)len)) > 0)
-			len += r;
-		close(fd);
+	if (buf) {
+		for (size_t i = 0; i < len; i++)
+			argc += !buf[i];
+		argc += len && buf[len - 1]; /* a last word without its NUL */
+		argv = calloc((size_t)argc + 1, sizeof(char *));
 	}
-	buf[len > 0 ? len : 0] = '\0';
-	for (char *arg = buf + strlen(buf) + 1; arg < buf + len; arg += strlen(arg) + 1) {
-		if (value_next) { /* the previous option's value */
-			value_next = 0;
-			continue;
-		}
-		if (!strcmp(arg, "--") || arg[0] != '-' || !arg[1])
-			break; /* the command */
-		for (size_t i = 0; i < sizeof(options) / sizeof(options[0]); i++) {
-			size_t n = strlen(options[i].name);
-			const char *value = NULL;
+	if (argv) {
+		int n = 0;
 
-			if (!strncmp(arg, options[i].name, n) && arg[n] == '=')
-				value = arg + n + 1;
-			else if (!strcmp(arg, options[i].name) && arg + n + 1 < buf + len)
-				value = arg + n + 1;
-			if (value) { /* srun takes the last one */
-				seen[options[i].kind] = 1;
-				chosen[options[i].kind] = binds(value);
-			}
-		}
-		value_next = takes_next_word(arg);
+		for (size_t i = 0; i < len && n < argc; i += strlen(buf + i) + 1)
+			argv[n++] = buf + i;
+		chosen = sai_user_binding(n, argv, getenv("SLURM_CPU_BIND"), getenv("SLURM_GPU_BIND"),
+					  why, sizeof(why));
+	} else {
+		snprintf(why, sizeof(why), "srun's command line not readable");
 	}
-	for (int k = 0; k < 2; k++) {
-		const char *env = getenv(k ? "SLURM_GPU_BIND" : "SLURM_CPU_BIND");
-
-		if (!seen[k] && env && strncmp(env, "quiet,", 6) && strncmp(env, "verbose,", 8) &&
-		    binds(env))
-			chosen[k] = 1;
-	}
-	snprintf(what, sizeof(what), "%s%s%s", chosen[0] ? "cpu" : "",
-		 chosen[0] && chosen[1] ? "," : "", chosen[1] ? "gpu" : "");
-	/* srun's own environment is what its tasks get (spank_setenv is for
-	 * the remote side only). */
+	free(argv);
+	free(buf);
+	snprintf(what, sizeof(what), "%s%s%s%s", chosen & SAI_USER_CPU ? "cpu" : "",
+		 chosen == (SAI_USER_CPU | SAI_USER_GPU) ? "," : "",
+		 chosen & SAI_USER_GPU ? "gpu" : "", why[0] ? ";" DOUBT_MARK " " : "");
+	if (why[0])
+		strncat(what, why, sizeof(what) - strlen(what) - 1);
 	if (what[0])
 		setenv(USER_BIND_VAR, what, 1);
 	else
@@ -308,13 +271,24 @@ int slurm_spank_init_post_opt(spank_t sp, int ac, char **av)
 	return 0;
 }
 
+/* spank_getenv() for sai_env_read(): ESPANK_NOSPACE when buf is too small. */
+static int copy_task_env(void *ctx, const char *name, char *buf, size_t len)
+{
+	spank_err_t rc = spank_getenv((spank_t)ctx, name, buf, len > INT_MAX ? INT_MAX : (int)len);
+
+	if (rc == ESPANK_SUCCESS)
+		return 0;
+	return rc == ESPANK_NOSPACE ? 1 : -1;
+}
+
+/* The task's variables, read whole (a user's variable of any length is the
+ * user's choice; one over SAI_ENV_MAX_BYTES too, unread). */
+static struct sai_envreader task_env = { copy_task_env, NULL, 0, NULL, 0 };
+
 static const char *task_getenv(void *ctx, const char *name)
 {
-	static char value[8192];
-
-	if (spank_getenv((spank_t)ctx, name, value, sizeof(value)) != ESPANK_SUCCESS)
-		return NULL;
-	return value;
+	task_env.ctx = ctx;
+	return sai_env_read(&task_env, name);
 }
 
 static void mark_pinned(uint32_t job_id)
@@ -331,7 +305,7 @@ static void mark_pinned(uint32_t job_id)
 /* Per task, from task_init_privileged (root) to task_init (the user's). */
 static int have_plan;
 static double spent_ms; /* the plugin's own time in this task (verbose shows it) */
-static char user_choice[64];
+static char user_choice[USER_CHOICE_MAX];
 static uint32_t job_id, step_id, task_id, ntasks;
 
 static double now_ms(void)
@@ -354,8 +328,24 @@ static void read_plan(spank_t sp)
 	    spank_get_item(sp, S_TASK_ID, &task_id) ||
 	    spank_get_item(sp, S_JOB_LOCAL_TASK_COUNT, &ntasks) || step_id > MAX_NORMAL_STEP)
 		return;
-	if (spank_getenv(sp, USER_BIND_VAR, user_choice, sizeof(user_choice)) != ESPANK_SUCCESS)
+	switch ((int)spank_getenv(sp, USER_BIND_VAR, user_choice, sizeof(user_choice))) {
+	case ESPANK_SUCCESS:
+		break;
+	case ESPANK_NOSPACE: /* not what srun wrote: in doubt, Slurm's binding */
+		strcpy(user_choice, "cpu,gpu");
+		break;
+	default:
 		user_choice[0] = '\0';
+	}
+	if (strchr(user_choice, ';')) {
+		const char *why = strchr(user_choice, ';') + 1;
+
+		*strchr(user_choice, ';') = '\0'; /* the choice itself: "cpu", "gpu", "cpu,gpu" */
+		if (task_id == 0 && !strncmp(why, DOUBT_MARK " ", strlen(DOUBT_MARK) + 1))
+			slurm_info("slurm-ai: job %u step %u: srun's options read in doubt (%s): "
+				   "bindings left to Slurm: %s", job_id, step_id,
+				   why + strlen(DOUBT_MARK) + 1, user_choice[0] ? user_choice : "none");
+	}
 	if (strstr(user_choice, "cpu") && strstr(user_choice, "gpu"))
 		return; /* the user chose both: nothing left to do */
 	snprintf(path, sizeof(path), "%s/jobs/%u/%s", spool_dir, job_id, PLAN_NAME);
@@ -384,13 +374,18 @@ int slurm_spank_task_init_privileged(spank_t sp, int ac, char **av)
 
 /* CPUs the task may use: its own mask now (the step's, or Slurm's per-task
  * mask) and every mask Slurm gave the step's tasks, visible only here, after
- * Slurm's task plugin set SLURM_CPU_BIND_*. */
-static void allowed_cpus(spank_t sp, unsigned char *allowed)
+ * Slurm's task plugin set SLURM_CPU_BIND_* (sai_bind_masks() reads them, with
+ * SLURM_CPU_BIND when the list is empty). -1 with a reason: a binding not
+ * understood (the task then runs as Slurm started it). */
+static int allowed_cpus(spank_t sp, unsigned char *allowed, char *err, size_t errlen)
 {
-	static char masks[65536];
-	char kind[64];
+	static const char *const names[] = { "SLURM_CPU_BIND_TYPE", "SLURM_CPU_BIND_LIST",
+					     "SLURM_CPU_BIND" };
+	struct sai_envreader r[3];
+	const char *value[3];
 	cpu_set_t *set = CPU_ALLOC(SAI_MAX_CPUS);
 	size_t size = CPU_ALLOC_SIZE(SAI_MAX_CPUS);
+	int rc = 0;
 
 	memset(allowed, 0, SAI_MAX_CPUS);
 	if (set && !sched_getaffinity(0, size, set))
@@ -398,14 +393,19 @@ static void allowed_cpus(spank_t sp, unsigned char *allowed)
 			allowed[c] = CPU_ISSET_S(c, size, set) ? 1 : 0;
 	if (set)
 		CPU_FREE(set);
-	if (spank_getenv(sp, "SLURM_CPU_BIND_TYPE", kind, sizeof(kind)) != ESPANK_SUCCESS ||
-	    spank_getenv(sp, "SLURM_CPU_BIND_LIST", masks, sizeof(masks)) != ESPANK_SUCCESS)
-		return;
-	/* As alloc.cpus_from_cpu_bind(); a bad list adds what parsed before it. */
-	if (!strncmp(kind, "mask_cpu", 8))
-		sai_parse_mask_list(masks, allowed);
-	else if (!strncmp(kind, "map_cpu", 7))
-		sai_parse_cpu_list(masks, allowed);
+	for (int i = 0; i < 3; i++) {
+		r[i] = (struct sai_envreader){ copy_task_env, sp, 0, NULL, 0 };
+		value[i] = sai_env_read(&r[i], names[i]);
+		if (value[i] == sai_env_unreadable && !rc) {
+			snprintf(err, errlen, "%s too long to read", names[i]);
+			rc = -1;
+		}
+	}
+	if (!rc)
+		rc = sai_bind_masks(value[0], value[1], value[2], allowed, err, errlen);
+	for (int i = 0; i < 3; i++)
+		sai_env_done(&r[i]);
+	return rc;
 }
 
 static int plan_this_task(spank_t sp)
@@ -415,7 +415,11 @@ static int plan_this_task(spank_t sp)
 	struct sai_request req = { 0 };
 	char err[256] = "";
 
-	allowed_cpus(sp, allowed);
+	if (allowed_cpus(sp, allowed, err, sizeof(err))) {
+		if (task_id == 0)
+			slurm_info("slurm-ai: job %u step %u runs unpinned: %s", job_id, step_id, err);
+		return -1;
+	}
 	req.ntasks = (int)ntasks;
 	req.rank = (int)task_id;
 	req.allowed = allowed;
