@@ -227,10 +227,17 @@ def test_a_result_glued_to_other_ranks_output_is_still_read(tmp_path: Path) -> N
 
 
 @needs_mpi
-def test_workers_leave_no_report_directory_behind() -> None:
-    before = set(Path(tempfile.gettempdir()).glob("slurm-ai-health-*"))
+def test_workers_leave_no_report_directory_behind(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A temporary directory of this test's own: the cluster's Prologs make theirs in /tmp.
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
     launch_local(SweepSpec(sizes=[4096], backend="mpi", iters=1), 2, timeout=60)
-    assert set(Path(tempfile.gettempdir()).glob("slurm-ai-health-*")) == before
+    assert list(tmp_path.iterdir()) == []
+    spec = SweepSpec(sizes=[4096], backend="mpi", fault="crash:1")
+    with pytest.raises(HealthCheckError):
+        launch_local(spec, 2, timeout=60)
+    assert list(tmp_path.iterdir()) == []
 
 
 @needs_torch
