@@ -1,0 +1,11 @@
+"""Types of the optional C extension _fastrow.c (see its header comment)."""
+
+from typing import Any
+
+INFLATER: str  # "isa-l" or "zlib": the inflate it was built with
+
+def figures(token: str, /) -> tuple[Any, ...] | None:
+    """facts._dict_figures of the token's record, or None: decline (Python decides)."""
+
+def payload(token: str, /) -> bytes | None:
+    """The token's record JSON, or None where figures() declines before reading it."""
