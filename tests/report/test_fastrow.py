@@ -1,0 +1,340 @@
+"""The C decode (_fastrow.c) gives the Python path's answer, or declines.
+
+Exactness is the rule: where figures() returns a tuple it must equal what
+json.loads + facts._dict_figures make of the same token, and wherever the
+Python path would not read the token as a v1 record (any error, any odd JSON)
+it must decline (None). The report itself is compared byte for byte, with the
+extension on and off, on the recorded dump and on a synthetic one.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import zlib
+from pathlib import Path
+from typing import Any
+
+import pytest
+from core_parts import needs
+
+from slurm_ai.errors import RecordError
+from slurm_ai.record import RECORD_VERSION, TOKEN_PREFIX, encode_record, token_payload
+from slurm_ai.report import facts
+from slurm_ai.report.dumpfile import Dump
+from slurm_ai.report.pipeline import aggregate_file
+from slurm_ai.report.prices import Prices
+from slurm_ai.report.render import render_json
+from slurm_ai.report.synth import make_job, write_dump
+
+BUILD = "python3 setup.py build_ext --inplace, or pip install -e '.[all,dev]' (scripts/setup-deps)"
+pytestmark = needs(
+    "the report's C extension (slurm_ai/report/_fastrow.c)", facts.fast_available, BUILD
+)
+
+fastrow: Any = facts._fastrow
+
+
+def token_of(text: str | bytes) -> str:
+    raw = text.encode() if isinstance(text, str) else text
+    return TOKEN_PREFIX + zlib.compress(raw, 9).hex()
+
+
+def canon(fig: tuple[Any, ...]) -> str:
+    """A figures tuple, comparable: set sorted, dict order kept, floats by repr (-0.0, 1 vs 1.0).
+
+    units as row_facts reads them: UNITS names with int or float values.
+    """
+    units = [(k, v) for k, v in fig[10].items() if k in facts.UNITS and type(v) in (int, float)]
+    workload = fig[11] if fig[11] in facts.WORKLOADS else None
+    return repr(
+        (fig[0], sorted(fig[1]), list(fig[2].items()), *fig[3:10], units, workload, fig[12])
+    )
+
+
+def python_figures(token: str) -> str | None:
+    """The Python path's figures of a token, None where it does not read a v1 record."""
+    try:
+        record = json.loads(token_payload(token))
+    except (RecordError, ValueError, RecursionError):
+        return None
+    if not isinstance(record, dict) or type(record.get("v")) is not int:
+        return None
+    if record["v"] != RECORD_VERSION:
+        return None
+    try:
+        return canon(facts._dict_figures(record))
+    except (TypeError, OverflowError):  # an unhashable verdict, a huge int: Python's to raise
+        return None
+
+
+def check(token: str) -> bool:
+    """C and Python agree on token; True when C took it (did not decline)."""
+    fast = fastrow.figures(token)
+    if fast is None:
+        return False
+    assert canon(fast) == python_figures(token), token
+    return True
+
+
+def synth_tokens(count: int, seed: int = 5) -> list[str]:
+    rng = random.Random(seed)
+    return [encode_record(make_job(rng, 1000 + i)[1]) for i in range(count)]
+
+
+def test_synthetic_records_taken_and_equal() -> None:
+    for token in synth_tokens(300):
+        assert check(token), "a usual record must not be declined"
+
+
+def test_payload_is_token_payload() -> None:
+    for token in synth_tokens(50):
+        assert fastrow.payload(token) == token_payload(token)
+
+
+def damaged(token: str, rng: random.Random) -> str:
+    digits = token[len(TOKEN_PREFIX) :]
+    how = rng.randrange(8)
+    if how == 0:  # one hex digit changed
+        i = rng.randrange(len(digits))
+        digits = digits[:i] + format((int(digits[i], 16) + 1) % 16, "x") + digits[i + 1 :]
+    elif how == 1:  # truncated
+        digits = digits[: 2 * rng.randrange(0, len(digits) // 2)]
+    elif how == 2:  # trailing bytes
+        digits += "00ff"
+    elif how == 3:  # raw deflate, no zlib header
+        digits = zlib.compress(b'{"v":1}')[2:].hex()
+    elif how == 4:  # checksum wrong
+        digits = digits[:-8] + format(int(digits[-8:], 16) ^ 1, "08x")
+    elif how == 5:  # odd length, non-hex, upper case
+        digits = rng.choice([digits[:-1], digits[:10] + "zz" + digits[12:], digits.upper()])
+    elif how == 6:  # a smaller window (CINFO), or a preset dictionary flag
+        head = rng.choice(["2815", "78bb", "0800"])
+        digits = head + digits[4:]
+    else:  # foreign text glued to the token, or unicode
+        digits = digits + rng.choice(["\u00e9", " ", "\t", "x"])
+    return rng.choice(["sai1:", "SAI1:", "Sai1:"]) + digits
+
+
+def test_damaged_tokens_declined_or_equal() -> None:
+    rng = random.Random(11)
+    declined = 0
+    for token in synth_tokens(60):
+        for _ in range(12):
+            bad = damaged(token, rng)
+            if python_figures(bad) is None:
+                assert fastrow.figures(bad) is None, bad
+                declined += 1
+            else:
+                check(bad)
+            payload = fastrow.payload(bad)
+            if payload is not None:
+                assert payload == token_payload(bad)
+    assert declined > 300
+
+
+def test_an_oversized_token_is_declined() -> None:
+    # past record.py's one-shot size: its bounded path decides
+    text = json.dumps({"v": 1, "pad": random.Random(1).randbytes(6000).hex()})
+    token = token_of(text)
+    assert len(token) > 2 * 4063
+    assert fastrow.figures(token) is None and python_figures(token) is not None
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        '{"v":1,"x":NaN}',
+        '{"v":1,"x":Infinity}',
+        '{"v":1,"x":-Infinity}',
+        '{"v":1,"nodes":{"a":{}},"nodes":{}}',  # repeated key we read
+        '{"v":1,"nodes":{"a":{},"a":{"platform":{"class":"vm"}}}}',  # repeated node name
+        '{"v":1,"nod\\u0065s":{"a":{}}}',  # an escaped key
+        '{"v":1,"nodes":{"a":{"platform":{"class":"v\\u006d"}}}}',  # an escaped value read
+        '{"v":1,"nodes":{"a":{"health":{"verdict":["pass"]}}}}',  # unhashable: TypeError
+        '{"v":1,"nodes":{"a":{"health":{"provenance":{"source":{}}}}}}',
+        '{"v":1,"nodes":{"a":{"energy":{"total_j":1234567890123456789}}}}',  # not exact
+        '{"v":1,"units":{"tokens":12345678901234567}}',
+        '{"v":1,"units":{"tokens":1,"tokens":2}}',
+        '{"v":1,"x":"\\ud800"}',  # lone surrogate escape: taken or declined, equal either way
+        '{"v":1,"x":1' + "0" * 5000 + "}",  # over Python's int digit limit
+        '{"v":1,"x":' + "[" * 100 + "]" * 100 + "}",  # deeper than MAX_DEPTH
+        '{"v":true}',
+        '{"v":1.0}',
+        '{"v":2}',
+        '{"v":01}',
+        "[1]",
+        "{",
+        '{"v":1,}',
+        '{"v":1} x',
+        '\ufeff{"v":1}',
+        '{"v":1,"x":"a\x01b"}',
+        '{"v":1,"x":"\\x"}',
+        '{"v":1,"x":1.}',
+        '{"v":1,"x":1e}',
+        '{"v":1,"x":-}',
+        '{"v":1,"x":tru}',
+    ],
+)
+def test_odd_json_declined_or_equal(text: str) -> None:
+    token = token_of(text)
+    if python_figures(token) is None:
+        assert fastrow.figures(token) is None
+    else:
+        check(token)
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        b'{"v":1,"x":"\xff"}',  # invalid UTF-8: Python raises
+        b'{"v":1,"x":"\xc0\xaf"}',  # overlong
+        b'{"v":1,"x":"\xed\xa0\x80"}',  # an encoded surrogate: surrogatepass takes it
+        b'{"v":1,"x":"\xf4\x90\x80\x80"}',  # past U+10FFFF
+        b'{\x00"v":1}',  # json.loads reads UTF-16 here
+        b"",
+    ],
+)
+def test_odd_bytes_declined(raw: bytes) -> None:
+    assert fastrow.figures(token_of(raw)) is None
+
+
+# Records (as json.dumps writes them) or JSON texts (for what json.dumps cannot write).
+ODD_TAKEN: list[dict[str, Any] | str] = [
+    {"v": 1},
+    {"v": 1, "nodes": []},
+    {"v": 1, "nodes": {"a": 5, "b": None, "c": {"platform": []}}},
+    {"v": 1, "job": {"workload": 5}, "nodes": {"a": {}, "b": {"platform": {"class": ""}}}},
+    {"v": 1, "job": {"workload": "inference"}, "job2": {"workload": "training"}},
+    {"v": 1, "nodes": {"a": {"gpus": [{"model": 3}, {}, 7, None, {"model": "h100"}]}}},
+    {"v": 1, "nodes": {"a": {"gpus": {"model": "x"}, "energy": {"total_j": -1}}}},
+    {"v": 1, "nodes": {"a": {"energy": {"sources": [{"joules": True, "quality": "measured"}]}}}},
+    '{"v":1,"nodes":{"a":{"energy":{"total_j":1e400,"sources":[5,{"joules":2.5}]}}}}',
+    {"v": 1, "nodes": {"a": {"energy": {"total_j": -0.0}}, "b": {"energy": {"total_j": 3}}}},
+    {"v": 1, "nodes": {"a": {"health": {"verdict": "pass", "busbw_gbps": 1e300, "ranks": 1e300}}}},
+    {"v": 1, "nodes": {"a": {"health": {"verdict": "warn", "busbw_gbps": 5, "ranks": True}}}},
+    {
+        "v": 1,
+        "nodes": {
+            "a": {"health": {"verdict": "pass", "busbw_gbps": 7.5, "ranks": 8, "size_bytes": 2.9}},
+            "b": {"health": {"verdict": "fail", "busbw_gbps": 7.5, "ranks": 4, "size_bytes": 1}},
+            "c": {"health": {"verdict": "timeout", "busbw_gbps": 1.0, "provenance": {"source": 1}}},
+            "d": {"health": {"verdict": 1.5, "provenance": {"source": "cached"}}},
+            "e": {"health": {"verdict": None, "provenance": ["unchecked"]}},
+        },
+    },
+    {"v": 1, "nodes": {"a": {"health": {"verdict": "pass", "busbw_gbps": -1, "ranks": "8"}}}},
+    '{"v":1,"units":{"tokens":-5,"epochs":"3","requests":2,"other":1,"samples":1e400}}',
+    '{"v":1,"nodes":{"a":{"health":{"verdict":"pass","busbw_gbps":1E+2,"ranks":-1e400}}}}',
+    ' \t\r\n{ "v" : 1 , "nodes" : { "a" : { } } } \n',
+    {"v": 1, "units": {"tokens": 0.5, "epochs": None, "samples": False}},
+    {"v": 1, "units": [1, 2]},
+    {"v": 1, "nodes": {"\u00e9\u4e2d\U0001f600": {"platform": {"class": "\u00e9vm\U0001f600"}}}},
+    '{"v":1,"x":"\\ud800","nodes":{"a":{"gpus":[{"model":"b\u00e9"},{"model":"a"}]}}}',
+    {"v": 1, "nodes": {f"n{i}": {"gpus": [{"model": f"m{i % 3}"}]} for i in range(9)}},
+]
+
+
+@pytest.mark.parametrize("record", ODD_TAKEN)
+def test_odd_records_taken_and_equal(record: dict[str, Any] | str) -> None:
+    text = record if isinstance(record, str) else json.dumps(record, ensure_ascii=False)
+    assert check(token_of(text)), text
+
+
+def mutate(text: str, rng: random.Random) -> str:
+    """A random small change to a JSON text: often still JSON, sometimes odd."""
+    pieces = [
+        "NaN", "1e400", "-0", "0.5", "true", "null", '""', '"x"', "[]", "{}", "1" * 20,
+        '"pass"', '"fail"', '"measured"', '"estimated"', '"fresh"', '"unchecked"',
+        '"training"', "\\u0041", "\\", '"', ",", ":", "{", "}", "[", "]", " ", "\u00e9",
+    ]  # fmt: skip
+    for _ in range(rng.randrange(1, 4)):
+        i = rng.randrange(len(text) + 1)
+        how = rng.randrange(4)
+        if how == 0:
+            text = text[:i] + rng.choice(pieces) + text[i:]
+        elif how == 1:
+            text = text[:i] + text[i + rng.randrange(1, 8) :]
+        elif how == 2:  # replace a value after a colon
+            j = text.find(":", i)
+            if j >= 0:
+                k = min((x for x in (text.find(",", j), text.find("}", j)) if x >= 0), default=j)
+                text = text[: j + 1] + rng.choice(pieces) + text[k:]
+        else:  # duplicate a slice
+            j = rng.randrange(i, min(len(text), i + 40) + 1)
+            text = text[:j] + text[i:j] + text[j:]
+    return text
+
+
+def structural(record: Any, rng: random.Random) -> Any:
+    """The record with values swapped for values of other JSON types, at random."""
+    odd = [None, True, False, 0, -1, 2.5, -0.0, 1e300, "", "pass", "vm", [], {}, [1], {"a": 1}]
+    if isinstance(record, dict):
+        return {
+            k: (rng.choice(odd) if rng.random() < 0.08 else structural(v, rng))
+            for k, v in record.items()
+        }
+    if isinstance(record, list):
+        return [structural(v, rng) for v in record]
+    return record
+
+
+def test_fuzz_fixed_seed() -> None:
+    rng = random.Random(2026)
+    taken = 0
+    for i in range(1500):
+        _, record = make_job(rng, 5000 + i)
+        if i % 2:
+            text = json.dumps(structural(record, rng), separators=(",", ":"))
+        else:
+            text = mutate(json.dumps(record, separators=(",", ":")), rng)
+        token = token_of(text)
+        if python_figures(token) is None:
+            assert fastrow.figures(token) is None, text
+        else:
+            taken += check(token)
+    assert taken > 500  # most changes still give a record both read
+
+
+# ------------------------------------------------------------------ whole report
+
+
+def report_json(path: Path, fast: bool, monkeypatch: pytest.MonkeyPatch, workers: int) -> str:
+    monkeypatch.setattr(facts, "fast_available", fast)
+    agg = aggregate_file(Dump.open(str(path)), workers=workers)
+    monkeypatch.undo()
+    prices = Prices.load(None) if hasattr(Prices, "load") else Prices()
+    return render_json(agg.finish(prices))
+
+
+def row_outcomes(path: Path, fast: bool, monkeypatch: pytest.MonkeyPatch) -> list[Any]:
+    from slurm_ai.report.dumpfile import rows_in_range
+    from slurm_ai.report.pipeline import RowCounter
+
+    monkeypatch.setattr(facts, "fast_available", fast)
+    dump = Dump.open(str(path))
+    counter = RowCounter(dump.layout)
+    seen: list[Any] = []
+    original = counter.agg.add
+    counter.agg.add = lambda outcome: (seen.append(outcome), original(outcome))[1]  # type: ignore[method-assign]
+    for row, count in rows_in_range(dump, dump.data_start, dump.size):
+        counter.add(row, count)
+    monkeypatch.undo()
+    return seen
+
+
+def test_recorded_dump_same_facts_and_report(
+    data_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    dump = data_dir / "dump.txt"
+    assert row_outcomes(dump, True, monkeypatch) == row_outcomes(dump, False, monkeypatch)
+    assert report_json(dump, True, monkeypatch, 1) == report_json(dump, False, monkeypatch, 1)
+
+
+def test_synthetic_dump_same_report(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    path = tmp_path / "dump.txt"
+    with path.open("w") as out:
+        write_dump(out, 3000, 7)
+    fast = row_outcomes(path, True, monkeypatch)
+    assert fast == row_outcomes(path, False, monkeypatch)
+    assert report_json(path, True, monkeypatch, 2) == report_json(path, False, monkeypatch, 2)
