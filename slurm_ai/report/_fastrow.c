@@ -974,9 +974,243 @@ static PyObject *fastrow_payload(PyObject *self, PyObject *token) {
     return PyBytes_FromStringAndSize((const char *)out_buf, n);
 }
 
+/* ------------------------------------------------------------------ a whole row */
+
+/* What row() builds, from facts.py (setup()): its classes, a function and its words. */
+static PyObject *JobFacts, *Outcome, *tres_gpus, *KIND_OK, *KIND_NONE, *NO_RECORD;
+static PyObject *str_mixed, *str_cpu, *str_question, *str_completed;
+
+PyDoc_STRVAR(setup_doc,
+             "setup(job_facts, outcome, tres_gpus, ok, none, no_record, /)\n--\n\n"
+             "The classes, function and words of facts.py that row() uses.");
+
+static PyObject *fastrow_setup(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {
+    if (nargs != 6) {
+        PyErr_SetString(PyExc_TypeError, "setup() takes 6 arguments");
+        return NULL;
+    }
+    PyObject **slots[6] = {&JobFacts, &Outcome, &tres_gpus, &KIND_OK, &KIND_NONE, &NO_RECORD};
+    for (int i = 0; i < 6; i++) Py_XSETREF(*slots[i], Py_NewRef(args[i]));
+    Py_RETURN_NONE;
+}
+
+/* An ASCII decimal field as sacct writes it: its value, exact (at most 15 digits).
+ * 1 a value, 0 empty, -1 anything else (the caller declines). */
+static int decimal_field(PyObject *text, double *out) {
+    if (!PyUnicode_IS_ASCII(text)) return -1;
+    Py_ssize_t n = PyUnicode_GET_LENGTH(text);
+    const unsigned char *s = PyUnicode_DATA(text);
+    if (n == 0) return 0;
+    if (n > EXACT_INT_DIGITS) return -1;
+    double d = 0;
+    for (Py_ssize_t i = 0; i < n; i++) {
+        if (s[i] < '0' || s[i] > '9') return -1;
+        d = d * 10 + (s[i] - '0');
+    }
+    *out = d;
+    return 1;
+}
+
+/* The model of the most GPUs; on a tie the first by name (code points: UTF-8 bytes). */
+static int pick_model(const Figs *f) {
+    int best = 0;
+    for (int i = 1; i < f->n_models; i++) {
+        const Name *a = &f->models[i], *b = &f->models[best];
+        if (a->count < b->count) continue;
+        if (a->count > b->count) {
+            best = i;
+            continue;
+        }
+        Py_ssize_t n = a->n < b->n ? a->n : b->n;
+        int cmp = memcmp(a->s, b->s, (size_t)n);
+        if (cmp < 0 || (cmp == 0 && a->n < b->n)) best = i;
+    }
+    return best;
+}
+
+static PyObject *utf8(const Name *name) {
+    return PyUnicode_DecodeUTF8((const char *)name->s, name->n, "strict");
+}
+
+enum { A_JOB, A_PART, A_USER, A_ACCOUNT, A_NNODES, A_STATE, A_SUBMIT, A_START, A_END,
+       A_ELAPSED, A_TRES, A_COMMENT, A_KEEP, A_COUNT };
+
+PyDoc_STRVAR(row_doc,
+             "row(job_id, partition, user, account, nnodes, state, submit, start, end,\n"
+             "    elapsed, alloc_tres, admin_comment, keep, /)\n--\n\n"
+             "facts.row_facts of the usual row (epoch times, a token or nothing in\n"
+             "AdminComment): its Outcome; False where `keep` drops the job; None: decline\n"
+             "(row_facts decides).");
+
+static PyObject *fastrow_row(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {
+    if (nargs != A_COUNT) {
+        PyErr_SetString(PyExc_TypeError, "row() takes 13 arguments");
+        return NULL;
+    }
+    if (!JobFacts) {
+        PyErr_SetString(PyExc_RuntimeError, "_fastrow.setup() was not called");
+        return NULL;
+    }
+    for (int i = 0; i < A_KEEP; i++)
+        if (!PyUnicode_CheckExact(args[i])) Py_RETURN_NONE;
+    if (ensure_buffers() < 0) return NULL;
+    /* a step (job id with a dot): row_facts counts it */
+    if (PyUnicode_FindChar(args[A_JOB], '.', 0, PY_SSIZE_T_MAX, 1) != -1) Py_RETURN_NONE;
+    double submit, start, end, elapsed = 0, nnodes = 0;
+    if (decimal_field(args[A_SUBMIT], &submit) != 1 || decimal_field(args[A_START], &start) != 1 ||
+        decimal_field(args[A_END], &end) != 1)
+        Py_RETURN_NONE;
+    if (decimal_field(args[A_ELAPSED], &elapsed) < 0 || decimal_field(args[A_NNODES], &nnodes) < 0)
+        Py_RETURN_NONE;
+    PyObject *partition = PyUnicode_GET_LENGTH(args[A_PART]) ? args[A_PART] : str_question;
+    PyObject *submit_o = NULL, *start_o = NULL, *end_o = NULL;
+    PyObject *result = NULL;
+    PyObject *keep = args[A_KEEP];
+    submit_o = PyFloat_FromDouble(submit);
+    start_o = PyFloat_FromDouble(start);
+    end_o = PyFloat_FromDouble(end);
+    if (!submit_o || !start_o || !end_o) goto done;
+    if (keep != Py_None) {
+        PyObject *kargs[6] = {partition, args[A_USER], args[A_ACCOUNT], submit_o, start_o, end_o};
+        PyObject *kept = PyObject_Vectorcall(keep, kargs, 6, NULL);
+        if (!kept) goto done;
+        int truth = PyObject_IsTrue(kept);
+        Py_DECREF(kept);
+        if (truth < 0) goto done;
+        if (!truth) {
+            result = Py_NewRef(Py_False);
+            goto done;
+        }
+    }
+    PyObject *comment = args[A_COMMENT];
+    int has_record = PyUnicode_GET_LENGTH(comment) > 0;
+    if (has_record) {
+        /* our token alone (row_facts' usual case): anything else, row_facts splits */
+        if (!PyUnicode_IS_ASCII(comment)) goto decline;
+        Py_ssize_t n =
+            token_json((const char *)PyUnicode_DATA(comment), PyUnicode_GET_LENGTH(comment));
+        if (n < 0 || read_figures(n, &figs) < 0) goto decline;
+        for (int i = 0; i < figs.n_units; i++) {
+            const Val *v = &figs.units[figs.unit_order[i]];
+            if (v->type == J_INT && v->n - (v->s[0] == '-') > EXACT_INT_DIGITS) goto decline;
+        }
+    } else {
+        memset(&figs, 0, sizeof figs);
+        figs.workload = -1;
+    }
+    Figs *f = &figs;
+    if (nnodes == 0) nnodes = f->node_count > 1 ? (double)f->node_count : 1;
+    double wait = start - submit;
+
+    PyObject *platform, *model, *gpus = NULL, *units = NULL, *key = NULL, *facts = NULL;
+    PyObject *nnodes_o = NULL, *elapsed_o = NULL, *wait_o = NULL, *energy_o = NULL;
+    PyObject *measured_o = NULL, *estimated_o = NULL, *busbw_o = NULL;
+    int ok = 0;
+    if (!has_record)
+        platform = Py_NewRef(NO_RECORD);
+    else if (f->n_classes == 1)
+        platform = utf8(&f->classes[0]);
+    else
+        platform = Py_NewRef(f->n_classes ? str_mixed : str_unknown);
+    model = f->n_models ? utf8(&f->models[pick_model(f)]) : Py_NewRef(str_cpu);
+    if (!platform || !model) goto build_done;
+    gpus = PyObject_CallOneArg(tres_gpus, args[A_TRES]);
+    if (!gpus) goto build_done;
+    if (gpus == Py_None) {
+        Py_SETREF(gpus, PyLong_FromLong(f->rec_gpus));
+        if (!gpus) goto build_done;
+    } else if (!PyLong_CheckExact(gpus)) {
+        goto build_done; /* not what tres_gpus returns: decline below */
+    }
+    int overflow;
+    long gpu_count = PyLong_AsLongAndOverflow(gpus, &overflow);
+    if (overflow || (gpu_count == -1 && PyErr_Occurred())) {
+        PyErr_Clear();
+        goto build_done;
+    }
+    if (f->has_busbw) {
+        PyObject *ranks = PyLong_FromDouble(f->ranks);
+        PyObject *size = ranks ? PyLong_FromDouble(f->size) : NULL;
+        key = size ? PyTuple_Pack(3, model, ranks, size) : NULL;
+        Py_XDECREF(ranks);
+        Py_XDECREF(size);
+        if (!key) goto build_done;
+    }
+    units = PyDict_New();
+    if (!units) goto build_done;
+    int has_requests = 0;
+    for (int i = 0; i < f->n_units; i++) {
+        int u = f->unit_order[i];
+        double num;
+        if (f->units[u].type == J_NULL || num_value(&f->units[u], &num) != 1) continue;
+        if (!(num > 0 && num < Py_HUGE_VAL)) continue;
+        PyObject *value = PyFloat_FromDouble(num);
+        if (!value || PyDict_SetItem(units, unit_strs[u], value) < 0) {
+            Py_XDECREF(value);
+            goto build_done;
+        }
+        Py_DECREF(value);
+        has_requests |= u == 3;
+    }
+    int workload = f->workload, guessed = workload < 0;
+    if (guessed) /* facts.guess_workload */
+        workload = has_requests ? 2 : gpu_count == 0 ? 3 : (nnodes > 1 || gpu_count >= 8) ? 0 : 1;
+    nnodes_o = PyLong_FromDouble(nnodes);
+    elapsed_o = PyFloat_FromDouble(elapsed);
+    wait_o = wait >= 0 ? PyFloat_FromDouble(wait) : Py_NewRef(Py_None);
+    energy_o = f->has_energy ? PyFloat_FromDouble(f->energy) : Py_NewRef(Py_None);
+    measured_o = PyFloat_FromDouble(f->measured);
+    estimated_o = PyFloat_FromDouble(f->estimated);
+    busbw_o = f->has_busbw ? PyFloat_FromDouble(f->busbw) : Py_NewRef(Py_None);
+    if (!nnodes_o || !elapsed_o || !wait_o || !energy_o || !measured_o || !estimated_o ||
+        !busbw_o)
+        goto build_done;
+    int completed = PyUnicode_Tailmatch(args[A_STATE], str_completed, 0, PY_SSIZE_T_MAX, -1);
+    if (completed < 0) goto build_done;
+    /* JobFacts' field order (facts.py) */
+    PyObject *fargs[24] = {
+        args[A_JOB], partition, platform, workload_strs[workload],
+        guessed ? Py_True : Py_False, model, nnodes_o, gpus, elapsed_o, wait_o,
+        completed ? Py_True : Py_False, energy_o, measured_o, estimated_o, busbw_o,
+        key ? key : Py_None, f->health == 2 ? str_failed : (f->health == 1 ? str_ok : Py_None),
+        units, args[A_USER], args[A_ACCOUNT], submit_o, start_o, end_o,
+        f->source ? source_strs[f->source] : Py_None,
+    };
+    facts = PyObject_Vectorcall(JobFacts, fargs, 24, NULL);
+    if (!facts) goto build_done;
+    PyObject *oargs[4] = {has_record ? KIND_OK : KIND_NONE, facts, str_empty, Py_False};
+    result = PyObject_Vectorcall(Outcome, oargs, 4, NULL);
+    ok = 1;
+build_done:
+    Py_XDECREF(platform);
+    Py_XDECREF(model);
+    Py_XDECREF(gpus);
+    Py_XDECREF(units);
+    Py_XDECREF(key);
+    Py_XDECREF(facts);
+    Py_XDECREF(nnodes_o);
+    Py_XDECREF(elapsed_o);
+    Py_XDECREF(wait_o);
+    Py_XDECREF(energy_o);
+    Py_XDECREF(measured_o);
+    Py_XDECREF(estimated_o);
+    Py_XDECREF(busbw_o);
+    if (!ok && !PyErr_Occurred()) goto decline;
+    goto done;
+decline:
+    result = Py_NewRef(Py_None);
+done:
+    Py_XDECREF(submit_o);
+    Py_XDECREF(start_o);
+    Py_XDECREF(end_o);
+    return result;
+}
+
 static PyMethodDef methods[] = {
     {"figures", fastrow_figures, METH_O, figures_doc},
     {"payload", fastrow_payload, METH_O, payload_doc},
+    {"setup", (PyCFunction)(void (*)(void))fastrow_setup, METH_FASTCALL, setup_doc},
+    {"row", (PyCFunction)(void (*)(void))fastrow_row, METH_FASTCALL, row_doc},
     {NULL, NULL, 0, NULL},
 };
 
@@ -999,6 +1233,10 @@ PyMODINIT_FUNC PyInit__fastrow(void) {
     str_ok = intern("ok");
     str_failed = intern("failed");
     str_empty = intern("");
+    str_mixed = intern("mixed");
+    str_cpu = intern("cpu");
+    str_question = intern("?");
+    str_completed = intern("COMPLETED");
     for (int i = 0; i < 4; i++) {
         workload_strs[i] = intern(WORKLOAD_NAMES[i]);
         unit_strs[i] = intern(UNIT_NAMES[i]);

@@ -9,3 +9,11 @@ def figures(token: str, /) -> tuple[Any, ...] | None:
 
 def payload(token: str, /) -> bytes | None:
     """The token's record JSON, or None where figures() declines before reading it."""
+
+def setup(
+    job_facts: Any, outcome: Any, tres_gpus: Any, ok: str, none: str, no_record: str, /
+) -> None:
+    """facts.py's classes, sacct.tres_gpus and the words row() uses."""
+
+def row(*fields_and_keep: Any) -> Any:
+    """facts.row_facts of the usual row: an Outcome; False: keep dropped it; None: decline."""

@@ -95,6 +95,8 @@ class Outcome:
 
 
 STEP_OUTCOME = Outcome(STEP)
+if _fastrow is not None:  # what _fastrow.row builds, and the sacct rule it borrows
+    _fastrow.setup(JobFacts, Outcome, tres_gpus, OK, NONE, NO_RECORD)
 
 
 class RowFilter(Protocol):

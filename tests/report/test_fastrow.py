@@ -338,3 +338,112 @@ def test_synthetic_dump_same_report(tmp_path: Path, monkeypatch: pytest.MonkeyPa
     fast = row_outcomes(path, True, monkeypatch)
     assert fast == row_outcomes(path, False, monkeypatch)
     assert report_json(path, True, monkeypatch, 2) == report_json(path, False, monkeypatch, 2)
+
+
+# ------------------------------------------------------------------ whole rows
+
+
+def python_row(args: tuple[str, ...], keep: Any, monkeypatch: pytest.MonkeyPatch) -> Any:
+    monkeypatch.setattr(facts, "fast_available", False)
+    try:
+        return facts.row_facts(*args, keep)
+    finally:
+        monkeypatch.undo()
+
+
+def check_row(args: tuple[str, ...], monkeypatch: pytest.MonkeyPatch, keep: Any = None) -> bool:
+    """_fastrow.row and row_facts agree; True when C took the row."""
+    fast = fastrow.row(*args, keep)
+    if fast is None:
+        return False
+    slow = python_row(args, keep, monkeypatch)
+    if fast is False:
+        assert slow is None
+    else:
+        assert repr(fast) == repr(slow), args  # repr: -0.0, 1 vs 1.0 and types count
+    return True
+
+
+ROW = ("7", "vm", "u", "a", "", "COMPLETED", "100", "160", "260", "100", "", "")
+
+
+@pytest.mark.parametrize(
+    "changes",
+    [
+        {},
+        {0: "7.batch"},  # a step: declined, row_facts counts it
+        {1: ""},  # no partition: "?"
+        {4: "3"},
+        {4: "0"},
+        {4: "x"},  # declined
+        {5: "COMPLETED by 0"},
+        {5: "FAILED"},
+        {6: "Unknown"},  # declined: parse_time's
+        {7: "2026-01-01T00:00:00"},
+        {6: "300"},  # negative wait: None
+        {9: ""},
+        {9: "12345678901234567"},  # declined: not exact
+        {10: "billing=4,cpu=48,gres/gpu=4"},
+        {10: "gres/gpu:h100=2,gres/gpu:a100=3"},
+        {10: "gres/gpu=8,gres/gpu:h100=8"},
+        {10: "cpu=1"},
+        {11: "JS1:abc"},  # foreign text: declined
+        {11: "JS1:abc sai1:00"},
+        {11: " "},
+        {11: "sai1:zz"},
+    ],
+)
+def test_rows_taken_or_declined_equal(
+    changes: dict[int, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for token in ["", *synth_tokens(5)]:
+        args = list(ROW)
+        args[11] = token
+        for i, value in changes.items():
+            args[i] = value
+        check_row(tuple(args), monkeypatch)
+
+
+def test_rows_of_synthetic_jobs_taken(monkeypatch: pytest.MonkeyPatch) -> None:
+    rng = random.Random(8)
+    for i in range(300):
+        row, record = make_job(rng, 100 + i)
+        g = row.get
+        args = (
+            g("JobIDRaw", ""), g("Partition", ""), g("User", ""), g("Account", ""),
+            g("NNodes", ""), g("State", ""), g("Submit", ""), g("Start", ""), g("End", ""),
+            g("ElapsedRaw", ""), g("AllocTRES", ""), encode_record(record),
+        )  # fmt: skip
+        assert check_row(args, monkeypatch), args
+
+
+def test_filter_same_answer(monkeypatch: pytest.MonkeyPatch) -> None:
+    calls: list[tuple[Any, ...]] = []
+
+    def keep(*fields: Any) -> bool:
+        calls.append(fields)
+        return fields[0] == "vm"
+
+    token = synth_tokens(1)[0]
+    for partition in ("vm", "bare", ""):
+        args = (*ROW[:1], partition, *ROW[2:11], token)
+        assert check_row(args, monkeypatch, keep)
+    assert calls[0] == ("vm", "u", "a", 100.0, 160.0, 260.0)
+
+
+def test_fuzz_rows_fixed_seed(monkeypatch: pytest.MonkeyPatch) -> None:
+    rng = random.Random(77)
+    values = ["", "0", "1", "8", "07", "x", "-1", "1.5", "99999999999999", "\u0661", " 1"]
+    tres = ["", "gres/gpu=2", "gres/gpu:a=1", "node=1,gres/gpu=0", "gres/gpus=3"]
+    tokens = synth_tokens(40, seed=9)
+    taken = 0
+    for _ in range(1500):
+        args = list(ROW)
+        for i in (4, 6, 7, 8, 9):
+            if rng.random() < 0.3:
+                args[i] = rng.choice(values)
+        args[10] = rng.choice(tres)
+        args[5] = rng.choice(["COMPLETED", "FAILED", "completed", ""])
+        args[11] = rng.choice([*tokens, "", tokens[0].upper()])
+        taken += check_row(tuple(args), monkeypatch)
+    assert taken > 300
