@@ -1035,6 +1035,205 @@ static PyObject *utf8(const Name *name) {
 enum { A_JOB, A_PART, A_USER, A_ACCOUNT, A_NNODES, A_STATE, A_SUBMIT, A_START, A_END,
        A_ELAPSED, A_TRES, A_COMMENT, A_KEEP, A_COUNT };
 
+/* One job's facts (facts.JobFacts' fields), as row() and Tally read them. */
+typedef struct {
+    int ok; /* kind: OK (a record), else NONE */
+    PyObject *partition, *platform, *model, *gpus, *workload; /* platform..gpus: owned */
+    int guessed, completed, has_wait, has_energy, has_busbw, health, source;
+    int has_start, has_end;
+    double nnodes, gpu_count, elapsed, node_s, gpu_s, wait, energy, measured, estimated;
+    double busbw, ranks, size, submit, start, end;
+    PyObject *ranks_o, *size_o; /* Tally.add: the busbw_key's ints (borrowed), else NULL */
+    int n_units, unit[4];
+    double unit_value[4];
+} Job;
+
+static void job_clear(Job *j) {
+    Py_CLEAR(j->platform);
+    Py_CLEAR(j->model);
+    Py_CLEAR(j->gpus);
+}
+
+/* facts.row_facts of the usual row into *j: 1 done, 0 the filter dropped it,
+ * -1 decline (no exception), -2 error (exception set). */
+static int job_of_row(PyObject *const *args, Job *j) {
+    memset(j, 0, sizeof *j);
+    for (int i = 0; i < A_KEEP; i++)
+        if (!PyUnicode_CheckExact(args[i])) return -1;
+    if (ensure_buffers() < 0) return -2;
+    /* a step (job id with a dot): row_facts counts it */
+    if (PyUnicode_FindChar(args[A_JOB], '.', 0, PY_SSIZE_T_MAX, 1) != -1) return -1;
+    double elapsed = 0, nnodes = 0;
+    if (decimal_field(args[A_SUBMIT], &j->submit) != 1 ||
+        decimal_field(args[A_START], &j->start) != 1 ||
+        decimal_field(args[A_END], &j->end) != 1)
+        return -1;
+    if (decimal_field(args[A_ELAPSED], &elapsed) < 0 || decimal_field(args[A_NNODES], &nnodes) < 0)
+        return -1;
+    j->partition = PyUnicode_GET_LENGTH(args[A_PART]) ? args[A_PART] : str_question;
+    PyObject *keep = args[A_KEEP];
+    if (keep != Py_None) {
+        PyObject *times[3] = {PyFloat_FromDouble(j->submit), PyFloat_FromDouble(j->start),
+                              PyFloat_FromDouble(j->end)};
+        int truth = -1;
+        if (times[0] && times[1] && times[2]) {
+            PyObject *kargs[6] = {j->partition, args[A_USER], args[A_ACCOUNT],
+                                  times[0],     times[1],     times[2]};
+            PyObject *kept = PyObject_Vectorcall(keep, kargs, 6, NULL);
+            truth = kept ? PyObject_IsTrue(kept) : -1;
+            Py_XDECREF(kept);
+        }
+        for (int i = 0; i < 3; i++) Py_XDECREF(times[i]);
+        if (truth < 0) return -2;
+        if (!truth) return 0;
+    }
+    PyObject *comment = args[A_COMMENT];
+    Figs *f = &figs;
+    j->ok = PyUnicode_GET_LENGTH(comment) > 0;
+    if (j->ok) {
+        /* our token alone (row_facts' usual case): anything else, row_facts splits */
+        if (!PyUnicode_IS_ASCII(comment)) return -1;
+        Py_ssize_t n =
+            token_json((const char *)PyUnicode_DATA(comment), PyUnicode_GET_LENGTH(comment));
+        if (n < 0 || read_figures(n, f) < 0) return -1;
+    } else {
+        memset(f, 0, sizeof *f);
+        f->workload = -1;
+    }
+    j->nnodes = nnodes ? nnodes : (f->node_count > 1 ? (double)f->node_count : 1);
+    j->elapsed = elapsed;
+    j->wait = j->start - j->submit;
+    j->has_wait = j->wait >= 0;
+    if (!j->ok)
+        j->platform = Py_NewRef(NO_RECORD);
+    else if (f->n_classes == 1)
+        j->platform = utf8(&f->classes[0]);
+    else
+        j->platform = Py_NewRef(f->n_classes ? str_mixed : str_unknown);
+    j->model = f->n_models ? utf8(&f->models[pick_model(f)]) : Py_NewRef(str_cpu);
+    if (!j->platform || !j->model) return -2;
+    j->gpus = PyObject_CallOneArg(tres_gpus, args[A_TRES]);
+    if (!j->gpus) return -2;
+    if (j->gpus == Py_None) {
+        Py_SETREF(j->gpus, PyLong_FromLong(f->rec_gpus));
+        if (!j->gpus) return -2;
+    } else if (!PyLong_CheckExact(j->gpus)) {
+        return -1;
+    }
+    int overflow;
+    long long gpus = PyLong_AsLongLongAndOverflow(j->gpus, &overflow);
+    if (overflow || gpus < 0 || gpus > (1LL << 53)) return -1; /* not exact as a double */
+    if (gpus == -1 && PyErr_Occurred()) return -2;
+    j->gpu_count = (double)gpus;
+    /* Cell.add's f.nnodes * elapsed and f.gpus * elapsed: small ints, exact as doubles */
+    j->node_s = j->nnodes * elapsed;
+    j->gpu_s = j->gpu_count * elapsed;
+    j->has_start = j->has_end = 1;
+    j->has_busbw = f->has_busbw;
+    j->busbw = f->busbw;
+    j->ranks = f->ranks;
+    j->size = f->size;
+    j->has_energy = f->has_energy;
+    j->energy = f->energy;
+    j->measured = f->measured;
+    j->estimated = f->estimated;
+    j->health = f->health;
+    j->source = f->source;
+    int has_requests = 0;
+    for (int i = 0; i < f->n_units; i++) {
+        int u = f->unit_order[i];
+        double num;
+        if (f->units[u].type == J_NULL) continue;
+        int r = num_value(&f->units[u], &num);
+        if (r < 0) return -1; /* an int too long to be exact */
+        if (r == 0 || !(num > 0 && num < Py_HUGE_VAL)) continue;
+        j->unit[j->n_units] = u;
+        j->unit_value[j->n_units++] = num;
+        has_requests |= u == 3;
+    }
+    int workload = f->workload;
+    j->guessed = workload < 0;
+    if (j->guessed) /* facts.guess_workload */
+        workload = has_requests        ? 2
+                   : gpus == 0         ? 3
+                   : (j->nnodes > 1 || gpus >= 8) ? 0
+                                       : 1;
+    j->workload = workload_strs[workload];
+    int completed = PyUnicode_Tailmatch(args[A_STATE], str_completed, 0, PY_SSIZE_T_MAX, -1);
+    if (completed < 0) return -2;
+    j->completed = completed;
+    return 1;
+}
+
+static PyObject *float_or_none(int has, double value) {
+    return has ? PyFloat_FromDouble(value) : Py_NewRef(Py_None);
+}
+
+/* facts.JobFacts and Outcome of *j. */
+static PyObject *job_outcome(PyObject *const *args, Job *j) {
+    PyObject *obj[12] = {NULL};
+    PyObject *result = NULL, *facts = NULL;
+    obj[0] = PyLong_FromDouble(j->nnodes);
+    obj[1] = PyFloat_FromDouble(j->elapsed);
+    obj[2] = float_or_none(j->has_wait, j->wait);
+    obj[3] = float_or_none(j->has_energy, j->energy);
+    obj[4] = PyFloat_FromDouble(j->measured);
+    obj[5] = PyFloat_FromDouble(j->estimated);
+    obj[6] = float_or_none(j->has_busbw, j->busbw);
+    obj[7] = PyFloat_FromDouble(j->submit);
+    obj[8] = PyFloat_FromDouble(j->start);
+    obj[9] = PyFloat_FromDouble(j->end);
+    obj[10] = PyDict_New();
+    if (j->has_busbw) {
+        PyObject *ranks = PyLong_FromDouble(j->ranks);
+        PyObject *size = ranks ? PyLong_FromDouble(j->size) : NULL;
+        obj[11] = size ? PyTuple_Pack(3, j->model, ranks, size) : NULL;
+        Py_XDECREF(ranks);
+        Py_XDECREF(size);
+    } else {
+        obj[11] = Py_NewRef(Py_None);
+    }
+    for (int i = 0; i < 12; i++)
+        if (!obj[i]) goto done;
+    for (int i = 0; i < j->n_units; i++) {
+        PyObject *value = PyFloat_FromDouble(j->unit_value[i]);
+        if (!value || PyDict_SetItem(obj[10], unit_strs[j->unit[i]], value) < 0) {
+            Py_XDECREF(value);
+            goto done;
+        }
+        Py_DECREF(value);
+    }
+    /* JobFacts' field order (facts.py) */
+    PyObject *fargs[24] = {
+        args[A_JOB], j->partition, j->platform, j->workload, j->guessed ? Py_True : Py_False,
+        j->model, obj[0], j->gpus, obj[1], obj[2], j->completed ? Py_True : Py_False, obj[3],
+        obj[4], obj[5], obj[6], obj[11],
+        j->health == 2 ? str_failed : (j->health == 1 ? str_ok : Py_None), obj[10],
+        args[A_USER], args[A_ACCOUNT], obj[7], obj[8], obj[9],
+        j->source ? source_strs[j->source] : Py_None,
+    };
+    facts = PyObject_Vectorcall(JobFacts, fargs, 24, NULL);
+    if (!facts) goto done;
+    PyObject *oargs[4] = {j->ok ? KIND_OK : KIND_NONE, facts, str_empty, Py_False};
+    result = PyObject_Vectorcall(Outcome, oargs, 4, NULL);
+done:
+    Py_XDECREF(facts);
+    for (int i = 0; i < 12; i++) Py_XDECREF(obj[i]);
+    return result;
+}
+
+static int ready(Py_ssize_t nargs, Py_ssize_t want) {
+    if (nargs != want) {
+        PyErr_Format(PyExc_TypeError, "takes %zd arguments", want);
+        return 0;
+    }
+    if (!JobFacts) {
+        PyErr_SetString(PyExc_RuntimeError, "_fastrow.setup() was not called");
+        return 0;
+    }
+    return 1;
+}
+
 PyDoc_STRVAR(row_doc,
              "row(job_id, partition, user, account, nnodes, state, submit, start, end,\n"
              "    elapsed, alloc_tres, admin_comment, keep, /)\n--\n\n"
@@ -1043,168 +1242,435 @@ PyDoc_STRVAR(row_doc,
              "(row_facts decides).");
 
 static PyObject *fastrow_row(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {
-    if (nargs != A_COUNT) {
-        PyErr_SetString(PyExc_TypeError, "row() takes 13 arguments");
-        return NULL;
-    }
-    if (!JobFacts) {
-        PyErr_SetString(PyExc_RuntimeError, "_fastrow.setup() was not called");
-        return NULL;
-    }
-    for (int i = 0; i < A_KEEP; i++)
-        if (!PyUnicode_CheckExact(args[i])) Py_RETURN_NONE;
-    if (ensure_buffers() < 0) return NULL;
-    /* a step (job id with a dot): row_facts counts it */
-    if (PyUnicode_FindChar(args[A_JOB], '.', 0, PY_SSIZE_T_MAX, 1) != -1) Py_RETURN_NONE;
-    double submit, start, end, elapsed = 0, nnodes = 0;
-    if (decimal_field(args[A_SUBMIT], &submit) != 1 || decimal_field(args[A_START], &start) != 1 ||
-        decimal_field(args[A_END], &end) != 1)
-        Py_RETURN_NONE;
-    if (decimal_field(args[A_ELAPSED], &elapsed) < 0 || decimal_field(args[A_NNODES], &nnodes) < 0)
-        Py_RETURN_NONE;
-    PyObject *partition = PyUnicode_GET_LENGTH(args[A_PART]) ? args[A_PART] : str_question;
-    PyObject *submit_o = NULL, *start_o = NULL, *end_o = NULL;
-    PyObject *result = NULL;
-    PyObject *keep = args[A_KEEP];
-    submit_o = PyFloat_FromDouble(submit);
-    start_o = PyFloat_FromDouble(start);
-    end_o = PyFloat_FromDouble(end);
-    if (!submit_o || !start_o || !end_o) goto done;
-    if (keep != Py_None) {
-        PyObject *kargs[6] = {partition, args[A_USER], args[A_ACCOUNT], submit_o, start_o, end_o};
-        PyObject *kept = PyObject_Vectorcall(keep, kargs, 6, NULL);
-        if (!kept) goto done;
-        int truth = PyObject_IsTrue(kept);
-        Py_DECREF(kept);
-        if (truth < 0) goto done;
-        if (!truth) {
-            result = Py_NewRef(Py_False);
-            goto done;
-        }
-    }
-    PyObject *comment = args[A_COMMENT];
-    int has_record = PyUnicode_GET_LENGTH(comment) > 0;
-    if (has_record) {
-        /* our token alone (row_facts' usual case): anything else, row_facts splits */
-        if (!PyUnicode_IS_ASCII(comment)) goto decline;
-        Py_ssize_t n =
-            token_json((const char *)PyUnicode_DATA(comment), PyUnicode_GET_LENGTH(comment));
-        if (n < 0 || read_figures(n, &figs) < 0) goto decline;
-        for (int i = 0; i < figs.n_units; i++) {
-            const Val *v = &figs.units[figs.unit_order[i]];
-            if (v->type == J_INT && v->n - (v->s[0] == '-') > EXACT_INT_DIGITS) goto decline;
-        }
-    } else {
-        memset(&figs, 0, sizeof figs);
-        figs.workload = -1;
-    }
-    Figs *f = &figs;
-    if (nnodes == 0) nnodes = f->node_count > 1 ? (double)f->node_count : 1;
-    double wait = start - submit;
-
-    PyObject *platform, *model, *gpus = NULL, *units = NULL, *key = NULL, *facts = NULL;
-    PyObject *nnodes_o = NULL, *elapsed_o = NULL, *wait_o = NULL, *energy_o = NULL;
-    PyObject *measured_o = NULL, *estimated_o = NULL, *busbw_o = NULL;
-    int ok = 0;
-    if (!has_record)
-        platform = Py_NewRef(NO_RECORD);
-    else if (f->n_classes == 1)
-        platform = utf8(&f->classes[0]);
-    else
-        platform = Py_NewRef(f->n_classes ? str_mixed : str_unknown);
-    model = f->n_models ? utf8(&f->models[pick_model(f)]) : Py_NewRef(str_cpu);
-    if (!platform || !model) goto build_done;
-    gpus = PyObject_CallOneArg(tres_gpus, args[A_TRES]);
-    if (!gpus) goto build_done;
-    if (gpus == Py_None) {
-        Py_SETREF(gpus, PyLong_FromLong(f->rec_gpus));
-        if (!gpus) goto build_done;
-    } else if (!PyLong_CheckExact(gpus)) {
-        goto build_done; /* not what tres_gpus returns: decline below */
-    }
-    int overflow;
-    long gpu_count = PyLong_AsLongAndOverflow(gpus, &overflow);
-    if (overflow || (gpu_count == -1 && PyErr_Occurred())) {
-        PyErr_Clear();
-        goto build_done;
-    }
-    if (f->has_busbw) {
-        PyObject *ranks = PyLong_FromDouble(f->ranks);
-        PyObject *size = ranks ? PyLong_FromDouble(f->size) : NULL;
-        key = size ? PyTuple_Pack(3, model, ranks, size) : NULL;
-        Py_XDECREF(ranks);
-        Py_XDECREF(size);
-        if (!key) goto build_done;
-    }
-    units = PyDict_New();
-    if (!units) goto build_done;
-    int has_requests = 0;
-    for (int i = 0; i < f->n_units; i++) {
-        int u = f->unit_order[i];
-        double num;
-        if (f->units[u].type == J_NULL || num_value(&f->units[u], &num) != 1) continue;
-        if (!(num > 0 && num < Py_HUGE_VAL)) continue;
-        PyObject *value = PyFloat_FromDouble(num);
-        if (!value || PyDict_SetItem(units, unit_strs[u], value) < 0) {
-            Py_XDECREF(value);
-            goto build_done;
-        }
-        Py_DECREF(value);
-        has_requests |= u == 3;
-    }
-    int workload = f->workload, guessed = workload < 0;
-    if (guessed) /* facts.guess_workload */
-        workload = has_requests ? 2 : gpu_count == 0 ? 3 : (nnodes > 1 || gpu_count >= 8) ? 0 : 1;
-    nnodes_o = PyLong_FromDouble(nnodes);
-    elapsed_o = PyFloat_FromDouble(elapsed);
-    wait_o = wait >= 0 ? PyFloat_FromDouble(wait) : Py_NewRef(Py_None);
-    energy_o = f->has_energy ? PyFloat_FromDouble(f->energy) : Py_NewRef(Py_None);
-    measured_o = PyFloat_FromDouble(f->measured);
-    estimated_o = PyFloat_FromDouble(f->estimated);
-    busbw_o = f->has_busbw ? PyFloat_FromDouble(f->busbw) : Py_NewRef(Py_None);
-    if (!nnodes_o || !elapsed_o || !wait_o || !energy_o || !measured_o || !estimated_o ||
-        !busbw_o)
-        goto build_done;
-    int completed = PyUnicode_Tailmatch(args[A_STATE], str_completed, 0, PY_SSIZE_T_MAX, -1);
-    if (completed < 0) goto build_done;
-    /* JobFacts' field order (facts.py) */
-    PyObject *fargs[24] = {
-        args[A_JOB], partition, platform, workload_strs[workload],
-        guessed ? Py_True : Py_False, model, nnodes_o, gpus, elapsed_o, wait_o,
-        completed ? Py_True : Py_False, energy_o, measured_o, estimated_o, busbw_o,
-        key ? key : Py_None, f->health == 2 ? str_failed : (f->health == 1 ? str_ok : Py_None),
-        units, args[A_USER], args[A_ACCOUNT], submit_o, start_o, end_o,
-        f->source ? source_strs[f->source] : Py_None,
-    };
-    facts = PyObject_Vectorcall(JobFacts, fargs, 24, NULL);
-    if (!facts) goto build_done;
-    PyObject *oargs[4] = {has_record ? KIND_OK : KIND_NONE, facts, str_empty, Py_False};
-    result = PyObject_Vectorcall(Outcome, oargs, 4, NULL);
-    ok = 1;
-build_done:
-    Py_XDECREF(platform);
-    Py_XDECREF(model);
-    Py_XDECREF(gpus);
-    Py_XDECREF(units);
-    Py_XDECREF(key);
-    Py_XDECREF(facts);
-    Py_XDECREF(nnodes_o);
-    Py_XDECREF(elapsed_o);
-    Py_XDECREF(wait_o);
-    Py_XDECREF(energy_o);
-    Py_XDECREF(measured_o);
-    Py_XDECREF(estimated_o);
-    Py_XDECREF(busbw_o);
-    if (!ok && !PyErr_Occurred()) goto decline;
-    goto done;
-decline:
-    result = Py_NewRef(Py_None);
-done:
-    Py_XDECREF(submit_o);
-    Py_XDECREF(start_o);
-    Py_XDECREF(end_o);
+    if (!ready(nargs, A_COUNT)) return NULL;
+    Job j;
+    int r = job_of_row(args, &j);
+    PyObject *result = r == 1   ? job_outcome(args, &j)
+                       : r == 0 ? Py_NewRef(Py_False)
+                       : r == -1 ? Py_NewRef(Py_None)
+                                 : NULL;
+    job_clear(&j);
     return result;
 }
+
+/* ------------------------------------------------------------------ Tally */
+
+/* aggregate.Cell, Moments and Series kept in C, added to exactly as their Python add()
+ * methods do (the same float additions, in the same order: the same bits), and handed to
+ * Python as plain values at the end (Tally.export, see report/tally.py). */
+
+typedef struct {
+    double *v;
+    Py_ssize_t n, cap;
+} Vec;
+
+static int vec_add(Vec *vec, double value) {
+    if (vec->n == vec->cap) {
+        Py_ssize_t cap = vec->cap ? vec->cap * 2 : 64;
+        double *v = PyMem_RawRealloc(vec->v, (size_t)cap * sizeof(double));
+        if (!v) {
+            PyErr_NoMemory();
+            return -1;
+        }
+        vec->v = v;
+        vec->cap = cap;
+    }
+    vec->v[vec->n++] = value;
+    return 0;
+}
+
+typedef struct {
+    long long jobs;
+    double s[14]; /* u e n g uu ue un ug ee en eg nn ng gg: Moments' field order */
+} Mom;
+
+static void mom_add(Mom *m, double u, double e, double n, double g, int intervals) {
+    m->jobs += 1;
+    m->s[0] += u;
+    m->s[1] += e;
+    m->s[2] += n;
+    m->s[3] += g;
+    if (!intervals) return; /* Moments.add_sums */
+    m->s[4] += u * u;
+    m->s[5] += u * e;
+    m->s[6] += u * n;
+    m->s[7] += u * g;
+    m->s[8] += e * e;
+    m->s[9] += e * n;
+    m->s[10] += e * g;
+    m->s[11] += n * n;
+    m->s[12] += n * g;
+    m->s[13] += g * g;
+}
+
+typedef struct {
+    long long jobs, guessed, energy_jobs, checked, failed, fresh, cached, unchecked;
+    double node_s, gpu_s, energy_j, energy_gpu_s, measured_j, estimated_j;
+    Vec elapsed, wait, busbw;
+    Mom per_job, units[4];
+    int unit_order[4], n_units; /* units in the order a job first brought them */
+} CellAcc;
+
+typedef struct {
+    PyObject_HEAD
+    int intervals;
+    long long rows, no_record;
+    int has_first, has_last;
+    double first_start, last_end;
+    PyObject *cell_index; /* (partition, platform, workload, model) -> index */
+    CellAcc *cells;
+    Py_ssize_t n_cells, cap_cells;
+    PyObject *tax_index; /* (model, ranks, size_bytes, platform) -> index */
+    Vec *tax;
+    Py_ssize_t n_tax, cap_tax;
+} Tally;
+
+static void tally_dealloc(Tally *t) {
+    for (Py_ssize_t i = 0; i < t->n_cells; i++) {
+        PyMem_RawFree(t->cells[i].elapsed.v);
+        PyMem_RawFree(t->cells[i].wait.v);
+        PyMem_RawFree(t->cells[i].busbw.v);
+    }
+    for (Py_ssize_t i = 0; i < t->n_tax; i++) PyMem_RawFree(t->tax[i].v);
+    PyMem_RawFree(t->cells);
+    PyMem_RawFree(t->tax);
+    Py_XDECREF(t->cell_index);
+    Py_XDECREF(t->tax_index);
+    Py_TYPE(t)->tp_free((PyObject *)t);
+}
+
+static PyObject *tally_new(PyTypeObject *type, PyObject *args, PyObject *kw) {
+    int intervals = 1;
+    static char *names[] = {"intervals", NULL};
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "p", names, &intervals)) return NULL;
+    Tally *t = (Tally *)type->tp_alloc(type, 0);
+    if (!t) return NULL;
+    t->intervals = intervals;
+    t->cell_index = PyDict_New();
+    t->tax_index = PyDict_New();
+    if (!t->cell_index || !t->tax_index) {
+        Py_DECREF(t);
+        return NULL;
+    }
+    return (PyObject *)t;
+}
+
+/* The index of key in index (a dict), appending a zeroed slot to *items when new. */
+static Py_ssize_t slot(PyObject *index, PyObject *key, void **items, Py_ssize_t *n,
+                       Py_ssize_t *cap, size_t size) {
+    PyObject *found = PyDict_GetItemWithError(index, key);
+    if (found) return PyLong_AsSsize_t(found);
+    if (PyErr_Occurred()) return -1;
+    if (*n == *cap) {
+        Py_ssize_t new_cap = *cap ? *cap * 2 : 16;
+        void *p = PyMem_RawRealloc(*items, (size_t)new_cap * size);
+        if (!p) {
+            PyErr_NoMemory();
+            return -1;
+        }
+        *items = p;
+        *cap = new_cap;
+    }
+    memset((char *)*items + (size_t)*n * size, 0, size);
+    PyObject *at = PyLong_FromSsize_t(*n);
+    if (!at || PyDict_SetItem(index, key, at) < 0) {
+        Py_XDECREF(at);
+        return -1;
+    }
+    Py_DECREF(at);
+    return (*n)++;
+}
+
+/* Aggregate.add's cell part and Cell.add, for one job. */
+static int tally_job(Tally *t, const Job *j) {
+    PyObject *key = PyTuple_Pack(4, j->partition, j->platform, j->workload, j->model);
+    if (!key) return -1;
+    Py_ssize_t at = slot(t->cell_index, key, (void **)&t->cells, &t->n_cells, &t->cap_cells,
+                         sizeof(CellAcc));
+    Py_DECREF(key);
+    if (at < 0) return -1;
+    CellAcc *c = &t->cells[at];
+    c->jobs += 1;
+    c->guessed += j->guessed;
+    double elapsed = j->elapsed;
+    double node_s = j->node_s, gpu_s = j->gpu_s;
+    c->node_s += node_s;
+    c->gpu_s += gpu_s;
+    double energy = j->has_energy && j->energy != 0.0 ? j->energy : 0.0; /* energy_j or 0.0 */
+    if (j->has_energy) {
+        c->energy_j += j->energy;
+        c->energy_jobs += 1;
+        c->energy_gpu_s += gpu_s;
+    }
+    c->measured_j += j->measured;
+    c->estimated_j += j->estimated;
+    if (j->health) {
+        c->checked += 1;
+        c->failed += j->health == 2;
+    }
+    if (j->source == 1) c->fresh += 1;
+    if (j->source == 2) c->cached += 1;
+    if (j->source == 3) c->unchecked += 1;
+    if (j->completed && vec_add(&c->elapsed, elapsed) < 0) return -1;
+    if (j->has_wait && vec_add(&c->wait, j->wait) < 0) return -1;
+    if (j->has_busbw && vec_add(&c->busbw, j->busbw) < 0) return -1;
+    if (t->intervals) mom_add(&c->per_job, 1.0, energy, node_s, gpu_s, 1);
+    for (int i = 0; i < j->n_units; i++) {
+        int u = j->unit[i];
+        if (c->units[u].jobs == 0) {
+            int seen = 0;
+            for (int k = 0; k < c->n_units; k++) seen |= c->unit_order[k] == u;
+            if (!seen) c->unit_order[c->n_units++] = u;
+        }
+        mom_add(&c->units[u], j->unit_value[i], energy, node_s, gpu_s, t->intervals);
+    }
+    if (j->ok && j->has_busbw) {
+        PyObject *ranks = j->ranks_o ? Py_NewRef(j->ranks_o) : PyLong_FromDouble(j->ranks);
+        PyObject *size = !ranks ? NULL
+                         : j->size_o ? Py_NewRef(j->size_o)
+                                     : PyLong_FromDouble(j->size);
+        PyObject *tkey = size ? PyTuple_Pack(4, j->model, ranks, size, j->platform) : NULL;
+        Py_XDECREF(ranks);
+        Py_XDECREF(size);
+        if (!tkey) return -1;
+        Py_ssize_t ti =
+            slot(t->tax_index, tkey, (void **)&t->tax, &t->n_tax, &t->cap_tax, sizeof(Vec));
+        Py_DECREF(tkey);
+        if (ti < 0 || vec_add(&t->tax[ti], j->busbw) < 0) return -1;
+    }
+    if (j->has_start && (!t->has_first || j->start < t->first_start)) {
+        t->first_start = j->start;
+        t->has_first = 1;
+    }
+    if (j->has_end && (!t->has_last || j->end > t->last_end)) {
+        t->last_end = j->end;
+        t->has_last = 1;
+    }
+    return 0;
+}
+
+PyDoc_STRVAR(tally_row_doc,
+             "row(job_id, ..., admin_comment, keep, /)\n--\n\n"
+             "_fastrow.row's row, counted here: True counted, False dropped by `keep`,\n"
+             "None: decline (row_facts decides; its Outcome comes back through add()).");
+
+static PyObject *tally_row(Tally *t, PyObject *const *args, Py_ssize_t nargs) {
+    if (!ready(nargs, A_COUNT)) return NULL;
+    Job j;
+    int r = job_of_row(args, &j);
+    PyObject *result = NULL;
+    if (r == 1) {
+        if (tally_job(t, &j) == 0) {
+            t->rows += 1;
+            t->no_record += !j.ok;
+            result = Py_NewRef(Py_True);
+        }
+    } else if (r == 0) {
+        result = Py_NewRef(Py_False);
+    } else if (r == -1) {
+        result = Py_NewRef(Py_None);
+    }
+    job_clear(&j);
+    return result;
+}
+
+/* A float attribute of a JobFacts that may be None: *has, *value. */
+static int opt_float(PyObject *v, int *has, double *value) {
+    *has = v != Py_None;
+    *value = *has ? PyFloat_AsDouble(v) : 0.0;
+    return *has && *value == -1.0 && PyErr_Occurred() ? -1 : 0;
+}
+
+/* x * elapsed as Cell.add computes it (an int or float times a float), as a double. */
+static int product(PyObject *x, PyObject *elapsed, double *out) {
+    PyObject *p = PyNumber_Multiply(x, elapsed);
+    if (!p) return -1;
+    *out = PyFloat_AsDouble(p);
+    Py_DECREF(p);
+    return *out == -1.0 && PyErr_Occurred() ? -1 : 0;
+}
+
+enum { F_PART, F_PLATFORM, F_WORKLOAD, F_MODEL, F_NNODES, F_GPUS, F_ELAPSED, F_WAIT,
+       F_COMPLETED, F_ENERGY, F_MEASURED, F_ESTIMATED, F_BUSBW, F_KEY, F_HEALTH, F_UNITS,
+       F_START, F_END, F_SOURCE, F_GUESSED, F_COUNT };
+static const char *const FACT_NAMES[F_COUNT] = {
+    "partition", "platform", "workload", "model", "nnodes", "gpus", "elapsed_s", "wait_s",
+    "completed", "energy_j", "measured_j", "estimated_j", "busbw_gbps", "busbw_key",
+    "health", "units", "start", "end", "health_source", "workload_guessed"};
+
+PyDoc_STRVAR(tally_add_doc,
+             "add(facts, ok, /)\n--\n\n"
+             "Aggregate.add's cell part for a JobFacts that row_facts made (ok: its kind is\n"
+             "OK), in row order with the rows counted here (Aggregate.add_counts the rest).");
+
+static PyObject *tally_add(Tally *t, PyObject *const *args, Py_ssize_t nargs) {
+    if (nargs != 2) {
+        PyErr_SetString(PyExc_TypeError, "add() takes 2 arguments");
+        return NULL;
+    }
+    PyObject *facts = args[0], *v[F_COUNT] = {NULL}, *result = NULL;
+    Job j;
+    memset(&j, 0, sizeof j);
+    if ((j.ok = PyObject_IsTrue(args[1])) < 0) return NULL;
+    for (int i = 0; i < F_COUNT; i++)
+        if (!(v[i] = PyObject_GetAttrString(facts, FACT_NAMES[i]))) goto done;
+    if (!PyFloat_CheckExact(v[F_ELAPSED]) || !PyDict_Check(v[F_UNITS])) {
+        PyErr_SetString(PyExc_TypeError, "Tally.add: not a JobFacts of row_facts");
+        goto done;
+    }
+    j.partition = v[F_PART];
+    j.platform = v[F_PLATFORM];
+    j.workload = v[F_WORKLOAD];
+    j.model = v[F_MODEL];
+    j.elapsed = PyFloat_AS_DOUBLE(v[F_ELAPSED]);
+    int has;
+    if (product(v[F_NNODES], v[F_ELAPSED], &j.node_s) < 0 ||
+        product(v[F_GPUS], v[F_ELAPSED], &j.gpu_s) < 0 ||
+        opt_float(v[F_WAIT], &j.has_wait, &j.wait) < 0 ||
+        opt_float(v[F_ENERGY], &j.has_energy, &j.energy) < 0 ||
+        opt_float(v[F_MEASURED], &has, &j.measured) < 0 ||
+        opt_float(v[F_ESTIMATED], &has, &j.estimated) < 0 ||
+        opt_float(v[F_BUSBW], &j.has_busbw, &j.busbw) < 0 ||
+        opt_float(v[F_START], &j.has_start, &j.start) < 0 ||
+        opt_float(v[F_END], &j.has_end, &j.end) < 0)
+        goto done;
+    if ((j.completed = PyObject_IsTrue(v[F_COMPLETED])) < 0 ||
+        (j.guessed = PyObject_IsTrue(v[F_GUESSED])) < 0)
+        goto done;
+    if (v[F_HEALTH] != Py_None)
+        j.health = PyUnicode_Check(v[F_HEALTH]) &&
+                           PyUnicode_CompareWithASCIIString(v[F_HEALTH], "failed") == 0
+                       ? 2
+                       : 1;
+    for (int r = 1; r <= 3; r++)
+        if (PyUnicode_Check(v[F_SOURCE]) &&
+            PyUnicode_CompareWithASCIIString(v[F_SOURCE], SOURCE_NAMES[r]) == 0)
+            j.source = r;
+    if (v[F_SOURCE] != Py_None && !j.source) {
+        PyErr_SetString(PyExc_ValueError, "Tally.add: an unknown health_source");
+        goto done;
+    }
+    Py_ssize_t pos = 0;
+    PyObject *name, *value;
+    while (PyDict_Next(v[F_UNITS], &pos, &name, &value)) {
+        int u = -1;
+        for (int k = 0; k < 4; k++)
+            if (PyUnicode_Check(name) && PyUnicode_CompareWithASCIIString(name, UNIT_NAMES[k]) == 0)
+                u = k;
+        if (u < 0 || j.n_units >= 4 || !PyFloat_CheckExact(value)) {
+            PyErr_SetString(PyExc_ValueError, "Tally.add: units not as row_facts makes them");
+            goto done;
+        }
+        j.unit[j.n_units] = u;
+        j.unit_value[j.n_units++] = PyFloat_AS_DOUBLE(value);
+    }
+    /* Aggregate.add: a tax series needs the key too */
+    PyObject *key = v[F_KEY];
+    if (key != Py_None && PyTuple_Check(key) && PyTuple_GET_SIZE(key) == 3) {
+        j.ranks_o = PyTuple_GET_ITEM(key, 1);
+        j.size_o = PyTuple_GET_ITEM(key, 2);
+    } else {
+        j.ok = 0; /* no key: no tax series; ok matters for nothing else in tally_job */
+    }
+    if (tally_job(t, &j) == 0) result = Py_NewRef(Py_None);
+done:
+    for (int i = 0; i < F_COUNT; i++) Py_XDECREF(v[i]);
+    return result;
+}
+
+static PyObject *vec_bytes(const Vec *vec) {
+    return PyBytes_FromStringAndSize((const char *)vec->v, vec->n * (Py_ssize_t)sizeof(double));
+}
+
+static PyObject *mom_tuple(const Mom *m) {
+    PyObject *t = PyTuple_New(15);
+    if (!t) return NULL;
+    PyObject *jobs = PyLong_FromLongLong(m->jobs);
+    if (!jobs) goto fail;
+    PyTuple_SET_ITEM(t, 0, jobs);
+    for (int i = 0; i < 14; i++) {
+        PyObject *f = PyFloat_FromDouble(m->s[i]);
+        if (!f) goto fail;
+        PyTuple_SET_ITEM(t, i + 1, f);
+    }
+    return t;
+fail:
+    Py_DECREF(t);
+    return NULL;
+}
+
+PyDoc_STRVAR(tally_export_doc,
+             "export()\n--\n\n"
+             "(rows, no_record, first_start, last_end, cells, tax): cells a list of\n"
+             "(key, ints, floats, elapsed, wait, busbw, per_job, units), series as bytes of\n"
+             "doubles, Moments as tuples in field order; tax a list of (key, bytes).\n"
+             "See report/tally.py, which makes Cells of them.");
+
+static PyObject *tally_export(Tally *t, PyObject *unused) {
+    PyObject *cells = PyList_New(0), *tax = PyList_New(0), *result = NULL;
+    if (!cells || !tax) goto done;
+    PyObject *key, *index;
+    Py_ssize_t pos = 0;
+    while (PyDict_Next(t->cell_index, &pos, &key, &index)) { /* insertion order */
+        CellAcc *c = &t->cells[PyLong_AsSsize_t(index)];
+        PyObject *units = PyList_New(0);
+        if (!units) goto done;
+        for (int k = 0; k < c->n_units; k++) {
+            int u = c->unit_order[k];
+            PyObject *item = Py_BuildValue("(ON)", unit_strs[u], mom_tuple(&c->units[u]));
+            if (!item || PyList_Append(units, item) < 0) {
+                Py_XDECREF(item);
+                Py_DECREF(units);
+                goto done;
+            }
+            Py_DECREF(item);
+        }
+        PyObject *item = Py_BuildValue(
+            "(O(LLLLLLLL)(dddddd)NNNNN)", key, c->jobs, c->guessed, c->energy_jobs, c->checked,
+            c->failed, c->fresh, c->cached, c->unchecked, c->node_s, c->gpu_s, c->energy_j,
+            c->energy_gpu_s, c->measured_j, c->estimated_j, vec_bytes(&c->elapsed),
+            vec_bytes(&c->wait), vec_bytes(&c->busbw),
+            t->intervals ? mom_tuple(&c->per_job) : Py_NewRef(Py_None), units);
+        if (!item || PyList_Append(cells, item) < 0) {
+            Py_XDECREF(item);
+            goto done;
+        }
+        Py_DECREF(item);
+    }
+    pos = 0;
+    while (PyDict_Next(t->tax_index, &pos, &key, &index)) {
+        PyObject *item = Py_BuildValue("(ON)", key, vec_bytes(&t->tax[PyLong_AsSsize_t(index)]));
+        if (!item || PyList_Append(tax, item) < 0) {
+            Py_XDECREF(item);
+            goto done;
+        }
+        Py_DECREF(item);
+    }
+    result = Py_BuildValue("(LLNNOO)", t->rows, t->no_record,
+                           float_or_none(t->has_first, t->first_start),
+                           float_or_none(t->has_last, t->last_end), cells, tax);
+done:
+    Py_XDECREF(cells);
+    Py_XDECREF(tax);
+    return result;
+}
+
+static PyMethodDef tally_methods[] = {
+    {"row", (PyCFunction)(void (*)(void))tally_row, METH_FASTCALL, tally_row_doc},
+    {"add", (PyCFunction)(void (*)(void))tally_add, METH_FASTCALL, tally_add_doc},
+    {"export", (PyCFunction)tally_export, METH_NOARGS, tally_export_doc},
+    {NULL, NULL, 0, NULL},
+};
+
+static PyTypeObject TallyType = {
+    PyVarObject_HEAD_INIT(NULL, 0).tp_name = "slurm_ai.report._fastrow.Tally",
+    .tp_basicsize = sizeof(Tally),
+    .tp_dealloc = (destructor)tally_dealloc,
+    .tp_flags = Py_TPFLAGS_DEFAULT,
+    .tp_doc = PyDoc_STR("Tally(intervals): a range's Aggregate cells, counted in C."),
+    .tp_methods = tally_methods,
+    .tp_new = tally_new,
+};
 
 static PyMethodDef methods[] = {
     {"figures", fastrow_figures, METH_O, figures_doc},
@@ -1243,7 +1709,9 @@ PyMODINIT_FUNC PyInit__fastrow(void) {
         source_strs[i] = i ? intern(SOURCE_NAMES[i]) : NULL;
     }
     if (!str_unknown || !str_ok || !str_failed || !str_empty ||
-        PyModule_AddStringConstant(m, "INFLATER", FASTROW_INFLATER) < 0) {
+        PyModule_AddStringConstant(m, "INFLATER", FASTROW_INFLATER) < 0 ||
+        PyType_Ready(&TallyType) < 0 ||
+        PyModule_AddObjectRef(m, "Tally", (PyObject *)&TallyType) < 0) {
         Py_DECREF(m);
         return NULL;
     }

@@ -17,3 +17,14 @@ def setup(
 
 def row(*fields_and_keep: Any) -> Any:
     """facts.row_facts of the usual row: an Outcome; False: keep dropped it; None: decline."""
+
+class Tally:
+    """A range's Aggregate cells, counted in C (report/tally.py)."""
+
+    def __init__(self, intervals: bool) -> None: ...
+    def row(self, *fields_and_keep: Any) -> bool | None:
+        """row()'s row counted: True; False: keep dropped it; None: decline."""
+    def add(self, facts: Any, ok: bool, /) -> None:
+        """A JobFacts that row_facts made, counted in row order."""
+    def export(self) -> tuple[Any, ...]:
+        """What was counted, as plain values (tally.export_into)."""

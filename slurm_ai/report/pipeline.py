@@ -29,10 +29,11 @@ from multiprocessing.pool import AsyncResult
 from typing import Any
 
 from slurm_ai.accounting.sacct import FIELDS, Layout
-from slurm_ai.report import facts
+from slurm_ai.report import aggregate, facts
 from slurm_ai.report.aggregate import Aggregate
 from slurm_ai.report.dumpfile import Dump, rows_in_range
-from slurm_ai.report.facts import RowFilter, row_facts
+from slurm_ai.report.facts import OK, RowFilter, row_facts
+from slurm_ai.report.tally import export_into
 
 CHUNK_ROWS = 4000
 CHUNK_BYTES = 16 << 20
@@ -59,10 +60,12 @@ class RowCounter:
             *[cols.index(c) if c in cols else len(cols) for c in _ARGS]
         )
         self._need = len(cols) - 1
-        # The usual row in C (facts._fastrow.row), read when counting starts so that
-        # tests and the bench can switch it off (facts.fast_available).
-        # It returns an Outcome, False (the filter dropped the job) or None (row_facts decides).
-        self._fast: Callable[..., Any] | None = facts._fastrow.row if facts.fast_available else None
+        # With the C extension, rows are counted into a Tally (report/tally.py); it is
+        # made when counting starts so that tests and the bench can switch it off
+        # (facts.fast_available) or change aggregate.INTERVALS first.
+        self._tally: Any = (
+            facts._fastrow.Tally(aggregate.INTERVALS) if facts.fast_available else None
+        )
 
     def add(self, row: str, count: int | None = None) -> None:
         """One row; `count` is its number of delimiters when the caller knows it."""
@@ -80,15 +83,29 @@ class RowCounter:
             parts = list(fields.values())
         parts.append("")
         args = self._fields(parts)
-        if self._fast is not None:
-            fast = self._fast(*args, self.keep)
-            if fast is not None:
-                if fast is not False:
-                    self.agg.add(fast)
-                return
+        tally = self._tally
+        if tally is None:
+            outcome = row_facts(*args, self.keep)
+            if outcome is not None:
+                self.agg.add(outcome)
+            return
+        # True: counted in C; False: the filter dropped it; None: row_facts decides,
+        # and the Tally adds its facts, in row order.
+        if tally.row(*args, self.keep) is not None:
+            return
         outcome = row_facts(*args, self.keep)
         if outcome is not None:
-            self.agg.add(outcome)
+            f = self.agg.add_counts(outcome)
+            if f is not None:
+                tally.add(f, outcome.kind == OK)
+
+    def finish(self) -> Aggregate:
+        """The Aggregate of the rows added, its series sorted (workers: see Series.sort)."""
+        if self._tally is not None:
+            export_into(self.agg, self._tally)
+            self._tally = None
+        self.agg.sort_series()  # here, in the worker, so that the merged sort is cheap
+        return self.agg
 
 
 def count_rows(layout: Layout, rows: Iterable[str], keep: RowFilter | None = None) -> Aggregate:
@@ -96,8 +113,7 @@ def count_rows(layout: Layout, rows: Iterable[str], keep: RowFilter | None = Non
     counter = RowCounter(layout, keep)
     for row in rows:
         counter.add(row)
-    counter.agg.sort_series()  # here, in the worker, so that the merged sort is cheap
-    return counter.agg
+    return counter.finish()
 
 
 def count_range(dump: Dump, a: int, b: int, keep: RowFilter | None = None) -> Aggregate:
@@ -106,8 +122,7 @@ def count_range(dump: Dump, a: int, b: int, keep: RowFilter | None = None) -> Ag
     add = counter.add
     for row, count in rows_in_range(dump, a, b):
         add(row, count)
-    counter.agg.sort_series()  # here, in the worker, so that the merged sort is cheap
-    return counter.agg
+    return counter.finish()
 
 
 def default_workers() -> int:

@@ -307,37 +307,54 @@ def report_json(path: Path, fast: bool, monkeypatch: pytest.MonkeyPatch, workers
     return render_json(agg.finish(prices))
 
 
-def row_outcomes(path: Path, fast: bool, monkeypatch: pytest.MonkeyPatch) -> list[Any]:
-    from slurm_ai.report.dumpfile import rows_in_range
-    from slurm_ai.report.pipeline import RowCounter
+def agg_state(path: Path, fast: bool, monkeypatch: pytest.MonkeyPatch, workers: int) -> str:
+    """Everything an Aggregate holds, floats by repr: equal strings, equal bits."""
+    from dataclasses import asdict, fields
 
     monkeypatch.setattr(facts, "fast_available", fast)
-    dump = Dump.open(str(path))
-    counter = RowCounter(dump.layout)
-    seen: list[Any] = []
-    original = counter.agg.add
-    counter.agg.add = lambda outcome: (seen.append(outcome), original(outcome))[1]  # type: ignore[method-assign]
-    for row, count in rows_in_range(dump, dump.data_start, dump.size):
-        counter.add(row, count)
+    agg = aggregate_file(Dump.open(str(path)), workers=workers, chunk_bytes=64 << 10)
     monkeypatch.undo()
-    return seen
+    out = [repr((agg.rows, agg.steps, agg.no_record, agg.foreign, sorted(agg.unparsed.items())))]
+    out.append(repr((agg.first_start, agg.last_end, list(agg.cells), list(agg.busbw_tax))))
+    for key, cell in agg.cells.items():
+        sums = [
+            getattr(cell, f.name)
+            for f in fields(cell)
+            if type(getattr(cell, f.name)) in (int, float)
+        ]
+        series = [list(cell.elapsed.values), list(cell.wait.values), list(cell.busbw.values)]
+        units = [(name, asdict(m)) for name, m in cell.units.items()]
+        out.append(repr((key, sums, series, units, asdict(cell.per_job))))
+    for key, tax in agg.busbw_tax.items():
+        out.append(repr((key, list(tax.values))))
+    return "\n".join(out)
 
 
-def test_recorded_dump_same_facts_and_report(
+def test_recorded_dump_same_aggregate_and_report(
     data_dir: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     dump = data_dir / "dump.txt"
-    assert row_outcomes(dump, True, monkeypatch) == row_outcomes(dump, False, monkeypatch)
+    assert agg_state(dump, True, monkeypatch, 1) == agg_state(dump, False, monkeypatch, 1)
     assert report_json(dump, True, monkeypatch, 1) == report_json(dump, False, monkeypatch, 1)
 
 
-def test_synthetic_dump_same_report(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.mark.parametrize("intervals", [True, False])
+def test_synthetic_dump_same_aggregate_and_report(
+    intervals: bool, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from slurm_ai.report import aggregate
+
     path = tmp_path / "dump.txt"
     with path.open("w") as out:
         write_dump(out, 3000, 7)
-    fast = row_outcomes(path, True, monkeypatch)
-    assert fast == row_outcomes(path, False, monkeypatch)
-    assert report_json(path, True, monkeypatch, 2) == report_json(path, False, monkeypatch, 2)
+    monkeypatch.setattr(aggregate, "INTERVALS", intervals)
+    fast = agg_state(path, True, monkeypatch, 2)
+    monkeypatch.setattr(aggregate, "INTERVALS", intervals)
+    assert fast == agg_state(path, False, monkeypatch, 2)
+    monkeypatch.setattr(aggregate, "INTERVALS", intervals)
+    fast = report_json(path, True, monkeypatch, 2)
+    monkeypatch.setattr(aggregate, "INTERVALS", intervals)
+    assert fast == report_json(path, False, monkeypatch, 2)
 
 
 # ------------------------------------------------------------------ whole rows
@@ -447,3 +464,37 @@ def test_fuzz_rows_fixed_seed(monkeypatch: pytest.MonkeyPatch) -> None:
         args[11] = rng.choice([*tokens, "", tokens[0].upper()])
         taken += check_row(tuple(args), monkeypatch)
     assert taken > 300
+
+
+def test_mixed_dump_same_aggregate_and_report(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Rows C declines, between rows it counts: each cell still gets its jobs in row order."""
+    from slurm_ai.accounting.sacct import DELIMITER, FIELDS
+    from slurm_ai.report.synth import dump_lines
+
+    rng = random.Random(31)
+    escaped = token_of('{"v":1,"nod\\u0065s":{"a":{"platform":{"class":"vm"}}}}')
+    col = {name: i for i, name in enumerate(FIELDS)}
+    lines = dump_lines(2000, 3)
+    out = [next(lines)]
+    for line in lines:
+        parts = line.rstrip("\n").split(DELIMITER)
+        how = rng.randrange(12)
+        if how == 0:
+            parts[col["JobIDRaw"]] += ".batch"
+        elif how == 1:
+            parts[col["Start"]] = "Unknown"
+        elif how == 2:
+            parts[col["AdminComment"]] = escaped  # Python reads it, C declines
+        elif how == 3:
+            parts[col["AdminComment"]] = parts[col["AdminComment"]][:-6]  # truncated
+        elif how == 4:
+            parts[col["AdminComment"]] = ""
+        elif how == 5:
+            parts[col["NNodes"]] = ""
+        out.append(DELIMITER.join(parts) + "\n")
+    path = tmp_path / "mixed.txt"
+    path.write_text("".join(out))
+    assert agg_state(path, True, monkeypatch, 2) == agg_state(path, False, monkeypatch, 2)
+    assert report_json(path, True, monkeypatch, 1) == report_json(path, False, monkeypatch, 1)
