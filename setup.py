@@ -28,7 +28,13 @@ def fastrow(inflater: str) -> Extension:
         sources=["slurm_ai/report/_fastrow.c"],
         define_macros=[("FASTROW_ISAL", "1")] if isal else [],
         libraries=["isal"] if isal else ["z"],
-        extra_compile_args=["-O2", "-ffp-contract=off", "-Wall", "-Wextra", "-Wno-unused-parameter"],
+        extra_compile_args=[
+            "-O2",
+            "-ffp-contract=off",
+            "-Wall",
+            "-Wextra",
+            "-Wno-unused-parameter",
+        ],
     )
 
 
