@@ -139,12 +139,23 @@ static void skip_ws(Cur *c) {
 
 static int is_hex(unsigned char ch) { return hex_value(ch) >= 0; }
 
+/* Bytes a string's plain run stops at: '"', '\\', control characters, non-ASCII. Most
+ * of a record is strings the report skips: this table keeps their scan at a load and a
+ * test a byte. */
+static unsigned char STR_STOP[256];
+
+static void init_str_stop(void) {
+    for (int c = 0; c < 256; c++) STR_STOP[c] = c < 0x20 || c >= 0x80 || c == '"' || c == '\\';
+}
+
 /* A string at c->p (the opening quote); its content's span. 0, or -1: decline. */
 static int read_string(Cur *c, Val *v) {
     if (c->p >= c->end || *c->p != '"') return -1;
     const unsigned char *p = ++c->p, *end = c->end;
     int escaped = 0;
     while (p < end) {
+        while (p < end && !STR_STOP[*p]) p++;
+        if (p >= end) break;
         unsigned char ch = *p;
         if (ch == '"') {
             v->type = J_STR;
@@ -350,7 +361,7 @@ static int obj_after(Cur *c) {
     return -1;
 }
 
-static int key_is(const Val *key, const char *name) {
+static inline int key_is(const Val *key, const char *name) {
     size_t n = strlen(name);
     return (size_t)key->n == n && memcmp(key->s, name, n) == 0;
 }
@@ -366,6 +377,50 @@ static int str_is(const Val *v, const char *text) {
     return v->type == J_STR && !v->escaped && key_is(v, text);
 }
 
+/* A float literal's double when one IEEE operation gives it exactly (Clinger's fast
+ * path): at most 15 significant digits (an integer M < 2^53, exact) and a power of ten
+ * 10^k with |k| <= 22 (exact), so M * 10^k or M / 10^k is the correctly rounded value,
+ * the one float() gives. 0: not such a literal (Python's own strtod decides). */
+static int fast_float(const Val *v, double *out) {
+    static const double POW10[23] = {1e0,  1e1,  1e2,  1e3,  1e4,  1e5,  1e6,  1e7,
+                                     1e8,  1e9,  1e10, 1e11, 1e12, 1e13, 1e14, 1e15,
+                                     1e16, 1e17, 1e18, 1e19, 1e20, 1e21, 1e22};
+    const unsigned char *p = v->s, *end = v->s + v->n;
+    int neg = p < end && *p == '-';
+    p += neg;
+    uint64_t m = 0;
+    int digits = 0, exp10 = 0;
+    for (; p < end && *p >= '0' && *p <= '9'; p++) {
+        if (m || *p != '0') digits++;
+        m = m * 10 + (uint64_t)(*p - '0');
+        if (digits > 15) return 0;
+    }
+    if (p < end && *p == '.') {
+        for (p++; p < end && *p >= '0' && *p <= '9'; p++) {
+            if (m || *p != '0') digits++;
+            m = m * 10 + (uint64_t)(*p - '0');
+            exp10--;
+            if (digits > 15) return 0;
+        }
+    }
+    if (p < end && (*p == 'e' || *p == 'E')) {
+        p++;
+        int eneg = p < end && *p == '-';
+        if (p < end && (*p == '+' || *p == '-')) p++;
+        int e = 0;
+        for (; p < end && *p >= '0' && *p <= '9'; p++) {
+            if (e > 1000) return 0;
+            e = e * 10 + (*p - '0');
+        }
+        exp10 += eneg ? -e : e;
+    }
+    if (p != end || exp10 < -22 || exp10 > 22) return 0;
+    double d = (double)m; /* m < 10^15 < 2^53: exact */
+    d = exp10 < 0 ? d / POW10[-exp10] : d * POW10[exp10];
+    *out = neg ? -d : d;
+    return 1;
+}
+
 /* A number facts.py reads (type(x) in (int, float)): its double, exact. 1 a number,
  * 0 not a number (bool, string, null...), -1 decline (an int too long to be exact). */
 static int num_value(const Val *v, double *out) {
@@ -379,6 +434,7 @@ static int num_value(const Val *v, double *out) {
         return 1;
     }
     if (v->type == J_FLOAT) {
+        if (fast_float(v, out)) return 1;
         if (v->n >= (Py_ssize_t)sizeof buf) return -1;
         memcpy(buf, v->s, (size_t)v->n);
         buf[v->n] = 0;
@@ -1693,6 +1749,7 @@ static PyObject *intern(const char *s) {
 
 PyMODINIT_FUNC PyInit__fastrow(void) {
     init_hex();
+    init_str_stop();
     PyObject *m = PyModule_Create(&module);
     if (!m) return NULL;
     str_unknown = intern("unknown");
