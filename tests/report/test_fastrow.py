@@ -498,3 +498,22 @@ def test_mixed_dump_same_aggregate_and_report(
     path.write_text("".join(out))
     assert agg_state(path, True, monkeypatch, 2) == agg_state(path, False, monkeypatch, 2)
     assert report_json(path, True, monkeypatch, 1) == report_json(path, False, monkeypatch, 1)
+
+
+def test_float_literals_read_as_float_reads_them() -> None:
+    """The exact fast path for short literals, Python's strtod for the rest: float()'s bits."""
+    rng = random.Random(4)
+    for _ in range(3000):
+        digits = "".join(rng.choice("0123456789") for _ in range(rng.randrange(1, 25)))
+        cut = rng.randrange(len(digits) + 1)
+        text = (digits[:cut] or "0").lstrip("0") or "0"
+        text += "." + (digits[cut:] or "0")
+        if rng.random() < 0.5:
+            text += rng.choice("eE") + rng.choice(["", "+", "-"]) + str(rng.randrange(0, 40))
+        text = rng.choice(["", "-"]) + text
+        record = f'{{"v":1,"units":{{"tokens":{text}}},"nodes":{{"a":{{"energy":{{"total_j":{text}}}}}}}}}'
+        fig = fastrow.figures(token_of(record))
+        assert fig is not None
+        assert repr(fig[10]["tokens"]) == repr(float(text)), text
+        if float(text) >= 0 and float(text) != float("inf"):
+            assert repr(fig[3]) == repr(0.0 + float(text)), text
