@@ -517,3 +517,21 @@ def test_float_literals_read_as_float_reads_them() -> None:
         assert repr(fig[10]["tokens"]) == repr(float(text)), text
         if float(text) >= 0 and float(text) != float("inf"):
             assert repr(fig[3]) == repr(0.0 + float(text)), text
+
+
+def test_every_prefix_and_random_bytes() -> None:
+    """Bounds: a record cut at every byte, and random bytes, are declined or equal."""
+    text = json.dumps(make_job(random.Random(12), 77)[1], separators=(",", ":")).encode()
+    for end in range(len(text) + 1):
+        token = token_of(text[:end])
+        assert (fastrow.figures(token) is None) == (end != len(text)) or check(token)
+    rng = random.Random(13)
+    alphabet = b'{}[]":,0123456789.eE+- \\tnulrfasvu\xc3\xa9\xff\x00'
+    for _ in range(2000):
+        raw = bytes(rng.choice(alphabet) for _ in range(rng.randrange(40)))
+        token = token_of(b'{"v":1,"nodes":' + raw)
+        if python_figures(token) is None:
+            assert fastrow.figures(token) is None
+        else:
+            check(token)
+        fastrow.payload(TOKEN_PREFIX + rng.randbytes(rng.randrange(30)).hex())
