@@ -1051,11 +1051,9 @@ static PyObject *fastrow_setup(PyObject *self, PyObject *const *args, Py_ssize_t
 }
 
 /* An ASCII decimal field as sacct writes it: its value, exact (at most 15 digits).
- * 1 a value, 0 empty, -1 anything else (the caller declines). */
-static int decimal_field(PyObject *text, double *out) {
-    if (!PyUnicode_IS_ASCII(text)) return -1;
-    Py_ssize_t n = PyUnicode_GET_LENGTH(text);
-    const unsigned char *s = PyUnicode_DATA(text);
+ * 1 a value, 0 empty, -1 anything else (the caller declines). s NULL: not ASCII. */
+static int decimal_span(const unsigned char *s, Py_ssize_t n, double *out) {
+    if (!s) return -1;
     if (n == 0) return 0;
     if (n > EXACT_INT_DIGITS) return -1;
     double d = 0;
@@ -1066,6 +1064,46 @@ static int decimal_field(PyObject *text, double *out) {
     *out = d;
     return 1;
 }
+
+/* Small caches of str objects by their UTF-8 bytes (partitions, classes, models): a dump
+ * has few of each, and a str made once keeps its hash for the cell key's lookups. */
+#define CACHE_SLOTS 16
+#define CACHE_BYTES 64
+typedef struct {
+    unsigned char bytes[CACHE_SLOTS][CACHE_BYTES];
+    Py_ssize_t n[CACHE_SLOTS];
+    PyObject *obj[CACHE_SLOTS];
+    int next;
+} StrCache;
+
+static StrCache partition_cache, class_cache, model_cache;
+
+/* The str of UTF-8 bytes s[0:n] (validated), new reference. */
+static PyObject *cached_str(StrCache *c, const unsigned char *s, Py_ssize_t n) {
+    if (n <= CACHE_BYTES) {
+        for (int i = 0; i < CACHE_SLOTS; i++)
+            if (c->obj[i] && c->n[i] == n && memcmp(c->bytes[i], s, (size_t)n) == 0)
+                return Py_NewRef(c->obj[i]);
+    }
+    PyObject *o = PyUnicode_DecodeUTF8((const char *)s, n, "strict");
+    if (o && n <= CACHE_BYTES) {
+        int i = c->next;
+        c->next = (i + 1) % CACHE_SLOTS;
+        Py_XSETREF(c->obj[i], Py_NewRef(o));
+        memcpy(c->bytes[i], s, (size_t)n);
+        c->n[i] = n;
+    }
+    return o;
+}
+
+/* sacct.tres_gpus (pure, lru-cached there) by AllocTRES bytes: skips the call. */
+#define TRES_BYTES 256
+static struct {
+    unsigned char bytes[CACHE_SLOTS][TRES_BYTES];
+    Py_ssize_t n[CACHE_SLOTS];
+    PyObject *result[CACHE_SLOTS];
+    int next;
+} tres_cache;
 
 /* The model of the most GPUs; on a tie the first by name (code points: UTF-8 bytes). */
 static int pick_model(const Figs *f) {
@@ -1084,17 +1122,13 @@ static int pick_model(const Figs *f) {
     return best;
 }
 
-static PyObject *utf8(const Name *name) {
-    return PyUnicode_DecodeUTF8((const char *)name->s, name->n, "strict");
-}
-
 enum { A_JOB, A_PART, A_USER, A_ACCOUNT, A_NNODES, A_STATE, A_SUBMIT, A_START, A_END,
        A_ELAPSED, A_TRES, A_COMMENT, A_KEEP, A_COUNT };
 
 /* One job's facts (facts.JobFacts' fields), as row() and Tally read them. */
 typedef struct {
     int ok; /* kind: OK (a record), else NONE */
-    PyObject *partition, *platform, *model, *gpus, *workload; /* platform..gpus: owned */
+    PyObject *partition, *platform, *model, *gpus, *workload; /* all but workload: owned */
     int guessed, completed, has_wait, has_energy, has_busbw, health, source;
     int has_start, has_end;
     double nnodes, gpu_count, elapsed, node_s, gpu_s, wait, energy, measured, estimated;
@@ -1105,36 +1139,100 @@ typedef struct {
 } Job;
 
 static void job_clear(Job *j) {
+    Py_CLEAR(j->partition);
     Py_CLEAR(j->platform);
     Py_CLEAR(j->model);
     Py_CLEAR(j->gpus);
 }
 
+/* A row's 12 sacct fields (A_JOB..A_COMMENT): ASCII spans (s NULL: not ASCII) and,
+ * where the caller has them, the str objects; made on demand otherwise. */
+typedef struct {
+    const unsigned char *s[A_KEEP];
+    Py_ssize_t n[A_KEEP];
+    PyObject *obj[A_KEEP]; /* borrowed, or one of made[] */
+    PyObject *made[A_KEEP];
+} Fields;
+
+static void fields_of_args(Fields *fl, PyObject *const *args) {
+    memset(fl, 0, sizeof *fl);
+    for (int i = 0; i < A_KEEP; i++) {
+        fl->obj[i] = args[i];
+        if (PyUnicode_IS_ASCII(args[i])) {
+            fl->s[i] = PyUnicode_DATA(args[i]);
+            fl->n[i] = PyUnicode_GET_LENGTH(args[i]);
+        }
+    }
+}
+
+static void fields_clear(Fields *fl) {
+    for (int i = 0; i < A_KEEP; i++) Py_CLEAR(fl->made[i]);
+}
+
+/* Field i as a str (borrowed: the Fields own it). */
+static PyObject *field_obj(Fields *fl, int i) {
+    if (!fl->obj[i])
+        fl->obj[i] = fl->made[i] = PyUnicode_DecodeASCII((const char *)fl->s[i], fl->n[i], NULL);
+    return fl->obj[i];
+}
+
+static int field_is_step(Fields *fl) {
+    if (fl->s[A_JOB]) return memchr(fl->s[A_JOB], '.', (size_t)fl->n[A_JOB]) != NULL;
+    return PyUnicode_FindChar(fl->obj[A_JOB], '.', 0, PY_SSIZE_T_MAX, 1) != -1;
+}
+
+/* tres_gpus(AllocTRES): a new reference, NULL with an exception. */
+static PyObject *gpus_of(Fields *fl) {
+    const unsigned char *s = fl->s[A_TRES];
+    Py_ssize_t n = fl->n[A_TRES];
+    int cacheable = s && n <= TRES_BYTES;
+    if (cacheable)
+        for (int i = 0; i < CACHE_SLOTS; i++)
+            if (tres_cache.result[i] && tres_cache.n[i] == n &&
+                memcmp(tres_cache.bytes[i], s, (size_t)n) == 0)
+                return Py_NewRef(tres_cache.result[i]);
+    PyObject *text = field_obj(fl, A_TRES);
+    PyObject *r = text ? PyObject_CallOneArg(tres_gpus, text) : NULL;
+    if (r && cacheable) {
+        int i = tres_cache.next;
+        tres_cache.next = (i + 1) % CACHE_SLOTS;
+        Py_XSETREF(tres_cache.result[i], Py_NewRef(r));
+        memcpy(tres_cache.bytes[i], s, (size_t)n);
+        tres_cache.n[i] = n;
+    }
+    return r;
+}
+
 /* facts.row_facts of the usual row into *j: 1 done, 0 the filter dropped it,
  * -1 decline (no exception), -2 error (exception set). */
-static int job_of_row(PyObject *const *args, Job *j) {
+static int job_of_row(Fields *fl, PyObject *keep, Job *j) {
     memset(j, 0, sizeof *j);
-    for (int i = 0; i < A_KEEP; i++)
-        if (!PyUnicode_CheckExact(args[i])) return -1;
     if (ensure_buffers() < 0) return -2;
     /* a step (job id with a dot): row_facts counts it */
-    if (PyUnicode_FindChar(args[A_JOB], '.', 0, PY_SSIZE_T_MAX, 1) != -1) return -1;
+    if (field_is_step(fl)) return -1;
     double elapsed = 0, nnodes = 0;
-    if (decimal_field(args[A_SUBMIT], &j->submit) != 1 ||
-        decimal_field(args[A_START], &j->start) != 1 ||
-        decimal_field(args[A_END], &j->end) != 1)
+    if (decimal_span(fl->s[A_SUBMIT], fl->n[A_SUBMIT], &j->submit) != 1 ||
+        decimal_span(fl->s[A_START], fl->n[A_START], &j->start) != 1 ||
+        decimal_span(fl->s[A_END], fl->n[A_END], &j->end) != 1)
         return -1;
-    if (decimal_field(args[A_ELAPSED], &elapsed) < 0 || decimal_field(args[A_NNODES], &nnodes) < 0)
+    if (decimal_span(fl->s[A_ELAPSED], fl->n[A_ELAPSED], &elapsed) < 0 ||
+        decimal_span(fl->s[A_NNODES], fl->n[A_NNODES], &nnodes) < 0)
         return -1;
-    j->partition = PyUnicode_GET_LENGTH(args[A_PART]) ? args[A_PART] : str_question;
-    PyObject *keep = args[A_KEEP];
+    if (fl->s[A_PART] && fl->n[A_PART] == 0)
+        j->partition = Py_NewRef(str_question); /* row_facts: partition or "?" */
+    else if (fl->s[A_PART])
+        j->partition = cached_str(&partition_cache, fl->s[A_PART], fl->n[A_PART]);
+    else
+        j->partition = Py_NewRef(fl->obj[A_PART]);
+    if (!j->partition) return -2;
     if (keep != Py_None) {
+        PyObject *user = field_obj(fl, A_USER), *account = field_obj(fl, A_ACCOUNT);
+        if (!user || !account) return -2;
         PyObject *times[3] = {PyFloat_FromDouble(j->submit), PyFloat_FromDouble(j->start),
                               PyFloat_FromDouble(j->end)};
         int truth = -1;
         if (times[0] && times[1] && times[2]) {
-            PyObject *kargs[6] = {j->partition, args[A_USER], args[A_ACCOUNT],
-                                  times[0],     times[1],     times[2]};
+            PyObject *kargs[6] = {j->partition, user, account, times[0], times[1], times[2]};
             PyObject *kept = PyObject_Vectorcall(keep, kargs, 6, NULL);
             truth = kept ? PyObject_IsTrue(kept) : -1;
             Py_XDECREF(kept);
@@ -1143,14 +1241,12 @@ static int job_of_row(PyObject *const *args, Job *j) {
         if (truth < 0) return -2;
         if (!truth) return 0;
     }
-    PyObject *comment = args[A_COMMENT];
     Figs *f = &figs;
-    j->ok = PyUnicode_GET_LENGTH(comment) > 0;
+    /* our token alone (row_facts' usual case) or nothing: anything else, row_facts splits */
+    if (!fl->s[A_COMMENT]) return -1;
+    j->ok = fl->n[A_COMMENT] > 0;
     if (j->ok) {
-        /* our token alone (row_facts' usual case): anything else, row_facts splits */
-        if (!PyUnicode_IS_ASCII(comment)) return -1;
-        Py_ssize_t n =
-            token_json((const char *)PyUnicode_DATA(comment), PyUnicode_GET_LENGTH(comment));
+        Py_ssize_t n = token_json((const char *)fl->s[A_COMMENT], fl->n[A_COMMENT]);
         if (n < 0 || read_figures(n, f) < 0) return -1;
     } else {
         memset(f, 0, sizeof *f);
@@ -1160,15 +1256,22 @@ static int job_of_row(PyObject *const *args, Job *j) {
     j->elapsed = elapsed;
     j->wait = j->start - j->submit;
     j->has_wait = j->wait >= 0;
-    if (!j->ok)
+    if (!j->ok) {
         j->platform = Py_NewRef(NO_RECORD);
-    else if (f->n_classes == 1)
-        j->platform = utf8(&f->classes[0]);
-    else
+    } else if (f->n_classes == 1) {
+        const Name *c = &f->classes[0];
+        j->platform = cached_str(&class_cache, c->s, c->n);
+    } else {
         j->platform = Py_NewRef(f->n_classes ? str_mixed : str_unknown);
-    j->model = f->n_models ? utf8(&f->models[pick_model(f)]) : Py_NewRef(str_cpu);
+    }
+    if (f->n_models) {
+        const Name *m = &f->models[pick_model(f)];
+        j->model = cached_str(&model_cache, m->s, m->n);
+    } else {
+        j->model = Py_NewRef(str_cpu);
+    }
     if (!j->platform || !j->model) return -2;
-    j->gpus = PyObject_CallOneArg(tres_gpus, args[A_TRES]);
+    j->gpus = gpus_of(fl);
     if (!j->gpus) return -2;
     if (j->gpus == Py_None) {
         Py_SETREF(j->gpus, PyLong_FromLong(f->rec_gpus));
@@ -1215,9 +1318,14 @@ static int job_of_row(PyObject *const *args, Job *j) {
                    : (j->nnodes > 1 || gpus >= 8) ? 0
                                        : 1;
     j->workload = workload_strs[workload];
-    int completed = PyUnicode_Tailmatch(args[A_STATE], str_completed, 0, PY_SSIZE_T_MAX, -1);
-    if (completed < 0) return -2;
-    j->completed = completed;
+    if (fl->s[A_STATE]) {
+        j->completed = fl->n[A_STATE] >= 9 && memcmp(fl->s[A_STATE], "COMPLETED", 9) == 0;
+    } else {
+        int completed =
+            PyUnicode_Tailmatch(fl->obj[A_STATE], str_completed, 0, PY_SSIZE_T_MAX, -1);
+        if (completed < 0) return -2;
+        j->completed = completed;
+    }
     return 1;
 }
 
@@ -1299,8 +1407,13 @@ PyDoc_STRVAR(row_doc,
 
 static PyObject *fastrow_row(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {
     if (!ready(nargs, A_COUNT)) return NULL;
+    for (int i = 0; i < A_KEEP; i++)
+        if (!PyUnicode_CheckExact(args[i])) Py_RETURN_NONE;
     Job j;
-    int r = job_of_row(args, &j);
+    Fields fl;
+    fields_of_args(&fl, args);
+    int r = job_of_row(&fl, args[A_KEEP], &j);
+    fields_clear(&fl);
     PyObject *result = r == 1   ? job_outcome(args, &j)
                        : r == 0 ? Py_NewRef(Py_False)
                        : r == -1 ? Py_NewRef(Py_None)
@@ -1367,9 +1480,14 @@ typedef struct {
     int unit_order[4], n_units; /* units in the order a job first brought them */
 } CellAcc;
 
+#define MAX_COLUMNS 64
+
 typedef struct {
     PyObject_HEAD
     int intervals;
+    int ncols;               /* text(): the layout's columns, 0: text() declines */
+    unsigned char delimiter; /* text(): the layout's delimiter (one ASCII character) */
+    int columns[A_KEEP];     /* text(): the column of each row() field, -1: missing */
     long long rows, no_record;
     int has_first, has_last;
     double first_start, last_end;
@@ -1397,11 +1515,30 @@ static void tally_dealloc(Tally *t) {
 
 static PyObject *tally_new(PyTypeObject *type, PyObject *args, PyObject *kw) {
     int intervals = 1;
-    static char *names[] = {"intervals", NULL};
-    if (!PyArg_ParseTupleAndKeywords(args, kw, "p", names, &intervals)) return NULL;
+    PyObject *delimiter = NULL, *columns = NULL;
+    Py_ssize_t ncols = 0;
+    static char *names[] = {"intervals", "delimiter", "columns", "ncols", NULL};
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "p|UO!n", names, &intervals, &delimiter,
+                                     &PyTuple_Type, &columns, &ncols))
+        return NULL;
     Tally *t = (Tally *)type->tp_alloc(type, 0);
     if (!t) return NULL;
     t->intervals = intervals;
+    /* text() only for a one-character ASCII delimiter and a layout it can map */
+    if (delimiter && columns && PyUnicode_GET_LENGTH(delimiter) == 1 &&
+        PyUnicode_IS_ASCII(delimiter) && PyTuple_GET_SIZE(columns) == A_KEEP && ncols > 0 &&
+        ncols <= MAX_COLUMNS) {
+        t->delimiter = ((const unsigned char *)PyUnicode_DATA(delimiter))[0];
+        t->ncols = (int)ncols;
+        for (int i = 0; i < A_KEEP; i++) {
+            Py_ssize_t c = PyLong_AsSsize_t(PyTuple_GET_ITEM(columns, i));
+            if (c == -1 && PyErr_Occurred()) {
+                Py_DECREF(t);
+                return NULL;
+            }
+            t->columns[i] = c >= 0 && c < ncols ? (int)c : -1;
+        }
+    }
     t->cell_index = PyDict_New();
     t->tax_index = PyDict_New();
     if (!t->cell_index || !t->tax_index) {
@@ -1510,10 +1647,9 @@ PyDoc_STRVAR(tally_row_doc,
              "_fastrow.row's row, counted here: True counted, False dropped by `keep`,\n"
              "None: decline (row_facts decides; its Outcome comes back through add()).");
 
-static PyObject *tally_row(Tally *t, PyObject *const *args, Py_ssize_t nargs) {
-    if (!ready(nargs, A_COUNT)) return NULL;
+static PyObject *tally_fields(Tally *t, Fields *fl, PyObject *keep) {
     Job j;
-    int r = job_of_row(args, &j);
+    int r = job_of_row(fl, keep, &j);
     PyObject *result = NULL;
     if (r == 1) {
         if (tally_job(t, &j) == 0) {
@@ -1527,6 +1663,54 @@ static PyObject *tally_row(Tally *t, PyObject *const *args, Py_ssize_t nargs) {
         result = Py_NewRef(Py_None);
     }
     job_clear(&j);
+    return result;
+}
+
+static PyObject *tally_row(Tally *t, PyObject *const *args, Py_ssize_t nargs) {
+    if (!ready(nargs, A_COUNT)) return NULL;
+    for (int i = 0; i < A_KEEP; i++)
+        if (!PyUnicode_CheckExact(args[i])) Py_RETURN_NONE;
+    Fields fl;
+    fields_of_args(&fl, args);
+    PyObject *result = tally_fields(t, &fl, args[A_KEEP]);
+    fields_clear(&fl);
+    return result;
+}
+
+PyDoc_STRVAR(tally_text_doc,
+             "text(row, keep, /)\n--\n\n"
+             "row() of a whole row's text, split here as str.split(delimiter) splits it,\n"
+             "when it is ASCII with exactly ncols - 1 delimiters; None otherwise too\n"
+             "(the caller splits it and asks row()).");
+
+static PyObject *tally_text(Tally *t, PyObject *const *args, Py_ssize_t nargs) {
+    if (!ready(nargs, 2)) return NULL;
+    PyObject *row = args[0];
+    if (t->ncols <= 0 || !PyUnicode_CheckExact(row) || !PyUnicode_IS_ASCII(row)) Py_RETURN_NONE;
+    const unsigned char *s = PyUnicode_DATA(row);
+    Py_ssize_t n = PyUnicode_GET_LENGTH(row);
+    const unsigned char *start[MAX_COLUMNS];
+    Py_ssize_t len[MAX_COLUMNS];
+    int col = 0;
+    Py_ssize_t at = 0;
+    for (Py_ssize_t i = 0; i <= n; i++) {
+        if (i == n || s[i] == t->delimiter) {
+            if (col >= t->ncols) Py_RETURN_NONE; /* more delimiters than a row has */
+            start[col] = s + at;
+            len[col++] = i - at;
+            at = i + 1;
+        }
+    }
+    if (col != t->ncols) Py_RETURN_NONE;
+    Fields fl;
+    memset(&fl, 0, sizeof fl);
+    for (int i = 0; i < A_KEEP; i++) {
+        int c = t->columns[i];
+        fl.s[i] = c >= 0 ? start[c] : (const unsigned char *)"";
+        fl.n[i] = c >= 0 ? len[c] : 0;
+    }
+    PyObject *result = tally_fields(t, &fl, args[1]);
+    fields_clear(&fl);
     return result;
 }
 
@@ -1713,6 +1897,7 @@ done:
 
 static PyMethodDef tally_methods[] = {
     {"row", (PyCFunction)(void (*)(void))tally_row, METH_FASTCALL, tally_row_doc},
+    {"text", (PyCFunction)(void (*)(void))tally_text, METH_FASTCALL, tally_text_doc},
     {"add", (PyCFunction)(void (*)(void))tally_add, METH_FASTCALL, tally_add_doc},
     {"export", (PyCFunction)tally_export, METH_NOARGS, tally_export_doc},
     {NULL, NULL, 0, NULL},

@@ -21,7 +21,15 @@ def row(*fields_and_keep: Any) -> Any:
 class Tally:
     """A range's Aggregate cells, counted in C (report/tally.py)."""
 
-    def __init__(self, intervals: bool) -> None: ...
+    def __init__(
+        self,
+        intervals: bool,
+        delimiter: str | None = None,
+        columns: tuple[int, ...] | None = None,
+        ncols: int = 0,
+    ) -> None: ...
+    def text(self, row: str, keep: Any, /) -> bool | None:
+        """row() of a whole row's text (ASCII, a whole row's delimiters); None: decline."""
     def row(self, *fields_and_keep: Any) -> bool | None:
         """row()'s row counted: True; False: keep dropped it; None: decline."""
     def add(self, facts: Any, ok: bool, /) -> None:

@@ -63,13 +63,21 @@ class RowCounter:
         # With the C extension, rows are counted into a Tally (report/tally.py); it is
         # made when counting starts so that tests and the bench can switch it off
         # (facts.fast_available) or change aggregate.INTERVALS first.
-        self._tally: Any = (
-            facts._fastrow.Tally(aggregate.INTERVALS) if facts.fast_available else None
-        )
+        self._tally: Any = None
+        if facts.fast_available:
+            # Tally.text splits a row itself, as str.split does, given the layout.
+            columns = tuple(cols.index(c) if c in cols else -1 for c in _ARGS)
+            self._tally = facts._fastrow.Tally(
+                aggregate.INTERVALS, layout.delimiter, columns, len(cols)
+            )
 
     def add(self, row: str, count: int | None = None) -> None:
         """One row; `count` is its number of delimiters when the caller knows it."""
         layout = self.layout
+        tally = self._tally
+        # The usual row, whole, to C: True counted, False filtered, None: see below.
+        if tally is not None and tally.text(row, self.keep) is not None:
+            return
         if count is None:
             count = row.count(layout.delimiter)
         if count == self._need:
@@ -83,7 +91,6 @@ class RowCounter:
             parts = list(fields.values())
         parts.append("")
         args = self._fields(parts)
-        tally = self._tally
         if tally is None:
             outcome = row_facts(*args, self.keep)
             if outcome is not None:
