@@ -307,12 +307,14 @@ def report_json(path: Path, fast: bool, monkeypatch: pytest.MonkeyPatch, workers
     return render_json(agg.finish(prices))
 
 
-def agg_state(path: Path, fast: bool, monkeypatch: pytest.MonkeyPatch, workers: int) -> str:
+def agg_state(
+    path: Path, fast: bool, monkeypatch: pytest.MonkeyPatch, workers: int, keep: Any = None
+) -> str:
     """Everything an Aggregate holds, floats by repr: equal strings, equal bits."""
     from dataclasses import asdict, fields
 
     monkeypatch.setattr(facts, "fast_available", fast)
-    agg = aggregate_file(Dump.open(str(path)), workers=workers, chunk_bytes=64 << 10)
+    agg = aggregate_file(Dump.open(str(path)), workers=workers, chunk_bytes=64 << 10, keep=keep)
     monkeypatch.undo()
     out = [repr((agg.rows, agg.steps, agg.no_record, agg.foreign, sorted(agg.unparsed.items())))]
     out.append(repr((agg.first_start, agg.last_end, list(agg.cells), list(agg.busbw_tax))))
@@ -480,7 +482,7 @@ def test_mixed_dump_same_aggregate_and_report(
     out = [next(lines)]
     for line in lines:
         parts = line.rstrip("\n").split(DELIMITER)
-        how = rng.randrange(12)
+        how = rng.randrange(14)
         if how == 0:
             parts[col["JobIDRaw"]] += ".batch"
         elif how == 1:
@@ -493,10 +495,23 @@ def test_mixed_dump_same_aggregate_and_report(
             parts[col["AdminComment"]] = ""
         elif how == 5:
             parts[col["NNodes"]] = ""
+        elif how == 6:
+            parts[col["User"]] = "jos\u00e9"  # a row that is not ASCII: split in Python
+        elif how == 7:
+            parts[col["JobName"]] = "two\nlines"  # a row over two lines
+        elif how == 8:
+            parts[col["Partition"]] = rng.choice(["", "p\u00e4", "gpu"])
         out.append(DELIMITER.join(parts) + "\n")
     path = tmp_path / "mixed.txt"
     path.write_text("".join(out))
     assert agg_state(path, True, monkeypatch, 2) == agg_state(path, False, monkeypatch, 2)
+
+    def keep(partition: str, user: str, account: str, *times: float | None) -> bool:
+        return partition != "gpu" and not user.endswith("7") and (times[1] or 0) % 3 != 0
+
+    filtered = agg_state(path, True, monkeypatch, 2, keep)
+    assert filtered == agg_state(path, False, monkeypatch, 2, keep)
+    assert filtered != agg_state(path, True, monkeypatch, 2)
     assert report_json(path, True, monkeypatch, 1) == report_json(path, False, monkeypatch, 1)
 
 
