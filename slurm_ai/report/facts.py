@@ -3,6 +3,11 @@
 Pure and defensive: every record field is optional, wrong types count as
 missing, and nothing here raises for bad input. The outcome says whether the
 row had a record, had none, or had one we could not read (and why).
+
+These are the rules; the optional C extension (_fastrow.c, docs/report.md "The C
+extension") applies the same rules to the usual row and declines every other row
+to row_facts, so the report is the same with or without it. A change to a rule
+here needs the same change there (tests/report/test_fastrow.py compares them).
 """
 
 from __future__ import annotations
