@@ -73,13 +73,25 @@ class RowCounter:
                 aggregate.INTERVALS, layout.delimiter, columns, len(cols)
             )
 
+    @property
+    def text(self) -> Callable[[str, RowFilter | None], bool | None] | None:
+        """Tally.text (None without the extension): the usual row, whole, to C.
+
+        True counted, False filtered, None: give the row to add_split.
+        """
+        return self._tally.text if self._tally is not None else None
+
     def add(self, row: str, count: int | None = None) -> None:
         """One row; `count` is its number of delimiters when the caller knows it."""
-        layout = self.layout
         tally = self._tally
-        # The usual row, whole, to C: True counted, False filtered, None: see below.
         if tally is not None and tally.text(row, self.keep) is not None:
             return
+        self.add_split(row, count)
+
+    def add_split(self, row: str, count: int | None = None) -> None:
+        """add() of a row that Tally.text declined (or without the extension)."""
+        layout = self.layout
+        tally = self._tally
         if count is None:
             count = row.count(layout.delimiter)
         if count == self._need:
@@ -128,9 +140,17 @@ def count_rows(layout: Layout, rows: Iterable[str], keep: RowFilter | None = Non
 def count_range(dump: Dump, a: int, b: int, keep: RowFilter | None = None) -> Aggregate:
     """Aggregate of the rows that byte range [a, b) of a dump owns."""
     counter = RowCounter(dump.layout, keep)
-    add = counter.add
-    for row, count in rows_in_range(dump, a, b):
-        add(row, count)
+    text = counter.text
+    if text is None:
+        add = counter.add
+        for row, count in rows_in_range(dump, a, b):
+            add(row, count)
+    else:
+        # RowCounter.add's first step inline: a Python call less per row (a million).
+        add_split = counter.add_split
+        for row, count in rows_in_range(dump, a, b):
+            if text(row, keep) is None:
+                add_split(row, count)
     return counter.finish()
 
 
