@@ -39,8 +39,12 @@ from slurm_ai.report.synth import dump_lines
 # Each report runs as `python -c RUN % SETUP`: SETUP switches a part off before the CLI
 # starts (forked workers inherit it).
 RUN = "import sys; %s; from slurm_ai.cli import main; main(sys.argv[1:], prog_name='slurm-ai')"
-# The C extension off: the pure-Python path (msgspec and ISA-L where installed).
-NO_C = "from slurm_ai.report import facts; facts.fast_available = False"
+# The C extension off (rows and records): the pure-Python path (msgspec and ISA-L where
+# installed).
+NO_C = (
+    "from slurm_ai.report import dumpfile, facts; "
+    "facts.fast_available = dumpfile.fast_available = False"
+)
 # The optional msgspec decoding off as well: json.loads for every record.
 NO_MSGSPEC = f"{NO_C}; facts.slim_available = False"
 # Without the 95% intervals (issue 13): the figures alone, as before them.

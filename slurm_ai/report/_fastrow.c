@@ -1913,6 +1913,222 @@ static PyTypeObject TallyType = {
     .tp_new = tally_new,
 };
 
+/* ------------------------------------------------------------------ Assembler */
+
+/* dumpfile.rows_in_range's per-line loop in C: the same rule, the same rows (see its
+ * docstring for why the rule is certain). Python reads the blocks and the lines
+ * (dumpfile._blocks); feed() takes one block's lines and returns the rows they finish. */
+
+typedef struct {
+    PyObject_HEAD
+    unsigned char delim;
+    Py_ssize_t need, fixed;
+    long long a, b, prev_pos;
+    Py_ssize_t prev_count, pending_count;
+    int searching, done;
+    PyObject *pending; /* list of bytes: the lines of the row being assembled */
+} Assembler;
+
+/* A byte of sacct._ROW_START's job id class: [0-9_.+A-Za-z\[\]-]. */
+static int id_byte(unsigned char c) {
+    return (c >= '0' && c <= '9') || (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') ||
+           c == '_' || c == '.' || c == '+' || c == '[' || c == ']' || c == '-';
+}
+
+/* dumpfile._Rules.start_match (rb"[0-9]+[0-9_.+A-Za-z\[\]-]*" + delim) for a delimiter
+ * outside the class (the constructor checks): the regex cannot backtrack into the run. */
+static int row_start(const unsigned char *s, Py_ssize_t n, unsigned char delim) {
+    if (n < 1 || s[0] < '0' || s[0] > '9') return 0;
+    Py_ssize_t i = 1;
+    while (i < n && id_byte(s[i])) i++;
+    return i < n && s[i] == delim;
+}
+
+static void assembler_dealloc(Assembler *self) {
+    Py_XDECREF(self->pending);
+    Py_TYPE(self)->tp_free((PyObject *)self);
+}
+
+static PyObject *assembler_new(PyTypeObject *type, PyObject *args, PyObject *kw) {
+    const char *delim;
+    Py_ssize_t delim_len, need, fixed;
+    long long a, b;
+    int searching;
+    static char *names[] = {"delim", "need", "fixed", "a", "b", "searching", NULL};
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "y#nnLLp", names, &delim, &delim_len, &need,
+                                     &fixed, &a, &b, &searching))
+        return NULL;
+    if (delim_len != 1 || id_byte((unsigned char)delim[0]) || delim[0] == '\n') {
+        PyErr_SetString(PyExc_ValueError, "Assembler: the delimiter must be one byte, no id byte");
+        return NULL;
+    }
+    Assembler *self = (Assembler *)type->tp_alloc(type, 0);
+    if (!self) return NULL;
+    self->delim = (unsigned char)delim[0];
+    self->need = need;
+    self->fixed = fixed;
+    self->a = a;
+    self->b = b;
+    self->searching = searching;
+    self->prev_pos = -1;
+    self->prev_count = -1;
+    self->pending = PyList_New(0);
+    if (!self->pending) {
+        Py_DECREF(self);
+        return NULL;
+    }
+    return (PyObject *)self;
+}
+
+/* The pending lines joined by "\n", decoded (utf-8, "replace"), with the count. */
+static PyObject *pending_row(Assembler *self) {
+    PyObject *text;
+    Py_ssize_t k = PyList_GET_SIZE(self->pending);
+    if (k == 1) {
+        PyObject *line = PyList_GET_ITEM(self->pending, 0);
+        text = PyUnicode_DecodeUTF8(PyBytes_AS_STRING(line), PyBytes_GET_SIZE(line), "replace");
+    } else {
+        /* b"\n".join(pending), by hand (no private API) */
+        Py_ssize_t total = k - 1;
+        for (Py_ssize_t i = 0; i < k; i++) total += PyBytes_GET_SIZE(PyList_GET_ITEM(self->pending, i));
+        PyObject *joined = PyBytes_FromStringAndSize(NULL, total);
+        if (!joined) return NULL;
+        char *w = PyBytes_AS_STRING(joined);
+        for (Py_ssize_t i = 0; i < k; i++) {
+            PyObject *part = PyList_GET_ITEM(self->pending, i);
+            if (i) *w++ = '\n';
+            memcpy(w, PyBytes_AS_STRING(part), (size_t)PyBytes_GET_SIZE(part));
+            w += PyBytes_GET_SIZE(part);
+        }
+        text = PyUnicode_DecodeUTF8(PyBytes_AS_STRING(joined), PyBytes_GET_SIZE(joined),
+                                    "replace");
+        Py_DECREF(joined);
+    }
+    if (!text) return NULL;
+    return Py_BuildValue("(Nn)", text, self->pending_count);
+}
+
+static int pending_start(Assembler *self, PyObject *line, Py_ssize_t count) {
+    PyObject *list = PyList_New(1);
+    if (!list) return -1;
+    PyList_SET_ITEM(list, 0, Py_NewRef(line));
+    Py_SETREF(self->pending, list);
+    self->pending_count = count;
+    return 0;
+}
+
+PyDoc_STRVAR(assembler_feed_doc,
+             "feed(pos, lines, /)\n--\n\n"
+             "The (row, delimiter count) pairs these lines finish; pos: the first's offset.\n"
+             "After it, `done` says the range ended (no more blocks needed).");
+
+static PyObject *assembler_feed(Assembler *self, PyObject *const *args, Py_ssize_t nargs) {
+    if (nargs != 2 || !PyList_Check(args[1])) {
+        PyErr_SetString(PyExc_TypeError, "feed(pos, lines)");
+        return NULL;
+    }
+    long long pos = PyLong_AsLongLong(args[0]);
+    if (pos == -1 && PyErr_Occurred()) return NULL;
+    PyObject *lines = args[1], *out = PyList_New(0);
+    if (!out) return NULL;
+    Py_ssize_t total = PyList_GET_SIZE(lines);
+    for (Py_ssize_t li = 0; li < total && !self->done; li++) {
+        PyObject *line = PyList_GET_ITEM(lines, li);
+        if (!PyBytes_Check(line)) {
+            PyErr_SetString(PyExc_TypeError, "feed: lines must be bytes");
+            goto fail;
+        }
+        const unsigned char *s = (const unsigned char *)PyBytes_AS_STRING(line);
+        Py_ssize_t len = PyBytes_GET_SIZE(line), n = len + 1;
+        PyObject *kept = Py_NewRef(line);
+        if (len > 0 && s[len - 1] == '\r') { /* a trailing "\r" is dropped */
+            len--;
+            Py_SETREF(kept, PyBytes_FromStringAndSize((const char *)s, len));
+            if (!kept) goto fail;
+        }
+        Py_ssize_t count = 0;
+        for (const unsigned char *p = s, *e = s + len;
+             (p = memchr(p, self->delim, (size_t)(e - p))) != NULL; p++)
+            count++;
+        int is_start = count >= self->fixed && row_start(s, len, self->delim);
+        int rc = 0;
+        if (self->searching) {
+            /* looking for B(a): P must start at or after a */
+            if (is_start && self->prev_pos >= self->a && self->prev_count >= self->need) {
+                if (self->prev_pos >= self->b) {
+                    self->done = 1; /* B(a) is B(b): this range owns no row */
+                } else {
+                    self->searching = 0;
+                    rc = pending_start(self, kept, count);
+                }
+            }
+        } else if (PyList_GET_SIZE(self->pending) == 0) {
+            rc = pending_start(self, kept, count); /* the first row of the data */
+        } else if (is_start && self->pending_count >= self->need) {
+            PyObject *row = pending_row(self);
+            rc = row ? PyList_Append(out, row) : -1;
+            Py_XDECREF(row);
+            if (rc == 0) {
+                if (self->prev_pos >= self->b && self->prev_count >= self->need)
+                    self->done = 1; /* B(b): the next range's first row */
+                else
+                    rc = pending_start(self, kept, count);
+            }
+        } else {
+            rc = PyList_Append(self->pending, kept); /* newline inside free text */
+            self->pending_count += count;
+        }
+        Py_DECREF(kept);
+        if (rc < 0) goto fail;
+        if (self->done) break;
+        self->prev_pos = pos;
+        self->prev_count = count;
+        pos += n;
+    }
+    return out;
+fail:
+    Py_DECREF(out);
+    return NULL;
+}
+
+PyDoc_STRVAR(assembler_finish_doc,
+             "finish()\n--\n\n"
+             "The last row after the last block, or None (rows_in_range's tail).");
+
+static PyObject *assembler_finish(Assembler *self, PyObject *unused) {
+    Py_ssize_t k = PyList_GET_SIZE(self->pending);
+    if (self->done || self->searching || k == 0) Py_RETURN_NONE;
+    if (k == 1 && PyBytes_GET_SIZE(PyList_GET_ITEM(self->pending, 0)) == 0)
+        Py_RETURN_NONE; /* pending == [b""] */
+    return pending_row(self);
+}
+
+static PyObject *assembler_done(Assembler *self, void *unused) {
+    return PyBool_FromLong(self->done);
+}
+
+static PyGetSetDef assembler_getset[] = {
+    {"done", (getter)assembler_done, NULL, "the range ended", NULL},
+    {NULL, NULL, NULL, NULL, NULL},
+};
+
+static PyMethodDef assembler_methods[] = {
+    {"feed", (PyCFunction)(void (*)(void))assembler_feed, METH_FASTCALL, assembler_feed_doc},
+    {"finish", (PyCFunction)assembler_finish, METH_NOARGS, assembler_finish_doc},
+    {NULL, NULL, 0, NULL},
+};
+
+static PyTypeObject AssemblerType = {
+    PyVarObject_HEAD_INIT(NULL, 0).tp_name = "slurm_ai.report._fastrow.Assembler",
+    .tp_basicsize = sizeof(Assembler),
+    .tp_dealloc = (destructor)assembler_dealloc,
+    .tp_flags = Py_TPFLAGS_DEFAULT,
+    .tp_doc = PyDoc_STR("Assembler(delim, need, fixed, a, b, searching): rows_in_range's loop."),
+    .tp_methods = assembler_methods,
+    .tp_getset = assembler_getset,
+    .tp_new = assembler_new,
+};
+
 static PyMethodDef methods[] = {
     {"figures", fastrow_figures, METH_O, figures_doc},
     {"payload", fastrow_payload, METH_O, payload_doc},
@@ -1952,7 +2168,8 @@ PyMODINIT_FUNC PyInit__fastrow(void) {
     }
     if (!str_unknown || !str_ok || !str_failed || !str_empty ||
         PyModule_AddStringConstant(m, "INFLATER", FASTROW_INFLATER) < 0 ||
-        PyType_Ready(&TallyType) < 0 ||
+        PyType_Ready(&TallyType) < 0 || PyType_Ready(&AssemblerType) < 0 ||
+        PyModule_AddObjectRef(m, "Assembler", (PyObject *)&AssemblerType) < 0 ||
         PyModule_AddObjectRef(m, "Tally", (PyObject *)&TallyType) < 0) {
         Py_DECREF(m);
         return NULL;

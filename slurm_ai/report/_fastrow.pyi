@@ -36,3 +36,13 @@ class Tally:
         """A JobFacts that row_facts made, counted in row order."""
     def export(self) -> tuple[Any, ...]:
         """What was counted, as plain values (tally.export_into)."""
+
+class Assembler:
+    """dumpfile.rows_in_range's per-line loop (dumpfile._rows_in_range_c)."""
+
+    done: bool
+    def __init__(
+        self, delim: bytes, need: int, fixed: int, a: int, b: int, searching: bool
+    ) -> None: ...
+    def feed(self, pos: int, lines: list[bytes], /) -> list[tuple[str, int]]: ...
+    def finish(self) -> tuple[str, int] | None: ...

@@ -7,7 +7,18 @@ from pathlib import Path
 import pytest
 
 from slurm_ai.accounting.sacct import DELIMITER, FIELDS, read_rows
+from slurm_ai.report import dumpfile
 from slurm_ai.report.dumpfile import Dump, rows_in_range
+
+
+@pytest.fixture(autouse=True, params=["python", "c"])
+def loop(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Every test twice: the Python loop, and the C one (_fastrow.Assembler) where built."""
+    if request.param == "c" and not dumpfile.fast_available:
+        pytest.skip("the C extension is not built (tests/report/test_fastrow.py says so in CI)")
+    monkeypatch.setattr(dumpfile, "fast_available", request.param == "c")
+    return str(request.param)
+
 
 D = DELIMITER
 HEADER = D.join(FIELDS) + "\n"

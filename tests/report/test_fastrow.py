@@ -20,7 +20,7 @@ from core_parts import needs
 
 from slurm_ai.errors import RecordError
 from slurm_ai.record import RECORD_VERSION, TOKEN_PREFIX, encode_record, token_payload
-from slurm_ai.report import facts
+from slurm_ai.report import dumpfile, facts
 from slurm_ai.report.dumpfile import Dump
 from slurm_ai.report.pipeline import aggregate_file
 from slurm_ai.report.prices import Prices
@@ -301,6 +301,7 @@ def test_fuzz_fixed_seed() -> None:
 
 def report_json(path: Path, fast: bool, monkeypatch: pytest.MonkeyPatch, workers: int) -> str:
     monkeypatch.setattr(facts, "fast_available", fast)
+    monkeypatch.setattr(dumpfile, "fast_available", fast)
     agg = aggregate_file(Dump.open(str(path)), workers=workers)
     monkeypatch.undo()
     prices = Prices.load(None) if hasattr(Prices, "load") else Prices()
@@ -314,6 +315,7 @@ def agg_state(
     from dataclasses import asdict, fields
 
     monkeypatch.setattr(facts, "fast_available", fast)
+    monkeypatch.setattr(dumpfile, "fast_available", fast)
     agg = aggregate_file(Dump.open(str(path)), workers=workers, chunk_bytes=64 << 10, keep=keep)
     monkeypatch.undo()
     out = [repr((agg.rows, agg.steps, agg.no_record, agg.foreign, sorted(agg.unparsed.items())))]
