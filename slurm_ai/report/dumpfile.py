@@ -23,6 +23,10 @@ reads which range, and the ranges do not depend on the number of workers.
 
 Lines are split at b"\\n" only (as sacct writes them and as the live stream
 is split); a trailing "\\r" is dropped, like `assemble_rows` does.
+
+With the optional C extension the per-line loop runs in C (_fastrow.Assembler,
+the same rule and the same rows: tests/report/test_dumpfile.py runs every cut
+through both); `fast_available = False` keeps it in Python.
 """
 
 from __future__ import annotations
