@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from core_parts import FASTROW_BUILD, missing
 
 from slurm_ai.accounting.sacct import DELIMITER, FIELDS, read_rows
 from slurm_ai.report import dumpfile
@@ -15,7 +16,7 @@ from slurm_ai.report.dumpfile import Dump, rows_in_range
 def loop(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
     """Every test twice: the Python loop, and the C one (_fastrow.Assembler) where built."""
     if request.param == "c" and not dumpfile.fast_available:
-        pytest.skip("the C extension is not built (tests/report/test_fastrow.py says so in CI)")
+        missing("the report's C extension (slurm_ai/report/_fastrow.c)", FASTROW_BUILD)
     monkeypatch.setattr(dumpfile, "fast_available", request.param == "c")
     return str(request.param)
 

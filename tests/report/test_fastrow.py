@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from core_parts import needs
+from core_parts import FASTROW_BUILD, needs
 
 from slurm_ai.errors import RecordError
 from slurm_ai.record import RECORD_VERSION, TOKEN_PREFIX, encode_record, token_payload
@@ -27,9 +27,8 @@ from slurm_ai.report.prices import Prices
 from slurm_ai.report.render import render_json
 from slurm_ai.report.synth import make_job, write_dump
 
-BUILD = "python3 setup.py build_ext --inplace, or pip install -e '.[all,dev]' (scripts/setup-deps)"
 pytestmark = needs(
-    "the report's C extension (slurm_ai/report/_fastrow.c)", facts.fast_available, BUILD
+    "the report's C extension (slurm_ai/report/_fastrow.c)", facts.fast_available, FASTROW_BUILD
 )
 
 fastrow: Any = facts._fastrow
