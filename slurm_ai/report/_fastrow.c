@@ -430,7 +430,8 @@ static int num_value(const Val *v, double *out) {
         if (digits > EXACT_INT_DIGITS) return -1;
         double d = 0;
         for (Py_ssize_t i = v->s[0] == '-'; i < v->n; i++) d = d * 10 + (v->s[i] - '0');
-        *out = v->s[0] == '-' ? -d : d;
+        /* an int has no negative zero: "-0" is 0, whose float is 0.0, not -0.0 */
+        *out = v->s[0] == '-' && d != 0 ? -d : d;
         return 1;
     }
     if (v->type == J_FLOAT) {

@@ -223,6 +223,11 @@ ODD_TAKEN: list[dict[str, Any] | str] = [
         },
     },
     {"v": 1, "nodes": {"a": {"health": {"verdict": "pass", "busbw_gbps": -1, "ranks": "8"}}}},
+    # "-0" is the int 0 (busbw 0.0), "-0.0" the float -0.0: the sign of zero is kept as read
+    '{"v":1,"nodes":{"a":{"health":{"verdict":"pass","busbw_gbps":-0,"ranks":-0}}}}',
+    '{"v":1,"nodes":{"a":{"health":{"verdict":"pass","busbw_gbps":-0.0,"size_bytes":-0.0}}}}',
+    '{"v":1,"nodes":{"a":{"energy":{"total_j":-0,"sources":[{"joules":-0,"quality":"measured"}]}}}}',
+    '{"v":1,"units":{"tokens":-0,"epochs":-0.0}}',
     '{"v":1,"units":{"tokens":-5,"epochs":"3","requests":2,"other":1,"samples":1e400}}',
     '{"v":1,"nodes":{"a":{"health":{"verdict":"pass","busbw_gbps":1E+2,"ranks":-1e400}}}}',
     ' \t\r\n{ "v" : 1 , "nodes" : { "a" : { } } } \n',
