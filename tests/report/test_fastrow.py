@@ -556,3 +556,26 @@ def test_every_prefix_and_random_bytes() -> None:
         else:
             check(token)
         fastrow.payload(TOKEN_PREFIX + rng.randbytes(rng.randrange(30)).hex())
+
+
+def test_fuzz_number_literals_fixed_seed() -> None:
+    """Every number of synthetic records swapped, at random, for a tricky literal."""
+    import re
+
+    tricky = [
+        "-0", "-0.0", "0", "0.0", "0e0", "-0e-5", "1E2", "1e+2", "1e-400", "4.9e-324",
+        "1e22", "1e23", "9007199254740993", "123456789012345", "1234567890123456",
+        "0.1", "0.30000000000000004", "1e308", "1.8e308", "-1", "2.5", "7", "1.0",
+    ]  # fmt: skip
+    number = re.compile(r"(?<=[:\[,])-?\d+(?:\.\d+)?(?:[eE][+-]?\d+)?(?=[,\]}])")
+    rng = random.Random(99)
+    taken = 0
+    for i in range(600):
+        text = json.dumps(make_job(rng, 9000 + i)[1], separators=(",", ":"))
+        text = number.sub(lambda m: rng.choice(tricky) if rng.random() < 0.3 else m[0], text)
+        token = token_of(text)
+        if python_figures(token) is None:
+            assert fastrow.figures(token) is None, text
+        else:
+            taken += check(token)
+    assert taken > 200
