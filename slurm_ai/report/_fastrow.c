@@ -1272,22 +1272,6 @@ static int job_of_row(Fields *fl, PyObject *keep, Job *j) {
         j->model = Py_NewRef(str_cpu);
     }
     if (!j->platform || !j->model) return -2;
-    j->gpus = gpus_of(fl);
-    if (!j->gpus) return -2;
-    if (j->gpus == Py_None) {
-        Py_SETREF(j->gpus, PyLong_FromLong(f->rec_gpus));
-        if (!j->gpus) return -2;
-    } else if (!PyLong_CheckExact(j->gpus)) {
-        return -1;
-    }
-    int overflow;
-    long long gpus = PyLong_AsLongLongAndOverflow(j->gpus, &overflow);
-    if (overflow || gpus < 0 || gpus > (1LL << 53)) return -1; /* not exact as a double */
-    if (gpus == -1 && PyErr_Occurred()) return -2;
-    j->gpu_count = (double)gpus;
-    /* Cell.add's f.nnodes * elapsed and f.gpus * elapsed: small ints, exact as doubles */
-    j->node_s = j->nnodes * elapsed;
-    j->gpu_s = j->gpu_count * elapsed;
     j->has_start = j->has_end = 1;
     j->has_busbw = f->has_busbw;
     j->busbw = f->busbw;
@@ -1312,6 +1296,24 @@ static int job_of_row(Fields *fl, PyObject *keep, Job *j) {
         has_requests |= u == 3;
     }
     int workload = f->workload;
+    long rec_gpus = f->rec_gpus;
+    /* figs holds nothing needed past here: tres_gpus (Python) may run anything */
+    j->gpus = gpus_of(fl);
+    if (!j->gpus) return -2;
+    if (j->gpus == Py_None) {
+        Py_SETREF(j->gpus, PyLong_FromLong(rec_gpus));
+        if (!j->gpus) return -2;
+    } else if (!PyLong_CheckExact(j->gpus)) {
+        return -1;
+    }
+    int overflow;
+    long long gpus = PyLong_AsLongLongAndOverflow(j->gpus, &overflow);
+    if (overflow || gpus < 0 || gpus > (1LL << 53)) return -1; /* not exact as a double */
+    if (gpus == -1 && PyErr_Occurred()) return -2;
+    j->gpu_count = (double)gpus;
+    /* Cell.add's f.nnodes * elapsed and f.gpus * elapsed: small ints, exact as doubles */
+    j->node_s = j->nnodes * elapsed;
+    j->gpu_s = j->gpu_count * elapsed;
     j->guessed = workload < 0;
     if (j->guessed) /* facts.guess_workload */
         workload = has_requests        ? 2
