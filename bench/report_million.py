@@ -5,17 +5,18 @@
 The dump is generated once (slurm_ai.report.synth, seed 1) and reused; a dump
 of an older token format is regenerated. Each figure is measured in this run:
 the baseline is reading the same file line by line (the floor any streaming
-reader pays); the report runs with one worker per core, with one worker, and
-(when msgspec is installed) with the json.loads-only decoding that a machine
-without msgspec gets. Peak memory is the largest process's max RSS (report
-main process or a worker), from getrusage of the waited children; CPU is
-their user+sys time, which other load on the machine does not inflate the way
-it does wall time (the load average is printed for that reason).
+reader pays); then the report, one worker per core: with the C extension
+(slurm_ai/report/_fastrow.c) without and with the 95% intervals, then without
+the extension (the pure-Python path: msgspec and ISA-L where installed, then
+zlib), with one worker, and with json.loads for every record (no msgspec).
+Each run is one `python -c` process that switches a part off first (facts.
+fast_available, slim_available, aggregate.INTERVALS); its wall time, its CPU
+(user+sys of the report and its workers, from wait4) and its peak RSS (the
+largest of those processes, this run alone). CPU per job is the figure other
+load on the shared machine inflates least; the load average is printed with
+each row for that reason.
 Target (issue 7): at most 10 s and 1 GiB on the 2-core dev machine; issue 13
-keeps it with the 95% intervals on, and runs the report once without them
-(aggregate.INTERVALS off) right before, to show what they cost. Where the
-optional isal package is installed, one run inflates with zlib instead, to show
-what ISA-L saves.
+keeps it with the 95% intervals on.
 """
 
 from __future__ import annotations
@@ -23,7 +24,6 @@ from __future__ import annotations
 import argparse
 import multiprocessing
 import os
-import resource
 import subprocess
 import sys
 import time
@@ -31,25 +31,27 @@ import zlib
 from pathlib import Path
 
 from slurm_ai.record import is_token
+from slurm_ai.report import facts
 from slurm_ai.report import slim as slim_module
 from slurm_ai.report.slim import available as msgspec_available
 from slurm_ai.report.synth import dump_lines
 
-# A report run with the optional msgspec decoding switched off (forked workers inherit it).
-NO_MSGSPEC = (
-    "import sys; from slurm_ai.report import facts; facts.slim_available = False; "
-    "from slurm_ai.cli import main; main(sys.argv[1:], prog_name='slurm-ai')"
+# Each report runs as `python -c RUN % SETUP`: SETUP switches a part off before the CLI
+# starts (forked workers inherit it).
+RUN = "import sys; %s; from slurm_ai.cli import main; main(sys.argv[1:], prog_name='slurm-ai')"
+# The C extension off (rows and records): the pure-Python path (msgspec and ISA-L where
+# installed).
+NO_C = (
+    "from slurm_ai.report import dumpfile, facts; "
+    "facts.fast_available = dumpfile.fast_available = False"
 )
-# A report run without the 95% intervals (issue 13): the figures alone, as before them.
-NO_INTERVALS = (
-    "import sys; from slurm_ai.report import aggregate; aggregate.INTERVALS = False; "
-    "from slurm_ai.cli import main; main(sys.argv[1:], prog_name='slurm-ai')"
-)
-# A report run with zlib's inflate where ISA-L's (the optional isal package) is installed.
+# The optional msgspec decoding off as well: json.loads for every record.
+NO_MSGSPEC = f"{NO_C}; facts.slim_available = False"
+# Without the 95% intervals (issue 13): the figures alone, as before them.
+NO_INTERVALS = "from slurm_ai.report import aggregate; aggregate.INTERVALS = False"
+# The Python path with zlib's inflate where ISA-L's (the optional isal package) is installed.
 ZLIB_INFLATE = (
-    "import sys, zlib; from slurm_ai.report import facts; "
-    "facts.inflate, facts.inflate_errors = zlib.decompress, (zlib.error,); "
-    "from slurm_ai.cli import main; main(sys.argv[1:], prog_name='slurm-ai')"
+    f"{NO_C}; import zlib; facts.inflate, facts.inflate_errors = zlib.decompress, (zlib.error,)"
 )
 
 
@@ -84,35 +86,20 @@ def current(dump: Path) -> bool:
     return is_token(line.rsplit(" ", 1)[-1].rsplit("\x1f", 1)[-1]) and "sai1:" in line
 
 
-def run_report(
-    dump: Path, workers: int, slim: bool = True, intervals: bool = True, fast_inflate: bool = True
-) -> tuple[float, float, float]:
-    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+def run_report(dump: Path, workers: int, setup: str) -> tuple[float, float, float]:
+    """(wall s, CPU s, peak RSS MiB) of one report run, its workers included."""
+    argv = [sys.executable, "-c", RUN % (setup or "pass")]
+    argv += ["report", "--from", str(dump), "--format", "json", "--workers", str(workers)]
     t = time.perf_counter()
-    head = [sys.executable, "-m", "slurm_ai"]
-    if not slim:
-        head = [sys.executable, "-c", NO_MSGSPEC]
-    elif not intervals:
-        head = [sys.executable, "-c", NO_INTERVALS]
-    elif not fast_inflate:
-        head = [sys.executable, "-c", ZLIB_INFLATE]
-    argv = [
-        *head,
-        "report",
-        "--from",
-        str(dump),
-        "--format",
-        "json",
-        "--workers",
-        str(workers),
-    ]
-    subprocess.run(argv, check=True, stdout=subprocess.DEVNULL)
+    proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL)
+    # wait4's usage covers the report and the workers it waited for: user+sys time, and
+    # the largest max RSS of them (the main process or one worker), of this run alone.
+    _, status, usage = os.wait4(proc.pid, 0)
     wall = time.perf_counter() - t
-    after = resource.getrusage(resource.RUSAGE_CHILDREN)
-    cpu = (after.ru_utime + after.ru_stime) - (before.ru_utime + before.ru_stime)
-    # ru_maxrss of children is the largest process so far: the bench's own
-    # children before this run are the dump generators, smaller than a report.
-    return wall, cpu, after.ru_maxrss / 1024  # MiB
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    if proc.returncode:
+        raise SystemExit(f"report failed: exit {proc.returncode}")
+    return wall, usage.ru_utime + usage.ru_stime, usage.ru_maxrss / 1024
 
 
 def main() -> None:
@@ -132,33 +119,42 @@ def main() -> None:
     cores = len(os.sched_getaffinity(0))
     print(f"jobs: {args.jobs}, dump {dump.stat().st_size / 1e9:.2f} GB, cores: {cores}")
     print(f"baseline (read lines only): {base:.2f} s; load average {os.getloadavg()[0]:.2f}")
-    # (workers, msgspec, intervals, ISA-L): intervals off first, then on, so the two
-    # runs that differ only by the intervals sit next to each other in time; then
-    # zlib's inflate right after, for the same reason.
+    # (workers, label, setup). Pairs that differ by one thing run next to each other
+    # in time (the machine is shared): intervals off then on; C then pure Python.
+    c_built = facts.fast_available
     isal = slim_module.inflate is not zlib.decompress
-    runs = [(cores, True, False, isal), (cores, True, True, isal)]
-    if isal:
-        runs.append((cores, True, True, False))
+    c_name = f"C extension ({_fastrow_inflater()})" if c_built else "no C extension built"
+    runs = [
+        (cores, f"{c_name}, no intervals", NO_INTERVALS),
+        (cores, f"{c_name}, intervals", ""),
+    ]
+    if c_built:
+        python = "Python, " + ("msgspec" if msgspec_available() else "json.loads")
+        runs.append((cores, f"{python}, {'ISA-L' if isal else 'zlib'}, intervals", NO_C))
+        if isal:
+            runs.append((cores, f"{python}, zlib, intervals", ZLIB_INFLATE))
     else:
-        print("isal not installed: records are inflated by zlib (pip install 'slurm-ai[report]')")
+        print("the C extension is not built: python3 setup.py build_ext --inplace")
+    if not isal:
+        print("isal not installed: Python inflates with zlib (pip install 'slurm-ai[report]')")
     if not args.skip_serial:
-        runs.append((1, True, True, isal))
+        runs.append((1, f"{c_name}, intervals", ""))
     if msgspec_available():
-        runs.append((cores, False, True, isal))
-    else:
-        print("msgspec not installed: every record goes through json.loads")
-    for workers, slim, intervals, fast_inflate in runs:
-        wall, cpu, peak = run_report(dump, workers, slim, intervals, fast_inflate)
-        how = "msgspec" if slim and msgspec_available() else "json.loads"
-        how += ", ISA-L" if fast_inflate else ", zlib"
-        how += ", intervals" if intervals else ", no intervals"
+        runs.append((cores, "Python, json.loads, intervals", NO_MSGSPEC))
+    for workers, label, setup in runs:
+        wall, cpu, peak = run_report(dump, workers, setup)
         print(
-            f"report --workers {workers} ({how}): {wall:.2f} s = {wall / base:.1f}x baseline, "
+            f"report --workers {workers} ({label}): {wall:.2f} s = {wall / base:.1f}x baseline, "
             f"{args.jobs / wall:,.0f} jobs/s, CPU {cpu:.1f} s = {cpu / args.jobs * 1e6:.1f} us/job, "
             f"peak RSS {peak:.0f} MiB; "
             f"target 10 s: {'met' if wall <= 10 else f'{wall / 10:.2f}x over'}; "
-            f"load average now {os.getloadavg()[0]:.2f}"
+            f"load average now {os.getloadavg()[0]:.2f}",
+            flush=True,
         )
+
+
+def _fastrow_inflater() -> str:
+    return str(getattr(facts._fastrow, "INFLATER", "?"))
 
 
 if __name__ == "__main__":

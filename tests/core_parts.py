@@ -84,6 +84,11 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
 
 SETUP_DEPS = "scripts/setup-deps"
 DEV_EXTRA = "pip install -e '.[all,dev]' (scripts/setup-deps)"
+# The report's optional C extension (slurm_ai/report/_fastrow.c): built by pip install.
+FASTROW_BUILD = (
+    "gcc python3-dev zlib1g-dev libisal-dev, then pip install -e '.[all,dev]' or "
+    "python3 setup.py build_ext --inplace (scripts/setup-deps)"
+)
 # The native AdminComment writer: built on the node against its Slurm headers.
 TOOLCHAIN = "a C compiler and the Slurm headers (native AdminComment writer)"
 TOOLCHAIN_PACKAGES = f"gcc libc6-dev libslurm-dev ({SETUP_DEPS})"

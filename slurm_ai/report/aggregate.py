@@ -164,20 +164,30 @@ class Aggregate:
         self.unparsed[reason] += 1
 
     def add(self, outcome: Outcome) -> None:
+        f = self.add_counts(outcome)
+        if f is not None:
+            self.add_facts(f, outcome.kind)
+
+    def add_counts(self, outcome: Outcome) -> JobFacts | None:
+        """The row counts of one outcome; its facts for add_facts (None: nothing more)."""
         self.rows += 1
         kind = outcome.kind
         if kind == STEP:
             self.steps += 1
-            return
+            return None
         if outcome.foreign:
             self.foreign += 1
         if kind == NONE:
             self.no_record += 1
         elif kind == BAD:
             self.unparsed[outcome.reason or "corrupt record"] += 1
-        f = outcome.facts
-        if f is None:
-            return
+        return outcome.facts
+
+    def add_facts(self, f: JobFacts, kind: str) -> None:
+        """One job into its cell, the busbw tax series and the time span.
+
+        _fastrow.Tally does the same in C (report/tally.py); keep the two alike.
+        """
         platform = f.platform
         key = (f.partition, platform, f.workload, f.model)
         cell = self.cells.get(key)

@@ -23,6 +23,10 @@ reads which range, and the ranges do not depend on the number of workers.
 
 Lines are split at b"\\n" only (as sacct writes them and as the live stream
 is split); a trailing "\\r" is dropped, like `assemble_rows` does.
+
+With the optional C extension the per-line loop runs in C (_fastrow.Assembler,
+the same rule and the same rows: tests/report/test_dumpfile.py runs every cut
+through both); `fast_available = False` keeps it in Python.
 """
 
 from __future__ import annotations
@@ -34,8 +38,17 @@ from dataclasses import dataclass
 
 from slurm_ai.accounting.sacct import DEFAULT_LAYOUT, FREE_TEXT, Layout, parse_header
 
+try:
+    from slurm_ai.report import _fastrow  # optional C extension (setup.py)
+except ImportError:
+    _fastrow = None  # type: ignore[assignment]
+
 BLOCK_BYTES = 4 << 20
 HEADER_MAX = 64 << 10
+# The per-line loop of rows_in_range in C when the optional extension is built (tests
+# and the bench switch it off); a delimiter the job id class holds stays in Python.
+fast_available = _fastrow is not None
+_ID_BYTE = re.compile(rb"[0-9_.+A-Za-z\[\]\n-]")
 
 
 @dataclass(frozen=True)
@@ -110,6 +123,28 @@ def rows_in_range(
 ) -> Iterator[tuple[str, int]]:
     """(row, delimiter count) of the rows that range [a, b) owns (see module doc)."""
     rules = _Rules(dump.layout)
+    if fast_available and len(rules.delim) == 1 and not _ID_BYTE.match(rules.delim):
+        return _rows_in_range_c(dump, a, b, block, rules)
+    return _rows_in_range_py(dump, a, b, block, rules)
+
+
+def _rows_in_range_c(
+    dump: Dump, a: int, b: int, block: int, rules: _Rules
+) -> Iterator[tuple[str, int]]:
+    """The loop below in C (_fastrow.Assembler): the same rule, the same rows."""
+    assembler = _fastrow.Assembler(rules.delim, rules.need, rules.fixed, a, b, a > dump.data_start)
+    for pos, lines in _blocks(dump.path, a, block):
+        yield from assembler.feed(pos, lines)
+        if assembler.done:
+            return
+    tail = assembler.finish()
+    if tail is not None:
+        yield tail
+
+
+def _rows_in_range_py(
+    dump: Dump, a: int, b: int, block: int, rules: _Rules
+) -> Iterator[tuple[str, int]]:
     delim, need, fixed, start_match = rules.delim, rules.need, rules.fixed, rules.start_match
     pending: list[bytes] = []
     pending_count = 0

@@ -3,6 +3,11 @@
 Pure and defensive: every record field is optional, wrong types count as
 missing, and nothing here raises for bad input. The outcome says whether the
 row had a record, had none, or had one we could not read (and why).
+
+These are the rules; the optional C extension (_fastrow.c, docs/report.md "The C
+extension") applies the same rules to the usual row and declines every other row
+to row_facts, so the report is the same with or without it. A change to a rule
+here needs the same change there (tests/report/test_fastrow.py compares them).
 """
 
 from __future__ import annotations
@@ -23,6 +28,11 @@ from slurm_ai.record import (
 from slurm_ai.report.slim import INFLATE_ERRORS, inflate, slim_record, slim_struct
 from slurm_ai.report.slim import available as _slim_available
 
+try:
+    from slurm_ai.report import _fastrow  # optional C extension (setup.py)
+except ImportError:  # not built: every record decodes in Python, same figures
+    _fastrow = None  # type: ignore[assignment]
+
 WORKLOADS = ("training", "fine-tuning", "inference", "data-science")
 UNITS = ("tokens", "epochs", "samples", "requests")
 # Health verdicts that carry a real bandwidth measurement, and those that count as failed.
@@ -31,6 +41,9 @@ CHECKED_VERDICTS = frozenset({"pass", "warn", "fail", "timeout"})
 FAILED_VERDICTS = frozenset({"fail", "timeout"})
 NO_RECORD = "no record"
 slim_available = _slim_available()  # tests switch it off to compare both paths
+# The C decode of a token into its figures (_fastrow.c); tests and the bench switch it
+# off to compare with the Python path, which gives the same figures.
+fast_available = _fastrow is not None
 # `inflate` (slim.py: ISA-L when installed) and its errors: tests and the bench swap in zlib's.
 inflate_errors = INFLATE_ERRORS
 UNREADABLE = "unparsed"
@@ -87,6 +100,8 @@ class Outcome:
 
 
 STEP_OUTCOME = Outcome(STEP)
+if _fastrow is not None:  # what _fastrow.row builds, and the sacct rule it borrows
+    _fastrow.setup(JobFacts, Outcome, tres_gpus, OK, NONE, NO_RECORD)
 
 
 class RowFilter(Protocol):
@@ -394,8 +409,12 @@ def row_facts(
         token, foreign = admin_comment.strip(), False  # _split_comment's usual case
     else:
         token, foreign = _split_comment(admin_comment)
+    figures: _Figures | None = None
     if token is None:
         kind, record, reason = NONE, None, ""
+    elif fast_available and (figures := _fastrow.figures(token)) is not None:
+        # The usual record, decoded in C; anything odd declined (None) to the paths below.
+        kind, record, reason = OK, None, ""
     else:
         if slim_available:
             try:
@@ -406,7 +425,12 @@ def row_facts(
             kind, record, reason = OK, None, ""
         else:
             kind, record, reason = _decode_full(token)
-    if slim is not None:
+    if figures is not None:
+        (
+            node_count, classes, models, energy, measured, estimated, rec_gpus,
+            busbw, busbw_key, health, units_rec, workload, health_source,
+        ) = figures  # fmt: skip
+    elif slim is not None:
         (
             node_count, classes, models, energy, measured, estimated, rec_gpus,
             busbw, busbw_key, health, units_rec, workload, health_source,

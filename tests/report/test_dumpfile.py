@@ -5,9 +5,21 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from core_parts import FASTROW_BUILD, missing
 
 from slurm_ai.accounting.sacct import DELIMITER, FIELDS, read_rows
+from slurm_ai.report import dumpfile
 from slurm_ai.report.dumpfile import Dump, rows_in_range
+
+
+@pytest.fixture(autouse=True, params=["python", "c"])
+def loop(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Every test twice: the Python loop, and the C one (_fastrow.Assembler) where built."""
+    if request.param == "c" and not dumpfile.fast_available:
+        missing("the report's C extension (slurm_ai/report/_fastrow.c)", FASTROW_BUILD)
+    monkeypatch.setattr(dumpfile, "fast_available", request.param == "c")
+    return str(request.param)
+
 
 D = DELIMITER
 HEADER = D.join(FIELDS) + "\n"

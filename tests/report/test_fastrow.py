@@ -1,0 +1,581 @@
+"""The C decode (_fastrow.c) gives the Python path's answer, or declines.
+
+Exactness is the rule: where figures() returns a tuple it must equal what
+json.loads + facts._dict_figures make of the same token, and wherever the
+Python path would not read the token as a v1 record (any error, any odd JSON)
+it must decline (None). The report itself is compared byte for byte, with the
+extension on and off, on the recorded dump and on a synthetic one.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import zlib
+from pathlib import Path
+from typing import Any
+
+import pytest
+from core_parts import FASTROW_BUILD, needs
+
+from slurm_ai.errors import RecordError
+from slurm_ai.record import RECORD_VERSION, TOKEN_PREFIX, encode_record, token_payload
+from slurm_ai.report import dumpfile, facts
+from slurm_ai.report.dumpfile import Dump
+from slurm_ai.report.pipeline import aggregate_file
+from slurm_ai.report.prices import Prices
+from slurm_ai.report.render import render_json
+from slurm_ai.report.synth import make_job, write_dump
+
+pytestmark = needs(
+    "the report's C extension (slurm_ai/report/_fastrow.c)", facts.fast_available, FASTROW_BUILD
+)
+
+fastrow: Any = facts._fastrow
+
+
+def token_of(text: str | bytes) -> str:
+    raw = text.encode() if isinstance(text, str) else text
+    return TOKEN_PREFIX + zlib.compress(raw, 9).hex()
+
+
+def canon(fig: tuple[Any, ...]) -> str:
+    """A figures tuple, comparable: set sorted, dict order kept, floats by repr (-0.0, 1 vs 1.0).
+
+    units as row_facts reads them: UNITS names with int or float values.
+    """
+    units = [(k, v) for k, v in fig[10].items() if k in facts.UNITS and type(v) in (int, float)]
+    workload = fig[11] if fig[11] in facts.WORKLOADS else None
+    return repr(
+        (fig[0], sorted(fig[1]), list(fig[2].items()), *fig[3:10], units, workload, fig[12])
+    )
+
+
+def python_figures(token: str) -> str | None:
+    """The Python path's figures of a token, None where it does not read a v1 record."""
+    try:
+        record = json.loads(token_payload(token))
+    except (RecordError, ValueError, RecursionError):
+        return None
+    if not isinstance(record, dict) or type(record.get("v")) is not int:
+        return None
+    if record["v"] != RECORD_VERSION:
+        return None
+    try:
+        return canon(facts._dict_figures(record))
+    except (TypeError, OverflowError):  # an unhashable verdict, a huge int: Python's to raise
+        return None
+
+
+def check(token: str) -> bool:
+    """C and Python agree on token; True when C took it (did not decline)."""
+    fast = fastrow.figures(token)
+    if fast is None:
+        return False
+    assert canon(fast) == python_figures(token), token
+    return True
+
+
+def synth_tokens(count: int, seed: int = 5) -> list[str]:
+    rng = random.Random(seed)
+    return [encode_record(make_job(rng, 1000 + i)[1]) for i in range(count)]
+
+
+def test_synthetic_records_taken_and_equal() -> None:
+    for token in synth_tokens(300):
+        assert check(token), "a usual record must not be declined"
+
+
+def test_payload_is_token_payload() -> None:
+    for token in synth_tokens(50):
+        assert fastrow.payload(token) == token_payload(token)
+
+
+def damaged(token: str, rng: random.Random) -> str:
+    digits = token[len(TOKEN_PREFIX) :]
+    how = rng.randrange(8)
+    if how == 0:  # one hex digit changed
+        i = rng.randrange(len(digits))
+        digits = digits[:i] + format((int(digits[i], 16) + 1) % 16, "x") + digits[i + 1 :]
+    elif how == 1:  # truncated
+        digits = digits[: 2 * rng.randrange(0, len(digits) // 2)]
+    elif how == 2:  # trailing bytes
+        digits += "00ff"
+    elif how == 3:  # raw deflate, no zlib header
+        digits = zlib.compress(b'{"v":1}')[2:].hex()
+    elif how == 4:  # checksum wrong
+        digits = digits[:-8] + format(int(digits[-8:], 16) ^ 1, "08x")
+    elif how == 5:  # odd length, non-hex, upper case
+        digits = rng.choice([digits[:-1], digits[:10] + "zz" + digits[12:], digits.upper()])
+    elif how == 6:  # a smaller window (CINFO), or a preset dictionary flag
+        head = rng.choice(["2815", "78bb", "0800"])
+        digits = head + digits[4:]
+    else:  # foreign text glued to the token, or unicode
+        digits = digits + rng.choice(["\u00e9", " ", "\t", "x"])
+    return rng.choice(["sai1:", "SAI1:", "Sai1:"]) + digits
+
+
+def test_damaged_tokens_declined_or_equal() -> None:
+    rng = random.Random(11)
+    declined = 0
+    for token in synth_tokens(60):
+        for _ in range(12):
+            bad = damaged(token, rng)
+            if python_figures(bad) is None:
+                assert fastrow.figures(bad) is None, bad
+                declined += 1
+            else:
+                check(bad)
+            payload = fastrow.payload(bad)
+            if payload is not None:
+                assert payload == token_payload(bad)
+    assert declined > 300
+
+
+def test_an_oversized_token_is_declined() -> None:
+    # past record.py's one-shot size: its bounded path decides
+    text = json.dumps({"v": 1, "pad": random.Random(1).randbytes(6000).hex()})
+    token = token_of(text)
+    assert len(token) > 2 * 4063
+    assert fastrow.figures(token) is None and python_figures(token) is not None
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        '{"v":1,"x":NaN}',
+        '{"v":1,"x":Infinity}',
+        '{"v":1,"x":-Infinity}',
+        '{"v":1,"nodes":{"a":{}},"nodes":{}}',  # repeated key we read
+        '{"v":1,"nodes":{"a":{},"a":{"platform":{"class":"vm"}}}}',  # repeated node name
+        '{"v":1,"nod\\u0065s":{"a":{}}}',  # an escaped key
+        '{"v":1,"nodes":{"a":{"platform":{"class":"v\\u006d"}}}}',  # an escaped value read
+        '{"v":1,"nodes":{"a":{"health":{"verdict":["pass"]}}}}',  # unhashable: TypeError
+        '{"v":1,"nodes":{"a":{"health":{"provenance":{"source":{}}}}}}',
+        '{"v":1,"nodes":{"a":{"energy":{"total_j":1234567890123456789}}}}',  # not exact
+        '{"v":1,"units":{"tokens":12345678901234567}}',
+        '{"v":1,"units":{"tokens":1,"tokens":2}}',
+        '{"v":1,"x":"\\ud800"}',  # lone surrogate escape: taken or declined, equal either way
+        '{"v":1,"x":1' + "0" * 5000 + "}",  # over Python's int digit limit
+        '{"v":1,"x":' + "[" * 100 + "]" * 100 + "}",  # deeper than MAX_DEPTH
+        '{"v":true}',
+        '{"v":1.0}',
+        '{"v":2}',
+        '{"v":01}',
+        "[1]",
+        "{",
+        '{"v":1,}',
+        '{"v":1} x',
+        '\ufeff{"v":1}',
+        '{"v":1,"x":"a\x01b"}',
+        '{"v":1,"x":"\\x"}',
+        '{"v":1,"x":1.}',
+        '{"v":1,"x":1e}',
+        '{"v":1,"x":-}',
+        '{"v":1,"x":tru}',
+    ],
+)
+def test_odd_json_declined_or_equal(text: str) -> None:
+    token = token_of(text)
+    if python_figures(token) is None:
+        assert fastrow.figures(token) is None
+    else:
+        check(token)
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        b'{"v":1,"x":"\xff"}',  # invalid UTF-8: Python raises
+        b'{"v":1,"x":"\xc0\xaf"}',  # overlong
+        b'{"v":1,"x":"\xed\xa0\x80"}',  # an encoded surrogate: surrogatepass takes it
+        b'{"v":1,"x":"\xf4\x90\x80\x80"}',  # past U+10FFFF
+        b'{\x00"v":1}',  # json.loads reads UTF-16 here
+        b"",
+    ],
+)
+def test_odd_bytes_declined(raw: bytes) -> None:
+    assert fastrow.figures(token_of(raw)) is None
+
+
+# Records (as json.dumps writes them) or JSON texts (for what json.dumps cannot write).
+ODD_TAKEN: list[dict[str, Any] | str] = [
+    {"v": 1},
+    {"v": 1, "nodes": []},
+    {"v": 1, "nodes": {"a": 5, "b": None, "c": {"platform": []}}},
+    {"v": 1, "job": {"workload": 5}, "nodes": {"a": {}, "b": {"platform": {"class": ""}}}},
+    {"v": 1, "job": {"workload": "inference"}, "job2": {"workload": "training"}},
+    {"v": 1, "nodes": {"a": {"gpus": [{"model": 3}, {}, 7, None, {"model": "h100"}]}}},
+    {"v": 1, "nodes": {"a": {"gpus": {"model": "x"}, "energy": {"total_j": -1}}}},
+    {"v": 1, "nodes": {"a": {"energy": {"sources": [{"joules": True, "quality": "measured"}]}}}},
+    '{"v":1,"nodes":{"a":{"energy":{"total_j":1e400,"sources":[5,{"joules":2.5}]}}}}',
+    {"v": 1, "nodes": {"a": {"energy": {"total_j": -0.0}}, "b": {"energy": {"total_j": 3}}}},
+    {"v": 1, "nodes": {"a": {"health": {"verdict": "pass", "busbw_gbps": 1e300, "ranks": 1e300}}}},
+    {"v": 1, "nodes": {"a": {"health": {"verdict": "warn", "busbw_gbps": 5, "ranks": True}}}},
+    {
+        "v": 1,
+        "nodes": {
+            "a": {"health": {"verdict": "pass", "busbw_gbps": 7.5, "ranks": 8, "size_bytes": 2.9}},
+            "b": {"health": {"verdict": "fail", "busbw_gbps": 7.5, "ranks": 4, "size_bytes": 1}},
+            "c": {"health": {"verdict": "timeout", "busbw_gbps": 1.0, "provenance": {"source": 1}}},
+            "d": {"health": {"verdict": 1.5, "provenance": {"source": "cached"}}},
+            "e": {"health": {"verdict": None, "provenance": ["unchecked"]}},
+        },
+    },
+    {"v": 1, "nodes": {"a": {"health": {"verdict": "pass", "busbw_gbps": -1, "ranks": "8"}}}},
+    # "-0" is the int 0 (busbw 0.0), "-0.0" the float -0.0: the sign of zero is kept as read
+    '{"v":1,"nodes":{"a":{"health":{"verdict":"pass","busbw_gbps":-0,"ranks":-0}}}}',
+    '{"v":1,"nodes":{"a":{"health":{"verdict":"pass","busbw_gbps":-0.0,"size_bytes":-0.0}}}}',
+    '{"v":1,"nodes":{"a":{"energy":{"total_j":-0,"sources":[{"joules":-0,"quality":"measured"}]}}}}',
+    '{"v":1,"units":{"tokens":-0,"epochs":-0.0}}',
+    '{"v":1,"units":{"tokens":-5,"epochs":"3","requests":2,"other":1,"samples":1e400}}',
+    '{"v":1,"nodes":{"a":{"health":{"verdict":"pass","busbw_gbps":1E+2,"ranks":-1e400}}}}',
+    ' \t\r\n{ "v" : 1 , "nodes" : { "a" : { } } } \n',
+    {"v": 1, "units": {"tokens": 0.5, "epochs": None, "samples": False}},
+    {"v": 1, "units": [1, 2]},
+    {"v": 1, "nodes": {"\u00e9\u4e2d\U0001f600": {"platform": {"class": "\u00e9vm\U0001f600"}}}},
+    '{"v":1,"x":"\\ud800","nodes":{"a":{"gpus":[{"model":"b\u00e9"},{"model":"a"}]}}}',
+    {"v": 1, "nodes": {f"n{i}": {"gpus": [{"model": f"m{i % 3}"}]} for i in range(9)}},
+]
+
+
+@pytest.mark.parametrize("record", ODD_TAKEN)
+def test_odd_records_taken_and_equal(record: dict[str, Any] | str) -> None:
+    text = record if isinstance(record, str) else json.dumps(record, ensure_ascii=False)
+    assert check(token_of(text)), text
+
+
+def mutate(text: str, rng: random.Random) -> str:
+    """A random small change to a JSON text: often still JSON, sometimes odd."""
+    pieces = [
+        "NaN", "1e400", "-0", "0.5", "true", "null", '""', '"x"', "[]", "{}", "1" * 20,
+        '"pass"', '"fail"', '"measured"', '"estimated"', '"fresh"', '"unchecked"',
+        '"training"', "\\u0041", "\\", '"', ",", ":", "{", "}", "[", "]", " ", "\u00e9",
+    ]  # fmt: skip
+    for _ in range(rng.randrange(1, 4)):
+        i = rng.randrange(len(text) + 1)
+        how = rng.randrange(4)
+        if how == 0:
+            text = text[:i] + rng.choice(pieces) + text[i:]
+        elif how == 1:
+            text = text[:i] + text[i + rng.randrange(1, 8) :]
+        elif how == 2:  # replace a value after a colon
+            j = text.find(":", i)
+            if j >= 0:
+                k = min((x for x in (text.find(",", j), text.find("}", j)) if x >= 0), default=j)
+                text = text[: j + 1] + rng.choice(pieces) + text[k:]
+        else:  # duplicate a slice
+            j = rng.randrange(i, min(len(text), i + 40) + 1)
+            text = text[:j] + text[i:j] + text[j:]
+    return text
+
+
+def structural(record: Any, rng: random.Random) -> Any:
+    """The record with values swapped for values of other JSON types, at random."""
+    odd = [None, True, False, 0, -1, 2.5, -0.0, 1e300, "", "pass", "vm", [], {}, [1], {"a": 1}]
+    if isinstance(record, dict):
+        return {
+            k: (rng.choice(odd) if rng.random() < 0.08 else structural(v, rng))
+            for k, v in record.items()
+        }
+    if isinstance(record, list):
+        return [structural(v, rng) for v in record]
+    return record
+
+
+def test_fuzz_fixed_seed() -> None:
+    rng = random.Random(2026)
+    taken = 0
+    for i in range(1500):
+        _, record = make_job(rng, 5000 + i)
+        if i % 2:
+            text = json.dumps(structural(record, rng), separators=(",", ":"))
+        else:
+            text = mutate(json.dumps(record, separators=(",", ":")), rng)
+        token = token_of(text)
+        if python_figures(token) is None:
+            assert fastrow.figures(token) is None, text
+        else:
+            taken += check(token)
+    assert taken > 500  # most changes still give a record both read
+
+
+# ------------------------------------------------------------------ whole report
+
+
+def report_json(path: Path, fast: bool, monkeypatch: pytest.MonkeyPatch, workers: int) -> str:
+    monkeypatch.setattr(facts, "fast_available", fast)
+    monkeypatch.setattr(dumpfile, "fast_available", fast)
+    agg = aggregate_file(Dump.open(str(path)), workers=workers)
+    monkeypatch.undo()
+    prices = Prices.load(None) if hasattr(Prices, "load") else Prices()
+    return render_json(agg.finish(prices))
+
+
+def agg_state(
+    path: Path, fast: bool, monkeypatch: pytest.MonkeyPatch, workers: int, keep: Any = None
+) -> str:
+    """Everything an Aggregate holds, floats by repr: equal strings, equal bits."""
+    from dataclasses import asdict, fields
+
+    monkeypatch.setattr(facts, "fast_available", fast)
+    monkeypatch.setattr(dumpfile, "fast_available", fast)
+    agg = aggregate_file(Dump.open(str(path)), workers=workers, chunk_bytes=64 << 10, keep=keep)
+    monkeypatch.undo()
+    out = [repr((agg.rows, agg.steps, agg.no_record, agg.foreign, sorted(agg.unparsed.items())))]
+    out.append(repr((agg.first_start, agg.last_end, list(agg.cells), list(agg.busbw_tax))))
+    for key, cell in agg.cells.items():
+        sums = [
+            getattr(cell, f.name)
+            for f in fields(cell)
+            if type(getattr(cell, f.name)) in (int, float)
+        ]
+        series = [list(cell.elapsed.values), list(cell.wait.values), list(cell.busbw.values)]
+        units = [(name, asdict(m)) for name, m in cell.units.items()]
+        out.append(repr((key, sums, series, units, asdict(cell.per_job))))
+    for key, tax in agg.busbw_tax.items():
+        out.append(repr((key, list(tax.values))))
+    return "\n".join(out)
+
+
+def test_recorded_dump_same_aggregate_and_report(
+    data_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    dump = data_dir / "dump.txt"
+    assert agg_state(dump, True, monkeypatch, 1) == agg_state(dump, False, monkeypatch, 1)
+    assert report_json(dump, True, monkeypatch, 1) == report_json(dump, False, monkeypatch, 1)
+
+
+@pytest.mark.parametrize("intervals", [True, False])
+def test_synthetic_dump_same_aggregate_and_report(
+    intervals: bool, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from slurm_ai.report import aggregate
+
+    path = tmp_path / "dump.txt"
+    with path.open("w") as out:
+        write_dump(out, 3000, 7)
+    monkeypatch.setattr(aggregate, "INTERVALS", intervals)
+    fast = agg_state(path, True, monkeypatch, 2)
+    monkeypatch.setattr(aggregate, "INTERVALS", intervals)
+    assert fast == agg_state(path, False, monkeypatch, 2)
+    monkeypatch.setattr(aggregate, "INTERVALS", intervals)
+    fast = report_json(path, True, monkeypatch, 2)
+    monkeypatch.setattr(aggregate, "INTERVALS", intervals)
+    assert fast == report_json(path, False, monkeypatch, 2)
+
+
+# ------------------------------------------------------------------ whole rows
+
+
+def python_row(args: tuple[str, ...], keep: Any, monkeypatch: pytest.MonkeyPatch) -> Any:
+    monkeypatch.setattr(facts, "fast_available", False)
+    try:
+        return facts.row_facts(*args, keep)
+    finally:
+        monkeypatch.undo()
+
+
+def check_row(args: tuple[str, ...], monkeypatch: pytest.MonkeyPatch, keep: Any = None) -> bool:
+    """_fastrow.row and row_facts agree; True when C took the row."""
+    fast = fastrow.row(*args, keep)
+    if fast is None:
+        return False
+    slow = python_row(args, keep, monkeypatch)
+    if fast is False:
+        assert slow is None
+    else:
+        assert repr(fast) == repr(slow), args  # repr: -0.0, 1 vs 1.0 and types count
+    return True
+
+
+ROW = ("7", "vm", "u", "a", "", "COMPLETED", "100", "160", "260", "100", "", "")
+
+
+@pytest.mark.parametrize(
+    "changes",
+    [
+        {},
+        {0: "7.batch"},  # a step: declined, row_facts counts it
+        {1: ""},  # no partition: "?"
+        {4: "3"},
+        {4: "0"},
+        {4: "x"},  # declined
+        {5: "COMPLETED by 0"},
+        {5: "FAILED"},
+        {6: "Unknown"},  # declined: parse_time's
+        {7: "2026-01-01T00:00:00"},
+        {6: "300"},  # negative wait: None
+        {9: ""},
+        {9: "12345678901234567"},  # declined: not exact
+        {10: "billing=4,cpu=48,gres/gpu=4"},
+        {10: "gres/gpu:h100=2,gres/gpu:a100=3"},
+        {10: "gres/gpu=8,gres/gpu:h100=8"},
+        {10: "cpu=1"},
+        {11: "JS1:abc"},  # foreign text: declined
+        {11: "JS1:abc sai1:00"},
+        {11: " "},
+        {11: "sai1:zz"},
+    ],
+)
+def test_rows_taken_or_declined_equal(
+    changes: dict[int, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for token in ["", *synth_tokens(5)]:
+        args = list(ROW)
+        args[11] = token
+        for i, value in changes.items():
+            args[i] = value
+        check_row(tuple(args), monkeypatch)
+
+
+def test_rows_of_synthetic_jobs_taken(monkeypatch: pytest.MonkeyPatch) -> None:
+    rng = random.Random(8)
+    for i in range(300):
+        row, record = make_job(rng, 100 + i)
+        g = row.get
+        args = (
+            g("JobIDRaw", ""), g("Partition", ""), g("User", ""), g("Account", ""),
+            g("NNodes", ""), g("State", ""), g("Submit", ""), g("Start", ""), g("End", ""),
+            g("ElapsedRaw", ""), g("AllocTRES", ""), encode_record(record),
+        )  # fmt: skip
+        assert check_row(args, monkeypatch), args
+
+
+def test_filter_same_answer(monkeypatch: pytest.MonkeyPatch) -> None:
+    calls: list[tuple[Any, ...]] = []
+
+    def keep(*fields: Any) -> bool:
+        calls.append(fields)
+        return fields[0] == "vm"
+
+    token = synth_tokens(1)[0]
+    for partition in ("vm", "bare", ""):
+        args = (*ROW[:1], partition, *ROW[2:11], token)
+        assert check_row(args, monkeypatch, keep)
+    assert calls[0] == ("vm", "u", "a", 100.0, 160.0, 260.0)
+
+
+def test_fuzz_rows_fixed_seed(monkeypatch: pytest.MonkeyPatch) -> None:
+    rng = random.Random(77)
+    values = ["", "0", "1", "8", "07", "x", "-1", "1.5", "99999999999999", "\u0661", " 1"]
+    tres = ["", "gres/gpu=2", "gres/gpu:a=1", "node=1,gres/gpu=0", "gres/gpus=3"]
+    tokens = synth_tokens(40, seed=9)
+    taken = 0
+    for _ in range(1500):
+        args = list(ROW)
+        for i in (4, 6, 7, 8, 9):
+            if rng.random() < 0.3:
+                args[i] = rng.choice(values)
+        args[10] = rng.choice(tres)
+        args[5] = rng.choice(["COMPLETED", "FAILED", "completed", ""])
+        args[11] = rng.choice([*tokens, "", tokens[0].upper()])
+        taken += check_row(tuple(args), monkeypatch)
+    assert taken > 300
+
+
+def test_mixed_dump_same_aggregate_and_report(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Rows C declines, between rows it counts: each cell still gets its jobs in row order."""
+    from slurm_ai.accounting.sacct import DELIMITER, FIELDS
+    from slurm_ai.report.synth import dump_lines
+
+    rng = random.Random(31)
+    escaped = token_of('{"v":1,"nod\\u0065s":{"a":{"platform":{"class":"vm"}}}}')
+    col = {name: i for i, name in enumerate(FIELDS)}
+    lines = dump_lines(2000, 3)
+    out = [next(lines)]
+    for line in lines:
+        parts = line.rstrip("\n").split(DELIMITER)
+        how = rng.randrange(14)
+        if how == 0:
+            parts[col["JobIDRaw"]] += ".batch"
+        elif how == 1:
+            parts[col["Start"]] = "Unknown"
+        elif how == 2:
+            parts[col["AdminComment"]] = escaped  # Python reads it, C declines
+        elif how == 3:
+            parts[col["AdminComment"]] = parts[col["AdminComment"]][:-6]  # truncated
+        elif how == 4:
+            parts[col["AdminComment"]] = ""
+        elif how == 5:
+            parts[col["NNodes"]] = ""
+        elif how == 6:
+            parts[col["User"]] = "jos\u00e9"  # a row that is not ASCII: split in Python
+        elif how == 7:
+            parts[col["JobName"]] = "two\nlines"  # a row over two lines
+        elif how == 8:
+            parts[col["Partition"]] = rng.choice(["", "p\u00e4", "gpu"])
+        out.append(DELIMITER.join(parts) + "\n")
+    path = tmp_path / "mixed.txt"
+    path.write_text("".join(out))
+    assert agg_state(path, True, monkeypatch, 2) == agg_state(path, False, monkeypatch, 2)
+
+    def keep(partition: str, user: str, account: str, *times: float | None) -> bool:
+        return partition != "gpu" and not user.endswith("7") and (times[1] or 0) % 3 != 0
+
+    filtered = agg_state(path, True, monkeypatch, 2, keep)
+    assert filtered == agg_state(path, False, monkeypatch, 2, keep)
+    assert filtered != agg_state(path, True, monkeypatch, 2)
+    assert report_json(path, True, monkeypatch, 1) == report_json(path, False, monkeypatch, 1)
+
+
+def test_float_literals_read_as_float_reads_them() -> None:
+    """The exact fast path for short literals, Python's strtod for the rest: float()'s bits."""
+    rng = random.Random(4)
+    for _ in range(3000):
+        digits = "".join(rng.choice("0123456789") for _ in range(rng.randrange(1, 25)))
+        cut = rng.randrange(len(digits) + 1)
+        text = (digits[:cut] or "0").lstrip("0") or "0"
+        text += "." + (digits[cut:] or "0")
+        if rng.random() < 0.5:
+            text += rng.choice("eE") + rng.choice(["", "+", "-"]) + str(rng.randrange(0, 40))
+        text = rng.choice(["", "-"]) + text
+        record = f'{{"v":1,"units":{{"tokens":{text}}},"nodes":{{"a":{{"energy":{{"total_j":{text}}}}}}}}}'
+        fig = fastrow.figures(token_of(record))
+        assert fig is not None
+        assert repr(fig[10]["tokens"]) == repr(float(text)), text
+        if float(text) >= 0 and float(text) != float("inf"):
+            assert repr(fig[3]) == repr(0.0 + float(text)), text
+
+
+def test_every_prefix_and_random_bytes() -> None:
+    """Bounds: a record cut at every byte, and random bytes, are declined or equal."""
+    text = json.dumps(make_job(random.Random(12), 77)[1], separators=(",", ":")).encode()
+    for end in range(len(text) + 1):
+        token = token_of(text[:end])
+        assert (fastrow.figures(token) is None) == (end != len(text)) or check(token)
+    rng = random.Random(13)
+    alphabet = b'{}[]":,0123456789.eE+- \\tnulrfasvu\xc3\xa9\xff\x00'
+    for _ in range(2000):
+        raw = bytes(rng.choice(alphabet) for _ in range(rng.randrange(40)))
+        token = token_of(b'{"v":1,"nodes":' + raw)
+        if python_figures(token) is None:
+            assert fastrow.figures(token) is None
+        else:
+            check(token)
+        fastrow.payload(TOKEN_PREFIX + rng.randbytes(rng.randrange(30)).hex())
+
+
+def test_fuzz_number_literals_fixed_seed() -> None:
+    """Every number of synthetic records swapped, at random, for a tricky literal."""
+    import re
+
+    tricky = [
+        "-0", "-0.0", "0", "0.0", "0e0", "-0e-5", "1E2", "1e+2", "1e-400", "4.9e-324",
+        "1e22", "1e23", "9007199254740993", "123456789012345", "1234567890123456",
+        "0.1", "0.30000000000000004", "1e308", "1.8e308", "-1", "2.5", "7", "1.0",
+    ]  # fmt: skip
+    number = re.compile(r"(?<=[:\[,])-?\d+(?:\.\d+)?(?:[eE][+-]?\d+)?(?=[,\]}])")
+    rng = random.Random(99)
+    taken = 0
+    for i in range(600):
+        text = json.dumps(make_job(rng, 9000 + i)[1], separators=(",", ":"))
+        text = number.sub(lambda m: rng.choice(tricky) if rng.random() < 0.3 else m[0], text)
+        token = token_of(text)
+        if python_figures(token) is None:
+            assert fastrow.figures(token) is None, text
+        else:
+            taken += check(token)
+    assert taken > 200
