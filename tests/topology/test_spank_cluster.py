@@ -37,6 +37,8 @@ pytestmark = [
     ),
 ]
 
+DATA = Path(__file__).parent / "data"  # srun option tables read off srun itself
+
 PRINT = (
     "import os;print('JOB', os.environ['SLURM_JOB_ID']);print('TASK', os.environ['SLURMD_NODENAME'], os.environ['SLURM_LOCALID'], "
     "sorted(os.sched_getaffinity(0)), os.environ.get('OMP_NUM_THREADS'))"
@@ -394,11 +396,20 @@ def test_a_user_variable_longer_than_8_kib_is_kept(plugin: Any) -> None:
 
 def test_options_read_in_doubt_are_said_in_slurmd_s_log(plugin: Any) -> None:
     """--ext is --extra-node-info in 22.05 but a prefix of three options in 24.11:
-    both readings are followed (neither binds here: pinned), and the doubt is logged."""
+    both readings are followed (neither binds here: pinned), and the doubt is logged.
+    24.11's srun refuses --ext itself (ambiguous in its own table too), so there the
+    plugin never sees it and what is checked is that the recorded table says so; the
+    doubt rule itself is covered by test_spank_core on both tables."""
     proc = srun(
         plugin, "-N1", "-n1", "--ext", "1", "--sai-bind=verbose",
         "sh", "-c", "echo JOB $SLURM_JOB_ID",
     )  # fmt: skip
+    if proc.returncode != 0 and "is ambiguous" in proc.stderr:
+        for name in ("--external-launcher", "--extra", "--extra-node-info"):
+            assert f"'{name}'" in proc.stderr, proc.stderr
+        table = (DATA / "srun-24.11.5-options.txt").read_text()
+        assert all(f"\n{n} " in table for n in ("external-launcher", "extra", "extra-node-info"))
+        return
     assert proc.returncode == 0, proc.stderr
     lines = verbose_lines(proc.stderr)
     assert len(lines) == 1 and "CPUs unchanged" not in lines[0], proc.stderr
