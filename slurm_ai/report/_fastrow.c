@@ -24,7 +24,9 @@
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
 #include <stdint.h>
+#include <errno.h>
 #include <string.h>
+#include <unistd.h>
 
 #ifdef FASTROW_ISAL
 #include <isa-l/igzip_lib.h>
@@ -1686,25 +1688,36 @@ PyDoc_STRVAR(tally_text_doc,
              "when it is ASCII with exactly ncols - 1 delimiters; None otherwise too\n"
              "(the caller splits it and asks row()).");
 
-static PyObject *tally_text(Tally *t, PyObject *const *args, Py_ssize_t nargs) {
-    if (!ready(nargs, 2)) return NULL;
-    PyObject *row = args[0];
-    if (t->ncols <= 0 || !PyUnicode_CheckExact(row) || !PyUnicode_IS_ASCII(row)) Py_RETURN_NONE;
-    const unsigned char *s = PyUnicode_DATA(row);
-    Py_ssize_t n = PyUnicode_GET_LENGTH(row);
+/* A byte with the high bit set in any of the n bytes at s (a word at a time). */
+static int any_high_bit(const unsigned char *s, Py_ssize_t n) {
+    uint64_t acc = 0, word;
+    Py_ssize_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+        memcpy(&word, s + i, 8);
+        acc |= word;
+    }
+    for (; i < n; i++) acc |= s[i];
+    return (acc & UINT64_C(0x8080808080808080)) != 0;
+}
+
+/* text() of the row's bytes s[0:n]: True counted, False dropped, None declined (not
+ * ASCII, or not exactly ncols - 1 delimiters), NULL error. */
+static PyObject *tally_bytes(Tally *t, const unsigned char *s, Py_ssize_t n, PyObject *keep) {
+    if (t->ncols <= 0 || any_high_bit(s, n)) Py_RETURN_NONE;
     const unsigned char *start[MAX_COLUMNS];
     Py_ssize_t len[MAX_COLUMNS];
     int col = 0;
-    Py_ssize_t at = 0;
-    for (Py_ssize_t i = 0; i <= n; i++) {
-        if (i == n || s[i] == t->delimiter) {
-            if (col >= t->ncols) Py_RETURN_NONE; /* more delimiters than a row has */
-            start[col] = s + at;
-            len[col++] = i - at;
-            at = i + 1;
-        }
+    const unsigned char *at = s, *end = s + n, *hit;
+    /* memchr finds the few delimiters of a row whose bulk is its token's hex digits */
+    while ((hit = memchr(at, t->delimiter, (size_t)(end - at))) != NULL) {
+        if (col >= t->ncols - 1) Py_RETURN_NONE; /* more delimiters than a row has */
+        start[col] = at;
+        len[col++] = hit - at;
+        at = hit + 1;
     }
-    if (col != t->ncols) Py_RETURN_NONE;
+    if (col != t->ncols - 1) Py_RETURN_NONE;
+    start[col] = at;
+    len[col] = end - at;
     Fields fl;
     memset(&fl, 0, sizeof fl);
     for (int i = 0; i < A_KEEP; i++) {
@@ -1712,9 +1725,16 @@ static PyObject *tally_text(Tally *t, PyObject *const *args, Py_ssize_t nargs) {
         fl.s[i] = c >= 0 ? start[c] : (const unsigned char *)"";
         fl.n[i] = c >= 0 ? len[c] : 0;
     }
-    PyObject *result = tally_fields(t, &fl, args[1]);
+    PyObject *result = tally_fields(t, &fl, keep);
     fields_clear(&fl);
     return result;
+}
+
+static PyObject *tally_text(Tally *t, PyObject *const *args, Py_ssize_t nargs) {
+    if (!ready(nargs, 2)) return NULL;
+    PyObject *row = args[0];
+    if (!PyUnicode_CheckExact(row) || !PyUnicode_IS_ASCII(row)) Py_RETURN_NONE;
+    return tally_bytes(t, PyUnicode_DATA(row), PyUnicode_GET_LENGTH(row), args[1]);
 }
 
 /* A float attribute of a JobFacts that may be None: *has, *value. */
@@ -1916,21 +1936,32 @@ static PyTypeObject TallyType = {
     .tp_new = tally_new,
 };
 
-/* ------------------------------------------------------------------ Assembler */
+/* ------------------------------------------------------------------ Scanner */
 
-/* dumpfile.rows_in_range's per-line loop in C: the same rule, the same rows (see its
- * docstring for why the rule is certain). Python reads the blocks and the lines
- * (dumpfile._blocks); feed() takes one block's lines and returns the rows they finish. */
+/* dumpfile.rows_in_range in C, reading the file itself: the same lines as
+ * dumpfile._blocks, the same rule for where a row starts, the same rows (dumpfile's
+ * docstring says why the rule is certain). next(tally, keep) counts the rows the Tally
+ * takes without making a Python object for them and returns the next row it does not
+ * take (every row when tally is None), so rows still reach the Tally in file order. The
+ * file is read block by block into one reused buffer, and a row is read where it lies. */
 
 typedef struct {
     PyObject_HEAD
+    int fd; /* the caller's: it keeps the file open while it scans */
     unsigned char delim;
     Py_ssize_t need, fixed;
     long long a, b, prev_pos;
-    Py_ssize_t prev_count, pending_count;
-    int searching, done;
-    PyObject *pending; /* list of bytes: the lines of the row being assembled */
-} Assembler;
+    Py_ssize_t prev_count;
+    int searching, done, eof, started;
+    unsigned char *buf;        /* file bytes [base, base + len) */
+    Py_ssize_t cap, len, scan; /* scan: where the next line starts in buf */
+    long long base, read_at;   /* file offsets of buf[0] and of the next read */
+    /* The row being assembled, lines buf[pstart:pend] (the last one's "\r" not in it);
+     * plines 0: none yet. */
+    Py_ssize_t pstart, pend, plines, pcount;
+    unsigned char *joined; /* a row of several lines, "\r"s dropped (scratch) */
+    Py_ssize_t joined_cap;
+} Scanner;
 
 /* A byte of sacct._ROW_START's job id class: [0-9_.+A-Za-z\[\]-]. */
 static int id_byte(unsigned char c) {
@@ -1947,26 +1978,33 @@ static int row_start(const unsigned char *s, Py_ssize_t n, unsigned char delim) 
     return i < n && s[i] == delim;
 }
 
-static void assembler_dealloc(Assembler *self) {
-    Py_XDECREF(self->pending);
+static void scanner_dealloc(Scanner *self) {
+    PyMem_RawFree(self->buf);
+    PyMem_RawFree(self->joined);
     Py_TYPE(self)->tp_free((PyObject *)self);
 }
 
-static PyObject *assembler_new(PyTypeObject *type, PyObject *args, PyObject *kw) {
+static PyObject *scanner_new(PyTypeObject *type, PyObject *args, PyObject *kw) {
     const char *delim;
-    Py_ssize_t delim_len, need, fixed;
+    Py_ssize_t delim_len, need, fixed, block;
     long long a, b;
-    int searching;
-    static char *names[] = {"delim", "need", "fixed", "a", "b", "searching", NULL};
-    if (!PyArg_ParseTupleAndKeywords(args, kw, "y#nnLLp", names, &delim, &delim_len, &need,
-                                     &fixed, &a, &b, &searching))
+    int fd, searching;
+    static char *names[] = {"fd", "delim", "need", "fixed", "a", "b", "searching", "block",
+                            NULL};
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "iy#nnLLpn", names, &fd, &delim, &delim_len,
+                                     &need, &fixed, &a, &b, &searching, &block))
         return NULL;
     if (delim_len != 1 || id_byte((unsigned char)delim[0]) || delim[0] == '\n') {
-        PyErr_SetString(PyExc_ValueError, "Assembler: the delimiter must be one byte, no id byte");
+        PyErr_SetString(PyExc_ValueError, "Scanner: the delimiter must be one byte, no id byte");
         return NULL;
     }
-    Assembler *self = (Assembler *)type->tp_alloc(type, 0);
+    if (fd < 0 || a < 0 || block < 1) {
+        PyErr_SetString(PyExc_ValueError, "Scanner: fd, a and block must not be negative");
+        return NULL;
+    }
+    Scanner *self = (Scanner *)type->tp_alloc(type, 0);
     if (!self) return NULL;
+    self->fd = fd;
     self->delim = (unsigned char)delim[0];
     self->need = need;
     self->fixed = fixed;
@@ -1975,161 +2013,218 @@ static PyObject *assembler_new(PyTypeObject *type, PyObject *args, PyObject *kw)
     self->searching = searching;
     self->prev_pos = -1;
     self->prev_count = -1;
-    self->pending = PyList_New(0);
-    if (!self->pending) {
+    self->cap = block;
+    /* As _blocks: a line begun before a is skipped unless a starts one, so reading starts
+     * at a - 1 and drops the bytes up to the first "\n" (that byte alone when it is one). */
+    self->base = self->read_at = a > 0 ? a - 1 : 0;
+    self->started = a == 0;
+    self->buf = PyMem_RawMalloc((size_t)block);
+    if (!self->buf) {
         Py_DECREF(self);
-        return NULL;
+        return PyErr_NoMemory();
     }
     return (PyObject *)self;
 }
 
-/* The pending lines joined by "\n", decoded (utf-8, "replace"), with the count. */
-static PyObject *pending_row(Assembler *self) {
-    PyObject *text;
-    Py_ssize_t k = PyList_GET_SIZE(self->pending);
-    if (k == 1) {
-        PyObject *line = PyList_GET_ITEM(self->pending, 0);
-        text = PyUnicode_DecodeUTF8(PyBytes_AS_STRING(line), PyBytes_GET_SIZE(line), "replace");
-    } else {
-        /* b"\n".join(pending), by hand (no private API) */
-        Py_ssize_t total = k - 1;
-        for (Py_ssize_t i = 0; i < k; i++) total += PyBytes_GET_SIZE(PyList_GET_ITEM(self->pending, i));
-        PyObject *joined = PyBytes_FromStringAndSize(NULL, total);
-        if (!joined) return NULL;
-        char *w = PyBytes_AS_STRING(joined);
-        for (Py_ssize_t i = 0; i < k; i++) {
-            PyObject *part = PyList_GET_ITEM(self->pending, i);
-            if (i) *w++ = '\n';
-            memcpy(w, PyBytes_AS_STRING(part), (size_t)PyBytes_GET_SIZE(part));
-            w += PyBytes_GET_SIZE(part);
-        }
-        text = PyUnicode_DecodeUTF8(PyBytes_AS_STRING(joined), PyBytes_GET_SIZE(joined),
-                                    "replace");
-        Py_DECREF(joined);
+/* More of the file into buf, keeping the row being assembled and the unfinished line:
+ * 1 read some, 0 end of file, -1 error (exception set). */
+static int scanner_fill(Scanner *self) {
+    Py_ssize_t keep = self->plines ? self->pstart : self->scan;
+    if (keep > 0) {
+        memmove(self->buf, self->buf + keep, (size_t)(self->len - keep));
+        self->len -= keep;
+        self->scan -= keep;
+        self->pstart -= keep;
+        self->pend -= keep;
+        self->base += keep;
     }
-    if (!text) return NULL;
-    return Py_BuildValue("(Nn)", text, self->pending_count);
+    if (self->len == self->cap) { /* a line or row longer than the buffer: grow it */
+        unsigned char *p = self->cap < PY_SSIZE_T_MAX / 2
+                               ? PyMem_RawRealloc(self->buf, (size_t)self->cap * 2)
+                               : NULL;
+        if (!p) {
+            PyErr_NoMemory();
+            return -1;
+        }
+        self->buf = p;
+        self->cap *= 2;
+    }
+    for (;;) {
+        ssize_t got;
+        Py_BEGIN_ALLOW_THREADS
+        got = pread(self->fd, self->buf + self->len, (size_t)(self->cap - self->len),
+                    (off_t)self->read_at);
+        Py_END_ALLOW_THREADS
+        if (got >= 0) {
+            self->len += got;
+            self->read_at += got;
+            return got > 0;
+        }
+        if (errno != EINTR) {
+            PyErr_SetFromErrno(PyExc_OSError);
+            return -1;
+        }
+        if (PyErr_CheckSignals() < 0) return -1;
+    }
 }
 
-static int pending_start(Assembler *self, PyObject *line, Py_ssize_t count) {
-    PyObject *list = PyList_New(1);
-    if (!list) return -1;
-    PyList_SET_ITEM(list, 0, Py_NewRef(line));
-    Py_SETREF(self->pending, list);
-    self->pending_count = count;
-    return 0;
+/* The pending row: one line where it lies, several joined by "\n" with each line's
+ * trailing "\r" dropped (as b"\n".join of the lines). NULL: no memory (exception set). */
+static const unsigned char *pending_bytes(Scanner *self, Py_ssize_t *n) {
+    const unsigned char *s = self->buf + self->pstart;
+    Py_ssize_t raw = self->pend - self->pstart;
+    *n = raw;
+    if (self->plines == 1) return s;
+    if (self->joined_cap < raw) {
+        unsigned char *p = PyMem_RawRealloc(self->joined, (size_t)raw);
+        if (!p) {
+            PyErr_NoMemory();
+            return NULL;
+        }
+        self->joined = p;
+        self->joined_cap = raw;
+    }
+    Py_ssize_t w = 0;
+    for (Py_ssize_t i = 0; i < raw; i++) {
+        if (s[i] == '\n' && w > 0 && self->joined[w - 1] == '\r') w--;
+        self->joined[w++] = s[i];
+    }
+    *n = w;
+    return self->joined;
 }
 
-PyDoc_STRVAR(assembler_feed_doc,
-             "feed(pos, lines, /)\n--\n\n"
-             "The (row, delimiter count) pairs these lines finish; pos: the first's offset.\n"
-             "After it, `done` says the range ended (no more blocks needed).");
+static void pending_start(Scanner *self, Py_ssize_t at, Py_ssize_t end, Py_ssize_t count) {
+    self->pstart = at;
+    self->pend = end;
+    self->plines = 1;
+    self->pcount = count;
+}
 
-static PyObject *assembler_feed(Assembler *self, PyObject *const *args, Py_ssize_t nargs) {
-    if (nargs != 2 || !PyList_Check(args[1])) {
-        PyErr_SetString(PyExc_TypeError, "feed(pos, lines)");
+/* A finished row: counted by the tally (True, or False when keep dropped it), or given
+ * back as (row, delimiter count); NULL with an exception. */
+static PyObject *finished_row(Scanner *self, Tally *tally, PyObject *keep) {
+    Py_ssize_t n;
+    const unsigned char *s = pending_bytes(self, &n);
+    if (!s) return NULL;
+    if (tally) {
+        PyObject *r = tally_bytes(tally, s, n, keep);
+        if (r != Py_None) return r;
+        Py_DECREF(r);
+    }
+    PyObject *text = PyUnicode_DecodeUTF8((const char *)s, n, "replace");
+    return text ? Py_BuildValue("(Nn)", text, self->pcount) : NULL;
+}
+
+PyDoc_STRVAR(scanner_next_doc,
+             "next(tally, keep, /)\n--\n\n"
+             "The next (row, delimiter count) of the range that `tally` does not count\n"
+             "(Tally.text's rule; tally None: every row); None after the range's last row.");
+
+static PyObject *scanner_next(Scanner *self, PyObject *const *args, Py_ssize_t nargs) {
+    if (nargs != 2) {
+        PyErr_SetString(PyExc_TypeError, "next(tally, keep)");
         return NULL;
     }
-    long long pos = PyLong_AsLongLong(args[0]);
-    if (pos == -1 && PyErr_Occurred()) return NULL;
-    PyObject *lines = args[1], *out = PyList_New(0);
-    if (!out) return NULL;
-    Py_ssize_t total = PyList_GET_SIZE(lines);
-    for (Py_ssize_t li = 0; li < total && !self->done; li++) {
-        PyObject *line = PyList_GET_ITEM(lines, li);
-        if (!PyBytes_Check(line)) {
-            PyErr_SetString(PyExc_TypeError, "feed: lines must be bytes");
-            goto fail;
+    Tally *tally = NULL;
+    PyObject *keep = args[1];
+    if (args[0] != Py_None) {
+        if (!PyObject_TypeCheck(args[0], &TallyType)) {
+            PyErr_SetString(PyExc_TypeError, "next: tally must be a Tally or None");
+            return NULL;
         }
-        const unsigned char *s = (const unsigned char *)PyBytes_AS_STRING(line);
-        Py_ssize_t len = PyBytes_GET_SIZE(line), n = len + 1;
-        PyObject *kept = Py_NewRef(line);
-        if (len > 0 && s[len - 1] == '\r') { /* a trailing "\r" is dropped */
-            len--;
-            Py_SETREF(kept, PyBytes_FromStringAndSize((const char *)s, len));
-            if (!kept) goto fail;
+        if (!ready(2, 2)) return NULL;
+        tally = (Tally *)args[0];
+        if (tally->delimiter != self->delim) tally = NULL; /* its text() would decline */
+    }
+    unsigned char *buf;
+    while (!self->done) {
+        buf = self->buf;
+        const unsigned char *nl =
+            memchr(buf + self->scan, '\n', (size_t)(self->len - self->scan));
+        Py_ssize_t at = self->scan, end, next;
+        if (nl) {
+            end = nl - buf;
+            next = end + 1;
+        } else if (!self->eof) {
+            int r = scanner_fill(self);
+            if (r < 0) return NULL;
+            self->eof = r == 0;
+            continue;
+        } else if (self->scan < self->len) {
+            end = next = self->len; /* the last line, with no "\n" after it */
+        } else {
+            /* the end of the file: the row being assembled, unless it is one empty line */
+            self->done = 1;
+            if (self->searching || !self->plines || (self->plines == 1 && self->pend == self->pstart))
+                break;
+            PyObject *r = finished_row(self, tally, keep);
+            if (r == Py_True || r == Py_False) {
+                Py_DECREF(r);
+                break;
+            }
+            return r;
         }
+        self->scan = next;
+        if (!self->started) { /* the line begun before a */
+            self->started = 1;
+            continue;
+        }
+        long long pos = self->base + at;
+        if (end > at && buf[end - 1] == '\r') end--; /* a trailing "\r" is dropped */
         Py_ssize_t count = 0;
-        for (const unsigned char *p = s, *e = s + len;
+        for (const unsigned char *p = buf + at, *e = buf + end;
              (p = memchr(p, self->delim, (size_t)(e - p))) != NULL; p++)
             count++;
-        int is_start = count >= self->fixed && row_start(s, len, self->delim);
-        int rc = 0;
+        int is_start = count >= self->fixed && row_start(buf + at, end - at, self->delim);
+        PyObject *row = NULL;
         if (self->searching) {
             /* looking for B(a): P must start at or after a */
             if (is_start && self->prev_pos >= self->a && self->prev_count >= self->need) {
                 if (self->prev_pos >= self->b) {
                     self->done = 1; /* B(a) is B(b): this range owns no row */
-                } else {
-                    self->searching = 0;
-                    rc = pending_start(self, kept, count);
+                    break;
                 }
+                self->searching = 0;
+                pending_start(self, at, end, count);
             }
-        } else if (PyList_GET_SIZE(self->pending) == 0) {
-            rc = pending_start(self, kept, count); /* the first row of the data */
-        } else if (is_start && self->pending_count >= self->need) {
-            PyObject *row = pending_row(self);
-            rc = row ? PyList_Append(out, row) : -1;
-            Py_XDECREF(row);
-            if (rc == 0) {
-                if (self->prev_pos >= self->b && self->prev_count >= self->need)
-                    self->done = 1; /* B(b): the next range's first row */
-                else
-                    rc = pending_start(self, kept, count);
-            }
+        } else if (!self->plines) {
+            pending_start(self, at, end, count); /* the first row of the data */
+        } else if (is_start && self->pcount >= self->need) {
+            row = finished_row(self, tally, keep);
+            if (!row) return NULL;
+            if (self->prev_pos >= self->b && self->prev_count >= self->need)
+                self->done = 1; /* B(b): the next range's first row */
+            else
+                pending_start(self, at, end, count);
         } else {
-            rc = PyList_Append(self->pending, kept); /* newline inside free text */
-            self->pending_count += count;
+            self->plines++; /* a newline inside JobName or AdminComment */
+            self->pend = end;
+            self->pcount += count;
         }
-        Py_DECREF(kept);
-        if (rc < 0) goto fail;
-        if (self->done) break;
         self->prev_pos = pos;
         self->prev_count = count;
-        pos += n;
+        if (row == Py_True || row == Py_False)
+            Py_DECREF(row); /* counted, or dropped by keep */
+        else if (row)
+            return row;
     }
-    return out;
-fail:
-    Py_DECREF(out);
-    return NULL;
+    Py_RETURN_NONE;
 }
 
-PyDoc_STRVAR(assembler_finish_doc,
-             "finish()\n--\n\n"
-             "The last row after the last block, or None (rows_in_range's tail).");
-
-static PyObject *assembler_finish(Assembler *self, PyObject *unused) {
-    Py_ssize_t k = PyList_GET_SIZE(self->pending);
-    if (self->done || self->searching || k == 0) Py_RETURN_NONE;
-    if (k == 1 && PyBytes_GET_SIZE(PyList_GET_ITEM(self->pending, 0)) == 0)
-        Py_RETURN_NONE; /* pending == [b""] */
-    return pending_row(self);
-}
-
-static PyObject *assembler_done(Assembler *self, void *unused) {
-    return PyBool_FromLong(self->done);
-}
-
-static PyGetSetDef assembler_getset[] = {
-    {"done", (getter)assembler_done, NULL, "the range ended", NULL},
-    {NULL, NULL, NULL, NULL, NULL},
-};
-
-static PyMethodDef assembler_methods[] = {
-    {"feed", (PyCFunction)(void (*)(void))assembler_feed, METH_FASTCALL, assembler_feed_doc},
-    {"finish", (PyCFunction)assembler_finish, METH_NOARGS, assembler_finish_doc},
+static PyMethodDef scanner_methods[] = {
+    {"next", (PyCFunction)(void (*)(void))scanner_next, METH_FASTCALL, scanner_next_doc},
     {NULL, NULL, 0, NULL},
 };
 
-static PyTypeObject AssemblerType = {
-    PyVarObject_HEAD_INIT(NULL, 0).tp_name = "slurm_ai.report._fastrow.Assembler",
-    .tp_basicsize = sizeof(Assembler),
-    .tp_dealloc = (destructor)assembler_dealloc,
+static PyTypeObject ScannerType = {
+    PyVarObject_HEAD_INIT(NULL, 0).tp_name = "slurm_ai.report._fastrow.Scanner",
+    .tp_basicsize = sizeof(Scanner),
+    .tp_dealloc = (destructor)scanner_dealloc,
     .tp_flags = Py_TPFLAGS_DEFAULT,
-    .tp_doc = PyDoc_STR("Assembler(delim, need, fixed, a, b, searching): rows_in_range's loop."),
-    .tp_methods = assembler_methods,
-    .tp_getset = assembler_getset,
-    .tp_new = assembler_new,
+    .tp_doc = PyDoc_STR("Scanner(fd, delim, need, fixed, a, b, searching, block): the rows "
+                        "of dump range [a, b), read from fd."),
+    .tp_methods = scanner_methods,
+    .tp_new = scanner_new,
 };
 
 static PyMethodDef methods[] = {
@@ -2171,8 +2266,8 @@ PyMODINIT_FUNC PyInit__fastrow(void) {
     }
     if (!str_unknown || !str_ok || !str_failed || !str_empty ||
         PyModule_AddStringConstant(m, "INFLATER", FASTROW_INFLATER) < 0 ||
-        PyType_Ready(&TallyType) < 0 || PyType_Ready(&AssemblerType) < 0 ||
-        PyModule_AddObjectRef(m, "Assembler", (PyObject *)&AssemblerType) < 0 ||
+        PyType_Ready(&TallyType) < 0 || PyType_Ready(&ScannerType) < 0 ||
+        PyModule_AddObjectRef(m, "Scanner", (PyObject *)&ScannerType) < 0 ||
         PyModule_AddObjectRef(m, "Tally", (PyObject *)&TallyType) < 0) {
         Py_DECREF(m);
         return NULL;

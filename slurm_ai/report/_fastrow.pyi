@@ -37,12 +37,19 @@ class Tally:
     def export(self) -> tuple[Any, ...]:
         """What was counted, as plain values (tally.export_into)."""
 
-class Assembler:
-    """dumpfile.rows_in_range's per-line loop (dumpfile._rows_in_range_c)."""
+class Scanner:
+    """dumpfile.rows_in_range's reading and assembling, on an open file (dumpfile.untaken_rows)."""
 
-    done: bool
     def __init__(
-        self, delim: bytes, need: int, fixed: int, a: int, b: int, searching: bool
+        self,
+        fd: int,
+        delim: bytes,
+        need: int,
+        fixed: int,
+        a: int,
+        b: int,
+        searching: bool,
+        block: int,
     ) -> None: ...
-    def feed(self, pos: int, lines: list[bytes], /) -> list[tuple[str, int]]: ...
-    def finish(self) -> tuple[str, int] | None: ...
+    def next(self, tally: Tally | None, keep: Any, /) -> tuple[str, int] | None:
+        """The next row `tally` does not count (every row without one); None: the end."""

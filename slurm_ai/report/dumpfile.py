@@ -24,9 +24,11 @@ reads which range, and the ranges do not depend on the number of workers.
 Lines are split at b"\\n" only (as sacct writes them and as the live stream
 is split); a trailing "\\r" is dropped, like `assemble_rows` does.
 
-With the optional C extension the per-line loop runs in C (_fastrow.Assembler,
-the same rule and the same rows: tests/report/test_dumpfile.py runs every cut
-through both); `fast_available = False` keeps it in Python.
+With the optional C extension the reading and the per-line loop run in C
+(_fastrow.Scanner: the same lines, rule and rows; tests/report/test_dumpfile.py
+runs every cut through both), and `untaken_rows` lets the report's Tally count
+the usual row there without a Python object for it; `fast_available = False`
+keeps it all in Python.
 """
 
 from __future__ import annotations
@@ -35,6 +37,7 @@ import os
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import Any
 
 from slurm_ai.accounting.sacct import DEFAULT_LAYOUT, FREE_TEXT, Layout, parse_header
 
@@ -122,24 +125,32 @@ def rows_in_range(
     dump: Dump, a: int, b: int, block: int = BLOCK_BYTES
 ) -> Iterator[tuple[str, int]]:
     """(row, delimiter count) of the rows that range [a, b) owns (see module doc)."""
-    rules = _Rules(dump.layout)
-    if fast_available and len(rules.delim) == 1 and not _ID_BYTE.match(rules.delim):
-        return _rows_in_range_c(dump, a, b, block, rules)
-    return _rows_in_range_py(dump, a, b, block, rules)
+    if scannable(dump):
+        return untaken_rows(dump, a, b, None, None, block)
+    return _rows_in_range_py(dump, a, b, block, _Rules(dump.layout))
 
 
-def _rows_in_range_c(
-    dump: Dump, a: int, b: int, block: int, rules: _Rules
+def scannable(dump: Dump) -> bool:
+    """Does the C Scanner read this dump? Built, and a one-byte delimiter that is no id byte."""
+    delim = dump.layout.delimiter.encode("utf-8")
+    return fast_available and len(delim) == 1 and not _ID_BYTE.match(delim)
+
+
+def untaken_rows(
+    dump: Dump, a: int, b: int, tally: Any, keep: Any, block: int = BLOCK_BYTES
 ) -> Iterator[tuple[str, int]]:
-    """The loop below in C (_fastrow.Assembler): the same rule, the same rows."""
-    assembler = _fastrow.Assembler(rules.delim, rules.need, rules.fixed, a, b, a > dump.data_start)
-    for pos, lines in _blocks(dump.path, a, block):
-        yield from assembler.feed(pos, lines)
-        if assembler.done:
-            return
-    tail = assembler.finish()
-    if tail is not None:
-        yield tail
+    """rows_in_range's rows in C (`scannable` dumps only), less those `tally` counts.
+
+    tally: a _fastrow.Tally of this dump's layout, or None for every row; keep: the
+    report's row filter, which the Tally applies.
+    """
+    rules = _Rules(dump.layout)
+    with open(dump.path, "rb") as handle:
+        scanner = _fastrow.Scanner(
+            handle.fileno(), rules.delim, rules.need, rules.fixed, a, b, a > dump.data_start, block
+        )
+        while (row := scanner.next(tally, keep)) is not None:
+            yield row
 
 
 def _rows_in_range_py(

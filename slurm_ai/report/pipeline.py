@@ -33,7 +33,7 @@ from typing import Any
 from slurm_ai.accounting.sacct import FIELDS, Layout
 from slurm_ai.report import aggregate, facts
 from slurm_ai.report.aggregate import Aggregate
-from slurm_ai.report.dumpfile import Dump, rows_in_range
+from slurm_ai.report.dumpfile import Dump, rows_in_range, scannable, untaken_rows
 from slurm_ai.report.facts import OK, RowFilter, row_facts
 from slurm_ai.report.tally import export_into
 
@@ -74,12 +74,13 @@ class RowCounter:
             )
 
     @property
-    def text(self) -> Callable[[str, RowFilter | None], bool | None] | None:
-        """Tally.text (None without the extension): the usual row, whole, to C.
+    def tally(self) -> Any:
+        """The _fastrow.Tally rows are counted into (None without the extension).
 
-        True counted, False filtered, None: give the row to add_split.
+        Its text() (and dumpfile.untaken_rows) counts the usual row whole; add_split
+        takes the rows it declines.
         """
-        return self._tally.text if self._tally is not None else None
+        return self._tally
 
     def add(self, row: str, count: int | None = None) -> None:
         """One row; `count` is its number of delimiters when the caller knows it."""
@@ -140,17 +141,16 @@ def count_rows(layout: Layout, rows: Iterable[str], keep: RowFilter | None = Non
 def count_range(dump: Dump, a: int, b: int, keep: RowFilter | None = None) -> Aggregate:
     """Aggregate of the rows that byte range [a, b) of a dump owns."""
     counter = RowCounter(dump.layout, keep)
-    text = counter.text
-    if text is None:
+    tally = counter.tally
+    if tally is not None and scannable(dump):
+        # The usual row is read and counted in C; the others come here, in file order.
+        add_split = counter.add_split
+        for row, count in untaken_rows(dump, a, b, tally, keep):
+            add_split(row, count)
+    else:
         add = counter.add
         for row, count in rows_in_range(dump, a, b):
             add(row, count)
-    else:
-        # RowCounter.add's first step inline: a Python call less per row (a million).
-        add_split = counter.add_split
-        for row, count in rows_in_range(dump, a, b):
-            if text(row, keep) is None:
-                add_split(row, count)
     return counter.finish()
 
 

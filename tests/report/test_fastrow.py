@@ -10,6 +10,7 @@ extension on and off, on the recorded dump and on a synthetic one.
 from __future__ import annotations
 
 import json
+import os
 import random
 import zlib
 from pathlib import Path
@@ -474,10 +475,8 @@ def test_fuzz_rows_fixed_seed(monkeypatch: pytest.MonkeyPatch) -> None:
     assert taken > 300
 
 
-def test_mixed_dump_same_aggregate_and_report(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """Rows C declines, between rows it counts: each cell still gets its jobs in row order."""
+def write_mixed_dump(path: Path, crlf: bool = False) -> None:
+    """Rows C declines between rows it counts (and lines that end in CRLF when asked)."""
     from slurm_ai.accounting.sacct import DELIMITER, FIELDS
     from slurm_ai.report.synth import dump_lines
 
@@ -507,9 +506,19 @@ def test_mixed_dump_same_aggregate_and_report(
             parts[col["JobName"]] = "two\nlines"  # a row over two lines
         elif how == 8:
             parts[col["Partition"]] = rng.choice(["", "p\u00e4", "gpu"])
-        out.append(DELIMITER.join(parts) + "\n")
+        elif how == 9 and crlf:
+            parts[col["JobName"]] = "cr\r\nlf"  # "\r" dropped at the line's end
+        end = "\r\n" if crlf and rng.randrange(3) == 0 else "\n"
+        out.append(DELIMITER.join(parts) + end)
+    path.write_text("".join(out), newline="")
+
+
+def test_mixed_dump_same_aggregate_and_report(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Rows C declines, between rows it counts: each cell still gets its jobs in row order."""
     path = tmp_path / "mixed.txt"
-    path.write_text("".join(out))
+    write_mixed_dump(path)
     assert agg_state(path, True, monkeypatch, 2) == agg_state(path, False, monkeypatch, 2)
 
     def keep(partition: str, user: str, account: str, *times: float | None) -> bool:
@@ -519,6 +528,46 @@ def test_mixed_dump_same_aggregate_and_report(
     assert filtered == agg_state(path, False, monkeypatch, 2, keep)
     assert filtered != agg_state(path, True, monkeypatch, 2)
     assert report_json(path, True, monkeypatch, 1) == report_json(path, False, monkeypatch, 1)
+
+
+@pytest.mark.parametrize("block", [1, 7, 1000, 5000, 1 << 20])
+def test_scanner_blocks_same_aggregate(
+    block: int, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The Scanner's reads, whatever their size (rows longer than a block, CRLF, rows
+    over two lines, ranges cut anywhere): the Python path's Aggregate."""
+    from functools import partial
+
+    from slurm_ai.report import pipeline
+
+    path = tmp_path / "mixed.txt"
+    write_mixed_dump(path, crlf=True)
+    expected = agg_state(path, False, monkeypatch, 1)
+    monkeypatch.setattr(pipeline, "untaken_rows", partial(dumpfile.untaken_rows, block=block))
+    assert agg_state(path, True, monkeypatch, 1) == expected
+
+
+def test_scanner_read_errors_and_a_file_cut_after_open(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A descriptor that cannot be read is an OSError; a dump cut short after Dump.open
+    gives the rows still there, as the Python path reads them."""
+    directory = os.open(tmp_path, os.O_RDONLY)
+    try:
+        with pytest.raises(IsADirectoryError):
+            fastrow.Scanner(directory, b"\x1f", 1, 1, 0, 10, False, 64).next(None, None)
+    finally:
+        os.close(directory)
+    path = tmp_path / "mixed.txt"
+    write_mixed_dump(path, crlf=True)
+    dump = Dump.open(str(path))
+    with open(path, "r+b") as handle:
+        handle.truncate(dump.size // 2)
+    rows = {}
+    for fast in (True, False):
+        monkeypatch.setattr(dumpfile, "fast_available", fast)
+        rows[fast] = [r for a, b in dump.ranges(50_000) for r in dumpfile.rows_in_range(dump, a, b)]
+    assert rows[True] == rows[False] and 500 < len(rows[True]) < 1500
 
 
 def test_float_literals_read_as_float_reads_them() -> None:
