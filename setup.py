@@ -1,7 +1,7 @@
 """Build of the optional C part (metadata: setup.cfg).
 
-slurm_ai/report/_fastrow.c is the report's per-record decode in C (see
-slurm_ai/report/facts.py). It is optional: when it cannot be built (no C
+slurm_ai/report/native/*.c is the report's per-record decode and dump reading in C,
+the module slurm_ai.report._fastrow (see native/fastrow.h and slurm_ai/report/facts.py). It is optional: when it cannot be built (no C
 compiler, no Python headers, no zlib headers) the install still succeeds and the
 report decodes every record in Python, with the same figures, only slower. It
 links Intel ISA-L's inflate (libisal-dev) when its header is found, else zlib;
@@ -18,6 +18,7 @@ from setuptools import Extension, setup
 from setuptools.command.build_ext import build_ext
 
 ISAL_HEADER = "isa-l/igzip_lib.h"
+NATIVE = Path("slurm_ai/report/native")
 INCLUDE_DIRS = ("/usr/include", "/usr/local/include")
 
 
@@ -25,12 +26,14 @@ def fastrow(inflater: str) -> Extension:
     isal = inflater == "isa-l"
     return Extension(
         "slurm_ai.report._fastrow",
-        sources=["slurm_ai/report/_fastrow.c"],
+        sources=[str(source) for source in sorted(NATIVE.glob("*.c"))],
+        depends=[str(NATIVE / "fastrow.h")],
         define_macros=[("FASTROW_ISAL", "1")] if isal else [],
         libraries=["isal"] if isal else ["z"],
         extra_compile_args=[
             "-O2",
             "-ffp-contract=off",
+            "-fvisibility=hidden",  # one symbol out: PyInit__fastrow
             "-Wall",
             "-Wextra",
             "-Wno-unused-parameter",

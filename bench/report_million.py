@@ -6,7 +6,7 @@ The dump is generated once (slurm_ai.report.synth, seed 1) and reused; a dump
 of an older token format is regenerated. Each figure is measured in this run:
 the baseline is reading the same file line by line (the floor any streaming
 reader pays); then the report, one worker per core: with the C extension
-(slurm_ai/report/_fastrow.c) without and with the 95% intervals, then without
+(slurm_ai/report/native/*.c) without and with the 95% intervals, then without
 the extension (the pure-Python path: msgspec and ISA-L where installed, then
 zlib), with one worker, and with json.loads for every record (no msgspec).
 Each run is one `python -c` process that switches a part off first (facts.

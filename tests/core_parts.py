@@ -84,7 +84,7 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
 
 SETUP_DEPS = "scripts/setup-deps"
 DEV_EXTRA = "pip install -e '.[all,dev]' (scripts/setup-deps)"
-# The report's optional C extension (slurm_ai/report/_fastrow.c): built by pip install.
+# The report's optional C extension (slurm_ai/report/native/*.c): built by pip install.
 FASTROW_BUILD = (
     "gcc python3-dev zlib1g-dev libisal-dev, then pip install -e '.[all,dev]' or "
     "python3 setup.py build_ext --inplace (scripts/setup-deps)"

@@ -1,4 +1,4 @@
-"""Types of the optional C extension _fastrow.c (see its header comment)."""
+"""Types of the optional C extension _fastrow (slurm_ai/report/native/, see fastrow.h)."""
 
 from typing import Any
 

@@ -4,9 +4,9 @@ Pure and defensive: every record field is optional, wrong types count as
 missing, and nothing here raises for bad input. The outcome says whether the
 row had a record, had none, or had one we could not read (and why).
 
-These are the rules; the optional C extension (_fastrow.c, docs/report.md "The C
-extension") applies the same rules to the usual row and declines every other row
-to row_facts, so the report is the same with or without it. A change to a rule
+These are the rules; the optional C extension (_fastrow, built from
+slurm_ai/report/native/; docs/report.md "The C extension") applies the same rules
+to the usual row and declines every other row to row_facts, so the report is the same with or without it. A change to a rule
 here needs the same change there (tests/report/test_fastrow.py compares them).
 """
 
@@ -41,7 +41,7 @@ CHECKED_VERDICTS = frozenset({"pass", "warn", "fail", "timeout"})
 FAILED_VERDICTS = frozenset({"fail", "timeout"})
 NO_RECORD = "no record"
 slim_available = _slim_available()  # tests switch it off to compare both paths
-# The C decode of a token into its figures (_fastrow.c); tests and the bench switch it
+# The C decode of a token into its figures (_fastrow, native/figures.c); tests and the bench switch it
 # off to compare with the Python path, which gives the same figures.
 fast_available = _fastrow is not None
 # `inflate` (slim.py: ISA-L when installed) and its errors: tests and the bench swap in zlib's.

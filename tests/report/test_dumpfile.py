@@ -16,7 +16,7 @@ from slurm_ai.report.dumpfile import Dump, rows_in_range
 def loop(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
     """Every test twice: the Python loop, and the C one (_fastrow.Assembler) where built."""
     if request.param == "c" and not dumpfile.fast_available:
-        missing("the report's C extension (slurm_ai/report/_fastrow.c)", FASTROW_BUILD)
+        missing("the report's C extension (slurm_ai/report/native/*.c)", FASTROW_BUILD)
     monkeypatch.setattr(dumpfile, "fast_available", request.param == "c")
     return str(request.param)
 

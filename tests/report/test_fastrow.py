@@ -1,4 +1,4 @@
-"""The C decode (_fastrow.c) gives the Python path's answer, or declines.
+"""The C decode (_fastrow: slurm_ai/report/native/) gives Python's answer, or declines.
 
 Exactness is the rule: where figures() returns a tuple it must equal what
 json.loads + facts._dict_figures make of the same token, and wherever the
@@ -29,7 +29,7 @@ from slurm_ai.report.render import render_json
 from slurm_ai.report.synth import make_job, write_dump
 
 pytestmark = needs(
-    "the report's C extension (slurm_ai/report/_fastrow.c)", facts.fast_available, FASTROW_BUILD
+    "the report's C extension (slurm_ai/report/native/*.c)", facts.fast_available, FASTROW_BUILD
 )
 
 fastrow: Any = facts._fastrow
