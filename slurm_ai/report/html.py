@@ -15,6 +15,7 @@ from html import escape
 from typing import Any
 
 from slurm_ai.report.aggregate import Aggregate
+from slurm_ai.report.axis import ticks
 from slurm_ai.report.compare import TIMES, TOO_FEW
 from slurm_ai.report.render import (
     fmt,
@@ -123,10 +124,9 @@ def _busbw_chart(groups: list[tuple[str, Series, dict[str, Any]]]) -> str:
     out.append(
         f'<line x1="{left}" x2="{left + width}" y1="{axis_y - 10}" y2="{axis_y - 10}" stroke="#8c959f"/>'
     )
-    for t in range(6):
-        v = lo + (hi - lo) * t / 5
+    for v, label in ticks(lo, hi):
         out.append(
-            f'<text x="{left + width * t / 5:.1f}" y="{axis_y + 4}" text-anchor="middle" font-size="10">{v:.0f}</text>'
+            f'<text x="{x_of(v):.1f}" y="{axis_y + 4}" text-anchor="middle" font-size="10">{label}</text>'
         )
     out.append(
         f'<text x="{left + width / 2}" y="{axis_y + 20}" text-anchor="middle" font-size="11">busbw GB/s (solid: median with its 95% band, dashed: P5)</text></svg>'
@@ -222,19 +222,20 @@ def _dot_chart(
 
     out = [_svg_open(cls, title, left + width + 30, height)]
     out.append(f'<text x="8" y="16" font-size="13" font-weight="600">{escape(title)}</text>')
-    if ref is not None:
-        out.append(
-            f'<line x1="{x_of(ref):.1f}" x2="{x_of(ref):.1f}" y1="24" y2="{height - 36}" stroke="#8c959f" stroke-dasharray="4,3"/>'
-        )
     axis_y = 30 + len(dots) * row_h + 4
     out.append(
         f'<line x1="{left}" x2="{left + width}" y1="{axis_y}" y2="{axis_y}" stroke="#8c959f"/>'
     )
-    for t in range(5):
-        v = lo_v + span * t / 4
-        tick = math.exp(v) if log else v
+    ends = (math.exp(lo_v), math.exp(hi_v)) if log else (lo_v, hi_v)
+    for tick, label in ticks(*ends, log=log):
+        x = x_of(tick)
         out.append(
-            f'<text x="{left + width * t / 4:.1f}" y="{axis_y + 12}" text-anchor="middle" font-size="9.5" fill="#57606a">{tick:.3g}</text>'
+            f'<line class="grid" x1="{x:.1f}" x2="{x:.1f}" y1="24" y2="{axis_y}" stroke="#eaeef2"/>'
+            f'<text x="{x:.1f}" y="{axis_y + 12}" text-anchor="middle" font-size="9.5" fill="#57606a">{label}</text>'
+        )
+    if ref is not None:
+        out.append(
+            f'<line x1="{x_of(ref):.1f}" x2="{x_of(ref):.1f}" y1="24" y2="{height - 36}" stroke="#8c959f" stroke-dasharray="4,3"/>'
         )
     for i, (label, val, lo, hi, color) in enumerate(dots):
         y = 30 + i * row_h + row_h / 2

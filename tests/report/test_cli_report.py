@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import itertools
 import json
+import math
+import re
 import shutil
 import subprocess
 from collections.abc import Callable
@@ -143,11 +146,37 @@ def test_html_renders_in_headless_chromium(
     assert "<pre" not in dom and dom.count("<table>") >= 3 and '<tr class="ci">' in dom
     assert '<div class="chart"></div>' not in dom
     assert "no clear difference" in dom or "too few jobs" in dom
+    # Axes read at round values: the dot charts' gridlines carry labels like 0.25 or 1.05,
+    # never a range's own end such as 0.293 (report/axis.py).
+    axes = [
+        re.findall(r'<line class="grid"[^>]*>(?:</line>)?<text[^>]*>([^<]*)</text>', svg)
+        for svg in dom.split("<svg ")[1:]
+    ]
+    axes = [labels for labels in axes if labels]
+    assert len(axes) >= 3 and all(_round_axis(labels) for labels in axes), axes
     # Print: the page lays out on A4 (Chromium's own PDF printer).
     pdf = tmp_path / "report.pdf"
     argv[-2:] = ["--no-pdf-header-footer", f"--print-to-pdf={pdf}", page.as_uri()]
     subprocess.run(argv, capture_output=True, timeout=120, check=True)
     assert pdf.read_bytes().startswith(b"%PDF") and pdf.stat().st_size > 20_000
+
+
+def _round_axis(labels: list[str]) -> bool:
+    """Tick labels at multiples of one round step (1, 2, 2.5 or 5 times a power of 10), or
+    on a wide log axis at 1, 2 or 5 times powers of 10."""
+    values = [float(label.rstrip("k")) * (1000 if label.endswith("k") else 1) for label in labels]
+    if len(values) < 2:
+        return len(values) == 1
+    steps = {round(b - a, 9) for a, b in itertools.pairwise(values)}
+    if len(steps) == 1:
+        step = steps.pop()
+        on_step = all(abs(v / step - round(v / step)) < 1e-6 for v in values)
+        return _mantissa(step) in (1, 2, 2.5, 5) and on_step
+    return values == sorted(values) and all(v > 0 and _mantissa(v) in (1, 2, 5) for v in values)
+
+
+def _mantissa(value: float) -> float:
+    return round(value / 10 ** math.floor(math.log10(value)), 6)
 
 
 def test_report_table_fits_80_columns(data_dir: Path, prices_config: Path) -> None:
