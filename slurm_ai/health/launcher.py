@@ -23,13 +23,12 @@ import os
 import pwd
 import shutil
 import sys
-import tempfile
 from collections.abc import Mapping
 
 from slurm_ai.errors import CommandError, CommandTimeout
 from slurm_ai.health.errors import HealthCheckError, HealthColdStart, HealthTimeout
 from slurm_ai.health.measure import SweepResult, SweepSpec
-from slurm_ai.health.rankfiles import RankReports, read_reports
+from slurm_ai.health.rankfiles import RankReports, read_reports, report_dir
 from slurm_ai.health.rendezvous import free_port
 from slurm_ai.health.worker import LAUNCHER_ENV
 from slurm_ai.proc import CommandResult, run_group
@@ -99,8 +98,7 @@ def launch_local(
         raise HealthCheckError("need at least one rank")
     env = worker_env(os.environ if base_env is None else base_env)
     env[LAUNCHER_ENV] = str(os.getpid())
-    # mkdtemp: mode 0700, created exclusively, so no one else can plant or read reports.
-    with tempfile.TemporaryDirectory(prefix="slurm-ai-health-") as reports:
+    with report_dir() as reports:
         worker = [
             python,
             "-m",

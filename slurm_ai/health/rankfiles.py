@@ -12,17 +12,60 @@ the workers ended; each worker writes:
 - `ready.<rank>`: start-up done (library, communicator, CUDA context);
 - `result.json`: rank 0's SweepResult, written whole then renamed into place;
 - `error.<pid>`: why this worker failed (the rank may not be known yet).
+
+A launcher killed by slurmd (SIGKILL to its process group at the Prolog's or
+HealthCheckProgram's timeout) cannot remove its directory; the next launcher
+of the same user removes those over an hour old (`report_dir`).
 """
 
 from __future__ import annotations
 
 import os
+import shutil
+import stat
+import tempfile
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+DIR_PREFIX = "slurm-ai-health-"
+# No check runs this long (slurmd kills a Prolog or HealthCheckProgram within minutes), so
+# an older directory's launcher is gone, whatever pid namespace it ran in.
+STALE_AFTER_S = 3600.0
 RESULT_NAME = "result.json"
 MAX_ERROR_BYTES = 2000
 MAX_RESULT_BYTES = 1 << 20
+
+
+def report_dir() -> tempfile.TemporaryDirectory[str]:
+    """A new private directory for one launch (mkdtemp: mode 0700, created exclusively,
+    so no one else can plant or read reports), after removing stale ones."""
+    remove_stale(tempfile.gettempdir())
+    return tempfile.TemporaryDirectory(prefix=f"{DIR_PREFIX}{os.getpid()}-")
+
+
+def remove_stale(parent: str, now: float | None = None) -> list[str]:
+    """Remove report directories a killed launcher left in parent: only real directories
+    (no symlink followed) of this user, unchanged for STALE_AFTER_S. Returns their paths."""
+    now = time.time() if now is None else now
+    removed = []
+    try:
+        entries = list(os.scandir(parent))
+    except OSError:
+        return removed
+    for entry in entries:
+        if not entry.name.startswith(DIR_PREFIX):
+            continue
+        try:
+            info = entry.stat(follow_symlinks=False)
+        except OSError:
+            continue
+        mine = stat.S_ISDIR(info.st_mode) and info.st_uid == os.geteuid()
+        if mine and now - info.st_mtime > STALE_AFTER_S:
+            # rmtree deletes by descriptor on Linux: a link planted inside is not followed
+            shutil.rmtree(entry.path, ignore_errors=True)
+            removed.append(entry.path)
+    return removed
 
 
 def _write_whole(path: Path, text: str) -> None:

@@ -24,7 +24,14 @@ from health_helpers import needs_mpi, needs_torch
 from slurm_ai.health.errors import HealthCheckError, HealthColdStart, HealthTimeout
 from slurm_ai.health.launcher import launch_local, mpirun_env, parse_results, worker_env
 from slurm_ai.health.measure import CORRUPT_STRIDE, SweepResult, SweepSpec
-from slurm_ai.health.rankfiles import RankReports, mark_ready, read_reports, write_result
+from slurm_ai.health.rankfiles import (
+    DIR_PREFIX,
+    STALE_AFTER_S,
+    RankReports,
+    mark_ready,
+    read_reports,
+    write_result,
+)
 from slurm_ai.proc import CommandResult
 
 SIZES = [4096, 262144, 1048576]
@@ -248,3 +255,45 @@ def test_a_start_up_that_does_not_fit_is_a_cold_start_not_a_timeout() -> None:
     with pytest.raises(HealthColdStart, match=r"cold start: [01] of 2 gloo ranks ready within 8 s"):
         launch_local(spec, 2, timeout=8)
     assert workers_alive() == []
+
+
+@needs_torch
+def test_a_killed_launchers_report_directory_is_removed_by_a_later_one(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """slurmd's SIGKILL leaves the launcher no chance to remove its directory; the next
+    launch removes those over an hour old, only real directories of this user."""
+    monkeypatch.setenv("TMPDIR", str(tmp_path))
+    monkeypatch.setattr(tempfile, "tempdir", None)  # gettempdir() reads TMPDIR again
+    old = time.time() - 2 * STALE_AFTER_S
+
+    def made(name: str, age: float | None = old) -> Path:
+        path = tmp_path / name
+        path.mkdir()
+        (path / "ready.0").write_text("")
+        if age is not None:
+            os.utime(path, (age, age))
+        return path
+
+    stale = made(f"{DIR_PREFIX}4242-abc")
+    fresh = made(f"{DIR_PREFIX}4243-abc", age=None)  # a launch running now
+    other = made("not-ours-abc")
+    target = made("target")
+    link = tmp_path / f"{DIR_PREFIX}4244-link"
+    link.symlink_to(target)
+    os.utime(link, (old, old), follow_symlinks=False)
+    planted = [stale.parent / f"{DIR_PREFIX}4245-file"]
+    planted[0].write_text("x")
+    os.utime(planted[0], (old, old))
+    if os.geteuid() == 0:  # another user's directory (only root can make one here)
+        foreign = made(f"{DIR_PREFIX}4246-abc")
+        os.chown(foreign, 65534, 65534)
+        os.utime(foreign, (old, old))
+        planted.append(foreign)
+    launch_local(SweepSpec(sizes=[4096], backend="gloo"), 1, timeout=60)
+    assert not stale.exists()
+    assert fresh.is_dir() and other.is_dir() and (target / "ready.0").exists()
+    assert link.is_symlink() and all(p.exists() for p in planted)
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
+        [fresh.name, other.name, target.name, link.name, *(p.name for p in planted)]
+    )  # and the launch removed its own directory
