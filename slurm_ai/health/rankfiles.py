@@ -48,7 +48,7 @@ def remove_stale(parent: str, now: float | None = None) -> list[str]:
     """Remove report directories a killed launcher left in parent: only real directories
     (no symlink followed) of this user, unchanged for STALE_AFTER_S. Returns their paths."""
     now = time.time() if now is None else now
-    removed = []
+    removed: list[str] = []
     try:
         entries = list(os.scandir(parent))
     except OSError:
