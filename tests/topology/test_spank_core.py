@@ -10,6 +10,7 @@ GPU jobs, MIG, more ranks than GPUs, CPU-only jobs and restricted cpusets.
 from __future__ import annotations
 
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -444,3 +445,36 @@ def test_parsers_survive_hostile_input(harness: Path, seed: int) -> None:
         capture_output=True, text=True, timeout=300, check=False,
     )  # fmt: skip
     assert out.returncode == 0 and out.stdout.strip() == "fuzz 30000 rounds", out.stderr[-3000:]
+
+
+# set_mempolicy(MPOL_PREFERRED, node 0), then exec the harness: a policy the task had
+# before task_init, as Slurm's task/affinity leaves it for `srun --mem-bind=...`.
+PREFER_THEN_EXEC = """
+import ctypes, os, sys
+number = {"x86_64": 238, "aarch64": 237}.get(os.uname().machine)
+libc = ctypes.CDLL(None, use_errno=True)
+mask = ctypes.c_ulong(1)
+if number is None or libc.syscall(number, 1, ctypes.byref(mask), 64) != 0:
+    print("denied", ctypes.get_errno())
+    sys.exit(0)
+os.execv(sys.argv[1], [sys.argv[1], "--memory-policy"])
+"""
+
+
+def test_a_memory_policy_set_before_the_task_is_left_alone(harness: Path) -> None:
+    """The plugin prefers the plan's NUMA node only where the task has no memory policy
+    yet: one it has (the user's --mem-bind, applied by Slurm before task_init) stays."""
+
+    def probe(*argv: str) -> str:
+        out = subprocess.run(argv, capture_output=True, text=True, timeout=30, check=True)
+        assert "Sanitizer" not in out.stderr and "runtime error" not in out.stderr, out.stderr
+        return out.stdout.strip()
+
+    plain = probe(str(harness), "--memory-policy")
+    chosen = probe(sys.executable, "-c", PREFER_THEN_EXEC, str(harness))
+    if chosen.startswith("denied"):
+        # A host that forbids memory policies (a container's seccomp without CAP_SYS_NICE,
+        # a kernel without NUMA): nothing to keep, and the probe must not claim one.
+        assert plain in ("memory-policy default", "memory-policy unknown"), plain
+    else:
+        assert (plain, chosen) == ("memory-policy default", "memory-policy set")

@@ -15,6 +15,7 @@
 #include <string.h>
 #include <strings.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 #define LINE_MAX_BYTES 2048
@@ -1029,4 +1030,14 @@ int sai_plan_task(const struct sai_layout *l, const struct sai_request *req, str
 		put_env(l, req, t, "OMP_NUM_THREADS", value);
 	}
 	return 0;
+}
+
+int sai_memory_policy_set(void)
+{
+	int mode = 0;
+
+	/* get_mempolicy(2) without libnuma: mode only (no node mask, no address) */
+	if (syscall(SYS_get_mempolicy, &mode, NULL, 0UL, NULL, 0UL))
+		return -1;
+	return mode != 0; /* MPOL_DEFAULT */
 }

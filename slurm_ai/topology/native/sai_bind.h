@@ -151,5 +151,9 @@ int sai_user_binding(int argc, char *const *argv, const char *env_cpu, const cha
 		     char *why, size_t whylen);
 /* "0-3,8" from an ascending list. */
 void sai_format_cpu_list(const int *cpus, int n, char *buf, size_t len);
+/* Whether this process already has a memory policy of its own (not MPOL_DEFAULT):
+ * in task_init, Slurm's task plugin has applied the user's --mem-bind by then, and
+ * the plugin's preferred node must not replace it. 1 yes, 0 no, -1 unknown (errno). */
+int sai_memory_policy_set(void);
 
 #endif

@@ -5,6 +5,7 @@
  *   sai_bind_harness [--repeat N] [--env-max N] PLAN NTASKS RANK ALLOWED_CPUS [NAME=VALUE...]
  *   sai_bind_harness --user-binding SLURM_CPU_BIND SLURM_GPU_BIND SRUN_ARGV...
  *   sai_bind_harness --fuzz SEED ROUNDS
+ *   sai_bind_harness --memory-policy
  *
  * ALLOWED_CPUS is a CPU list ("0-7"): the task's own mask; NAME=VALUE pairs
  * are the task's environment (SLURM_STEP_GPUS, CUDA_VISIBLE_DEVICES, user
@@ -20,6 +21,8 @@
  * --user-binding: what the plugin decides in srun from srun's command line
  * and its SLURM_CPU_BIND / SLURM_GPU_BIND ("-": unset): "user cpu|gpu|
  * cpu,gpu|none", then "why TEXT" when in doubt.
+ * --memory-policy: "memory-policy set|default" as task_init sees it (a policy this
+ * process inherited, say from Slurm's --mem-bind, is left alone).
  * --fuzz: every parser on ROUNDS pseudo-random inputs (built with ASan/UBSan
  * by the tests, which then catch any read or write out of bounds).
  */
@@ -181,6 +184,12 @@ int main(int argc, char **argv)
 
 	if (argc > 3 && !strcmp(argv[1], "--user-binding"))
 		return user_binding(argc - 2, argv + 2);
+	if (argc == 2 && !strcmp(argv[1], "--memory-policy")) {
+		int set = sai_memory_policy_set();
+
+		printf("memory-policy %s\n", set < 0 ? "unknown" : set ? "set" : "default");
+		return set < 0;
+	}
 	if (argc == 4 && !strcmp(argv[1], "--fuzz"))
 		return fuzz(strtoul(argv[2], NULL, 10), atol(argv[3]));
 	for (;;) {

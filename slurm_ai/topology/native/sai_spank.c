@@ -485,7 +485,14 @@ int slurm_spank_task_init(spank_t sp, int ac, char **av)
 			snprintf(why, sizeof(why), "CPUs not set: %s", strerror(errno));
 			task.ncpus = 0;
 		} else if (task.numa >= 0 && layout.nnodes > 1) {
-			prefer_node(task.numa, why, sizeof(why));
+			if (sai_memory_policy_set() == 0) {
+				prefer_node(task.numa, why, sizeof(why));
+			} else { /* the user's --mem-bind, applied by Slurm before us */
+				if (task_id == 0)
+					slurm_info("slurm-ai: job %u step %u: memory policy left as "
+						   "set (--mem-bind)", job_id, step_id);
+				task.numa = -1;
+			}
 		}
 		CPU_FREE(set);
 	}
