@@ -570,6 +570,31 @@ def test_scanner_read_errors_and_a_file_cut_after_open(
     assert rows[True] == rows[False] and 500 < len(rows[True]) < 1500
 
 
+def test_scanner_refuses_a_second_next_while_one_runs(tmp_path: Path) -> None:
+    """next() lets other threads run during its reads: a second next() on the same
+    Scanner meanwhile (here from inside the row filter) is an error, not a shared buffer."""
+    from slurm_ai.report.pipeline import RowCounter
+
+    path = tmp_path / "mixed.txt"
+    write_mixed_dump(path)
+    dump = Dump.open(str(path))
+    rules = dumpfile._Rules(dump.layout)
+    with open(path, "rb") as handle:
+        scanner = fastrow.Scanner(
+            handle.fileno(), rules.delim, rules.need, rules.fixed, dump.data_start, dump.size,
+            False, 4096,
+        )  # fmt: skip
+
+        def keep(*fields: Any) -> bool:
+            return scanner.next(None, None) is not None
+
+        tally = RowCounter(dump.layout).tally
+        with pytest.raises(RuntimeError, match="already running"):  # rows C declines first
+            while scanner.next(tally, keep) is not None:
+                pass
+        assert scanner.next(None, None) is not None  # usable again afterwards
+
+
 def test_float_literals_read_as_float_reads_them() -> None:
     """The exact fast path for short literals, Python's strtod for the rest: float()'s bits."""
     rng = random.Random(4)

@@ -14,6 +14,7 @@ typedef struct {
     long long a, b, prev_pos;
     Py_ssize_t prev_count;
     int searching, done, eof, started;
+    int busy; /* in next(): its pread lets other threads run, which must not scan too */
     unsigned char *buf;        /* file bytes [base, base + len) */
     Py_ssize_t cap, len, scan; /* scan: where the next line starts in buf */
     long long base, read_at;   /* file offsets of buf[0] and of the next read */
@@ -176,27 +177,9 @@ static PyObject *finished_row(Scanner *self, Tally *tally, PyObject *keep) {
     return text ? Py_BuildValue("(Nn)", text, self->pcount) : NULL;
 }
 
-PyDoc_STRVAR(scanner_next_doc,
-             "next(tally, keep, /)\n--\n\n"
-             "The next (row, delimiter count) of the range that `tally` does not count\n"
-             "(Tally.text's rule; tally None: every row); None after the range's last row.");
-
-static PyObject *scanner_next(Scanner *self, PyObject *const *args, Py_ssize_t nargs) {
-    if (nargs != 2) {
-        PyErr_SetString(PyExc_TypeError, "next(tally, keep)");
-        return NULL;
-    }
-    Tally *tally = NULL;
-    PyObject *keep = args[1];
-    if (args[0] != Py_None) {
-        if (!PyObject_TypeCheck(args[0], &TallyType)) {
-            PyErr_SetString(PyExc_TypeError, "next: tally must be a Tally or None");
-            return NULL;
-        }
-        if (!ready(2, 2)) return NULL;
-        tally = (Tally *)args[0];
-        if (!tally_reads(tally, self->delim)) tally = NULL; /* its text() would decline */
-    }
+/* The next row that tally does not count (every row without one), or Py_None at the end
+ * of the range; NULL with an exception. */
+static PyObject *next_row(Scanner *self, Tally *tally, PyObject *keep) {
     unsigned char *buf;
     while (!self->done) {
         buf = self->buf;
@@ -270,6 +253,36 @@ static PyObject *scanner_next(Scanner *self, PyObject *const *args, Py_ssize_t n
             return row;
     }
     Py_RETURN_NONE;
+}
+
+PyDoc_STRVAR(scanner_next_doc,
+             "next(tally, keep, /)\n--\n\n"
+             "The next (row, delimiter count) of the range that `tally` does not count\n"
+             "(Tally.text's rule; tally None: every row); None after the range's last row.");
+
+static PyObject *scanner_next(Scanner *self, PyObject *const *args, Py_ssize_t nargs) {
+    if (nargs != 2) {
+        PyErr_SetString(PyExc_TypeError, "next(tally, keep)");
+        return NULL;
+    }
+    Tally *tally = NULL;
+    if (args[0] != Py_None) {
+        if (!PyObject_TypeCheck(args[0], &TallyType)) {
+            PyErr_SetString(PyExc_TypeError, "next: tally must be a Tally or None");
+            return NULL;
+        }
+        if (!ready(2, 2)) return NULL;
+        tally = (Tally *)args[0];
+        if (!tally_reads(tally, self->delim)) tally = NULL; /* its text() would decline */
+    }
+    if (self->busy) {
+        PyErr_SetString(PyExc_RuntimeError, "Scanner.next() is already running (another thread)");
+        return NULL;
+    }
+    self->busy = 1;
+    PyObject *row = next_row(self, tally, args[1]);
+    self->busy = 0;
+    return row;
 }
 
 static PyMethodDef scanner_methods[] = {
