@@ -7,8 +7,9 @@ the work is spread over every core.
 
 - A dump file (`aggregate_file`) is cut into fixed byte ranges; each worker
   process opens the file and reads its ranges itself (dumpfile.py finds the
-  row boundaries), so no row travels through a pipe: only each range's
-  partial Aggregate comes back. The ranges do not depend on the number of
+  row boundaries; with the extension its Scanner reads and counts the usual
+  row in C), so no row travels through a pipe: only each range's partial
+  Aggregate comes back. The ranges do not depend on the number of
   workers and are merged in file order, so 1 and N workers give the same
   figures, bit for bit.
 - A live sacct stream (`aggregate_rows`) can only be read by this process:
