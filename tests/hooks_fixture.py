@@ -26,7 +26,6 @@ from __future__ import annotations
 import contextlib
 import os
 import sys
-import time
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -100,17 +99,12 @@ def _with_block(text: str, block: str | None) -> str:
 
 
 def _reconfigure(cluster: Any) -> None:
-    proc = cluster.run(["scontrol", "reconfigure"], timeout=60)
+    """scontrol reconfigure and wait until every slurmd runs the new slurm.conf
+    (`localcluster reconfigure`: on Slurm 24.11 the daemons restart in place after
+    scontrol returns, and a job started meanwhile would run the old Prolog)."""
+    proc = cluster.localcluster("reconfigure", timeout=180)
     if proc.returncode != 0:
-        raise RuntimeError(f"scontrol reconfigure failed: {proc.stderr.strip()}")
-    # Wait until both nodes answer again after the reconfigure.
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        out = cluster.run(["sinfo", "-h", "-N", "-o", "%N %t"]).stdout.split()
-        states = dict(zip(out[::2], out[1::2], strict=False))
-        if states and all(s in ("idle", "mix", "alloc") for s in states.values()):
-            return
-        time.sleep(0.5)
+        raise RuntimeError(f"localcluster reconfigure failed: {proc.stdout}{proc.stderr}")
 
 
 @pytest.fixture(scope="session")

@@ -129,8 +129,23 @@ def test_a_job_leaves_a_record(cluster_install: ClusterInstall) -> None:
     assert set(record["nodes"]) == cluster.partition_nodes("vm")
     for node in record["nodes"].values():
         # The admin override written by `install --set` reached the hooks.
-        assert node["platform"]["class"] == "vm-passthrough"
-        assert node["platform"]["override"] is True
+        ok = node["platform"]["class"] == "vm-passthrough" and node["platform"]["override"]
+        assert ok, _whose_hooks(cluster_install, job, node["platform"])
     assert record["job"]["partition"] == "vm"
     # The hooks used this install's spool, not another one.
     assert cluster_install.spool.is_dir()
+
+
+def _whose_hooks(inst: ClusterInstall, job: str, platform: dict[str, Any]) -> str:
+    """Which install's hooks logged the job (a record without the override was once seen
+    on Debian 13, cause unproven): the evidence to read when it fails again."""
+    prefix = Path(inst.cluster.prefix)
+    logs = sorted(prefix.glob("log/*/slurm-ai.log"))
+    seen = {
+        str(log): [ln for ln in log.read_text(errors="replace").splitlines() if f"job={job} " in ln]
+        for log in logs
+    }
+    hooks_conf = (prefix / "etc" / "hooks.conf").read_text(errors="replace")
+    return (
+        f"platform {platform}\nhook log lines of job {job}: {seen}\nhooks.conf now:\n{hooks_conf}"
+    )

@@ -61,9 +61,8 @@ def resume_our_drains(installed_hooks: Any) -> Iterator[None]:
 
 
 def _reconfigure_and_wait(cluster: Any) -> None:
-    proc = cluster.run(["scontrol", "reconfigure"], timeout=60)
-    assert proc.returncode == 0, proc.stderr
-    time.sleep(2)
+    proc = cluster.localcluster("reconfigure", timeout=180)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
 
 
 @pytest.fixture
