@@ -39,6 +39,7 @@ from slurm_ai.admin.hookfiles import (
     render_all,
     render_config,
     render_slurm_conf_lines,
+    with_hook_block,
 )
 
 BEGIN = "# BEGIN slurm-ai hooks (tests/hooks_fixture.py)"
@@ -85,17 +86,6 @@ class InstalledHooks:
     def env(self) -> dict[str, str]:
         """Environment for `slurm-ai` commands run by tests against this install."""
         return self.cluster.env({"SLURM_AI_CONFIG": str(self.config_path)})
-
-
-def _with_block(text: str, block: str | None) -> str:
-    lines = text.splitlines()
-    if BEGIN in lines:
-        start = lines.index(BEGIN)
-        end = lines.index(END, start) if END in lines[start:] else len(lines) - 1
-        lines = lines[:start] + lines[end + 1 :]
-    if block:
-        lines += [BEGIN, *block.rstrip("\n").splitlines(), END]
-    return "\n".join(lines) + "\n"
 
 
 def _reconfigure(cluster: Any) -> None:
@@ -145,7 +135,8 @@ def installed_hooks(slurm_cluster: Any) -> Iterator[InstalledHooks]:
     hooks.spool_dir.chmod(0o700)
     hooks_conf = prefix / "etc" / "hooks.conf"
     original = hooks_conf.read_text() if hooks_conf.exists() else ""
-    hooks_conf.write_text(_with_block(original, render_slurm_conf_lines(layout)))
+    lines = render_slurm_conf_lines(layout).splitlines()
+    hooks_conf.write_text(with_hook_block(original, BEGIN, END, lines))
     _reconfigure(slurm_cluster)
     try:
         yield hooks

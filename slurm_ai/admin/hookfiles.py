@@ -18,7 +18,7 @@ from __future__ import annotations
 import re
 import shlex
 import sys
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -141,6 +141,40 @@ def render_slurm_conf_lines(layout: HookLayout, *, epilog_slurmctld: bool = Fals
     if epilog_slurmctld:
         lines.append(f"EpilogSlurmctld={layout.epilog_slurmctld_shim}")
     return "\n".join(lines) + "\n"
+
+
+HOOK_KEYS = ("Prolog", "Epilog", "TaskProlog")
+MARK_BEGIN, MARK_END = "# BEGIN slurm-ai", "# END slurm-ai"
+
+
+def with_hook_block(text: str, begin: str, end: str, lines: Sequence[str]) -> str:
+    """An include file's text (the local cluster's hooks.conf) with `lines` as its hooks.
+
+    They go between `begin` and `end` (both starting with MARK_BEGIN / MARK_END), and
+    every marked block that sets Prolog=, Epilog= or TaskProlog= goes, this one's own
+    earlier copy included: from Slurm 23.02 on every Prolog= and Epilog= line runs,
+    where 22.05 kept the last one (seen on 24.11: two slurm-ai installs' hooks ran for one
+    job, and the record of the one without the admin's platform override won the
+    AdminComment). Other marked blocks (a HealthCheckProgram) and unmarked lines stay.
+    """
+    if not (begin.startswith(MARK_BEGIN) and end.startswith(MARK_END)):
+        raise ValueError(f"hook block markers must start with {MARK_BEGIN!r} / {MARK_END!r}")
+    kept: list[str] = []
+    block: list[str] | None = None
+    for line in text.splitlines():
+        if block is None and line.startswith(MARK_BEGIN):
+            block = [line]
+        elif block is not None:
+            block.append(line)
+            if line.startswith(MARK_END):
+                if not any(ln.split("=", 1)[0].strip() in HOOK_KEYS for ln in block):
+                    kept.extend(block)
+                block = None
+        else:
+            kept.append(line)
+    if block is not None:  # a block never closed: kept as it was
+        kept.extend(block)
+    return "\n".join([*kept, begin, *lines, end]) + "\n"
 
 
 def _toml_value(value: Any) -> str:

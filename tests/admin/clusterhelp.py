@@ -7,6 +7,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from slurm_ai.admin.hookfiles import with_hook_block
 from slurm_ai.errors import RecordError
 from slurm_ai.record import AdminComment
 
@@ -25,12 +26,8 @@ def paste_lines(install_output: str) -> list[str]:
 
 
 def with_block(text: str, block: list[str]) -> str:
-    kept = text.splitlines()
-    if BEGIN in kept:
-        start = kept.index(BEGIN)
-        end = kept.index(END, start) if END in kept[start:] else len(kept) - 1
-        kept = kept[:start] + kept[end + 1 :]
-    return "\n".join([*kept, BEGIN, *block, END]) + "\n"
+    """hooks.conf with this install's lines as the cluster's only slurm-ai hooks."""
+    return with_hook_block(text, BEGIN, END, block)
 
 
 def sacct_fields(cluster: Any, job_id: str, fields: str) -> list[str] | None:
