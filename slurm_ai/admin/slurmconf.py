@@ -14,6 +14,8 @@ import shlex
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from slurm_ai.admin.hookfiles import SHIM_NAME
+
 # Our hooks must be able to finish the health check inside this (seconds).
 RECOMMENDED_PROLOG_EPILOG_TIMEOUT = 120
 
@@ -23,6 +25,8 @@ class SlurmConf:
     """Top-level settings (keys lower-cased, last one wins) and node lines."""
 
     settings: dict[str, str] = field(default_factory=dict)
+    # Every value of a key in file order: Slurm 23.02+ runs every Prolog= and Epilog= line.
+    every: dict[str, list[str]] = field(default_factory=dict)
     nodes: list[dict[str, str]] = field(default_factory=list)
     partitions: list[dict[str, str]] = field(default_factory=list)
     files: list[str] = field(default_factory=list)
@@ -30,6 +34,9 @@ class SlurmConf:
 
     def get(self, key: str) -> str | None:
         return self.settings.get(key.lower())
+
+    def get_all(self, key: str) -> list[str]:
+        return list(self.every.get(key.lower(), []))
 
 
 def _pairs(line: str) -> list[tuple[str, str]]:
@@ -70,6 +77,7 @@ def parse_text(text: str, conf: SlurmConf | None = None, base_dir: Path | None =
         else:
             for key, value in pairs:
                 conf.settings[key.lower()] = value
+                conf.every.setdefault(key.lower(), []).append(value)
     return conf
 
 
@@ -149,6 +157,7 @@ def check_slurm_conf(
                     f"{key}={folder}/*",
                 )
             )
+        findings.extend(_other_hook_sets(key, conf.get_all(key), script))
     task = conf.get("TaskProlog")
     findings.append(
         _single_program(
@@ -204,6 +213,36 @@ def check_slurm_conf(
         findings.extend(_check_gres(conf, node_name, gpu_count))
     if healthcheck_script:
         findings.extend(_check_health_program(conf, healthcheck_script))
+    return findings
+
+
+def _other_hook_sets(key: str, values: list[str], script: str) -> list[Finding]:
+    """Other Prolog=/Epilog= lines that run another slurm-ai install's hooks.
+
+    From Slurm 23.02 on every such line runs (22.05 keeps the last one): two installs'
+    hooks would both run for each job, and both Epilogs write its record, the first one
+    staying (seen on 24.11: the record without the admin's platform override won).
+    """
+    findings = []
+    for value in values:
+        if _covers(value, script):
+            continue
+        shims = [
+            path
+            for item in value.split(",")
+            for path in glob.glob(item)
+            if os.path.basename(path) == SHIM_NAME and path != script
+        ]
+        if shims:
+            findings.append(
+                Finding(
+                    "conflict",
+                    f"{key} (another slurm-ai)",
+                    f"{key}={value} runs another slurm-ai install's hooks ({shims[0]}): Slurm "
+                    "23.02 and later run every Prolog=/Epilog= line, so both would write the "
+                    f"job's record; remove that {key}= line (22.05 runs only the last one)",
+                )
+            )
     return findings
 
 

@@ -101,3 +101,34 @@ def test_health_check_program_lines_only_when_health_is_installed() -> None:
     )
     found = by_key(check_slurm_conf(ours, healthcheck_script=hc, **SCRIPTS))
     assert all(found[k].status == "ok" for k in found if k.startswith("HealthCheck"))
+
+
+def test_another_slurm_ai_install_s_hook_lines_are_a_conflict(tmp_path: Path) -> None:
+    """Slurm 23.02+ runs every Prolog=/Epilog= line: an older install's lines left beside
+    ours make two hook sets write each job's record (seen on 24.11). A site's own extra
+    Prolog line is not ours to flag."""
+    old, ours = tmp_path / "old", tmp_path / "new"
+    for root in (old, ours):
+        for kind in ("prolog.d", "epilog.d"):
+            (root / kind).mkdir(parents=True)
+            (root / kind / "50-slurm-ai").write_text("#!/bin/sh\n")
+    (tmp_path / "site-prolog").write_text("#!/bin/sh\n")
+    scripts = {
+        "prolog_script": str(ours / "prolog.d" / "50-slurm-ai"),
+        "epilog_script": str(ours / "epilog.d" / "50-slurm-ai"),
+        "taskprolog_script": "/etc/slurm/slurm-ai-taskprolog",
+    }
+    conf = parse_text(
+        f"Prolog={old}/prolog.d/*\nEpilog={old}/epilog.d/*\nProlog={tmp_path}/site-prolog\n"
+        f"Prolog={ours}/prolog.d/*\nEpilog={ours}/epilog.d/*\n"
+    )
+    found = by_key(check_slurm_conf(conf, **scripts))
+    assert found["Prolog"].status == "ok" and found["Epilog"].status == "ok"  # the last lines
+    for key in ("Prolog", "Epilog"):
+        other = found[f"{key} (another slurm-ai)"]
+        assert other.status == "conflict" and f"{old}/{key.lower()}.d/50-slurm-ai" in other.message
+        assert "23.02" in other.message
+    keys = [f.key for f in check_slurm_conf(conf, **scripts)]
+    assert keys.count("Prolog (another slurm-ai)") == 1  # the site's own line is not flagged
+    alone = parse_text(f"Prolog={ours}/prolog.d/*\nEpilog={ours}/epilog.d/*\n")
+    assert not [f for f in check_slurm_conf(alone, **scripts) if "another" in f.key]
