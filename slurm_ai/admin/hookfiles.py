@@ -152,8 +152,8 @@ def with_hook_block(text: str, begin: str, end: str, lines: Sequence[str]) -> st
 
     They go between `begin` and `end` (both starting with MARK_BEGIN / MARK_END), and
     every marked block that sets Prolog=, Epilog= or TaskProlog= goes, this one's own
-    earlier copy included: from Slurm 23.02 on every Prolog= and Epilog= line runs,
-    where 22.05 kept the last one (seen on 24.11: two slurm-ai installs' hooks ran for one
+    earlier copy included: Slurm 24.11 runs every Prolog= and Epilog= line, where
+    22.05 keeps the last one (seen on 24.11: two slurm-ai installs' hooks ran for one
     job, and the record of the one without the admin's platform override won the
     AdminComment). Other marked blocks (a HealthCheckProgram) and unmarked lines stay.
     """

@@ -25,7 +25,7 @@ class SlurmConf:
     """Top-level settings (keys lower-cased, last one wins) and node lines."""
 
     settings: dict[str, str] = field(default_factory=dict)
-    # Every value of a key in file order: Slurm 23.02+ runs every Prolog= and Epilog= line.
+    # Every value of a key in file order: Slurm 24.11 runs every Prolog= and Epilog= line.
     every: dict[str, list[str]] = field(default_factory=dict)
     nodes: list[dict[str, str]] = field(default_factory=list)
     partitions: list[dict[str, str]] = field(default_factory=list)
@@ -219,7 +219,7 @@ def check_slurm_conf(
 def _other_hook_sets(key: str, values: list[str], script: str) -> list[Finding]:
     """Other Prolog=/Epilog= lines that run another slurm-ai install's hooks.
 
-    From Slurm 23.02 on every such line runs (22.05 keeps the last one): two installs'
+    Slurm 24.11 runs every such line (22.05 keeps the last one): two installs'
     hooks would both run for each job, and both Epilogs write its record, the first one
     staying (seen on 24.11: the record without the admin's platform override won).
     """
@@ -239,8 +239,8 @@ def _other_hook_sets(key: str, values: list[str], script: str) -> list[Finding]:
                     "conflict",
                     f"{key} (another slurm-ai)",
                     f"{key}={value} runs another slurm-ai install's hooks ({shims[0]}): Slurm "
-                    "23.02 and later run every Prolog=/Epilog= line, so both would write the "
-                    f"job's record; remove that {key}= line (22.05 runs only the last one)",
+                    "24.11 runs every Prolog=/Epilog= line, so both would write the job's "
+                    f"record; remove that {key}= line (22.05 runs only the last one)",
                 )
             )
     return findings

@@ -69,7 +69,7 @@ def cluster_install(slurm_cluster: Any) -> Iterator[ClusterInstall]:
     args = _install_args(prefix, base)
     hooks_conf = prefix / "etc" / "hooks.conf"
     original = hooks_conf.read_text() if hooks_conf.exists() else ""
-    # Another fixture's hooks go first (Slurm 23.02+ would run both sets), so that install
+    # Another fixture's hooks go first (Slurm 24.11 would run both sets), so that install
     # prints every line this cluster then lacks (PrologFlags=Alloc included).
     hooks_conf.write_text(with_block(original, []))
     proc = subprocess.run(

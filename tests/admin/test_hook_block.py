@@ -1,4 +1,4 @@
-"""hooks.conf edits: one set of slurm-ai hooks at a time (Slurm 23.02+ runs every Prolog=)."""
+"""hooks.conf edits: one set of slurm-ai hooks at a time (Slurm 24.11 runs every Prolog=)."""
 
 from __future__ import annotations
 

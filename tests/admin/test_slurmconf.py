@@ -104,7 +104,7 @@ def test_health_check_program_lines_only_when_health_is_installed() -> None:
 
 
 def test_another_slurm_ai_install_s_hook_lines_are_a_conflict(tmp_path: Path) -> None:
-    """Slurm 23.02+ runs every Prolog=/Epilog= line: an older install's lines left beside
+    """Slurm 24.11 runs every Prolog=/Epilog= line: an older install's lines left beside
     ours make two hook sets write each job's record (seen on 24.11). A site's own extra
     Prolog line is not ours to flag."""
     old, ours = tmp_path / "old", tmp_path / "new"
@@ -127,7 +127,7 @@ def test_another_slurm_ai_install_s_hook_lines_are_a_conflict(tmp_path: Path) ->
     for key in ("Prolog", "Epilog"):
         other = found[f"{key} (another slurm-ai)"]
         assert other.status == "conflict" and f"{old}/{key.lower()}.d/50-slurm-ai" in other.message
-        assert "23.02" in other.message
+        assert "24.11" in other.message
     keys = [f.key for f in check_slurm_conf(conf, **scripts)]
     assert keys.count("Prolog (another slurm-ai)") == 1  # the site's own line is not flagged
     alone = parse_text(f"Prolog={ours}/prolog.d/*\nEpilog={ours}/epilog.d/*\n")
