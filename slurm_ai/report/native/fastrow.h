@@ -181,6 +181,9 @@ void fields_of_args(Fields *fl, PyObject *const *args);
 void fields_clear(Fields *fl);
 int job_of_row(Fields *fl, PyObject *keep, Job *j);
 PyObject *float_or_none(int has, double value);
+/* 1, or 0 with an exception: setup() has given row() what it builds. */
+int setup_done(void);
+/* setup_done() and nargs == want (else a TypeError). */
 int ready(Py_ssize_t nargs, Py_ssize_t want);
 extern PyMethodDef row_functions[]; /* the module's setup() and row() */
 

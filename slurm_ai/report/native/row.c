@@ -333,16 +333,20 @@ done:
     return result;
 }
 
-int ready(Py_ssize_t nargs, Py_ssize_t want) {
-    if (nargs != want) {
-        PyErr_Format(PyExc_TypeError, "takes %zd arguments", want);
-        return 0;
-    }
+int setup_done(void) {
     if (!JobFacts) {
         PyErr_SetString(PyExc_RuntimeError, "_fastrow.setup() was not called");
         return 0;
     }
     return 1;
+}
+
+int ready(Py_ssize_t nargs, Py_ssize_t want) {
+    if (nargs != want) {
+        PyErr_Format(PyExc_TypeError, "takes %zd arguments", want);
+        return 0;
+    }
+    return setup_done();
 }
 
 PyDoc_STRVAR(row_doc,

@@ -271,7 +271,7 @@ static PyObject *scanner_next(Scanner *self, PyObject *const *args, Py_ssize_t n
             PyErr_SetString(PyExc_TypeError, "next: tally must be a Tally or None");
             return NULL;
         }
-        if (!ready(2, 2)) return NULL;
+        if (!setup_done()) return NULL; /* the Tally's rows need row()'s classes */
         tally = (Tally *)args[0];
         if (!tally_reads(tally, self->delim)) tally = NULL; /* its text() would decline */
     }
