@@ -26,6 +26,7 @@ from __future__ import annotations
 import contextlib
 import os
 import sys
+import time
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -41,6 +42,7 @@ from slurm_ai.admin.hookfiles import (
     render_slurm_conf_lines,
     with_hook_block,
 )
+from slurm_ai.spool import atomic_write_bytes
 
 BEGIN = "# BEGIN slurm-ai hooks (tests/hooks_fixture.py)"
 END = "# END slurm-ai hooks"
@@ -60,17 +62,17 @@ class InstalledHooks:
         return self.layout.config_path
 
     def write_config(self, data: Mapping[str, Any]) -> None:
-        tmp = self.config_path.with_suffix(".tmp")
-        tmp.write_text(render_config(data))
-        tmp.chmod(0o644)
-        os.replace(tmp, self.config_path)
+        replace_file(self.config_path, render_config(data), 0o644)
 
     @contextlib.contextmanager
     def configured(self, overrides: Mapping[str, Mapping[str, Any]]) -> Iterator[dict[str, Any]]:
-        """Merge `overrides` (table -> keys) into the config for a with-block."""
+        """Merge `overrides` (table -> keys) into the config for a with-block.
+
+        Waits first for the jobs of earlier tests to end (their Epilogs read the config)."""
         data = {k: dict(v) for k, v in self.base_config.items()}
         for table, values in overrides.items():
             data[table] = {**data.get(table, {}), **values}
+        quiesce(self.cluster, limit_s=60.0)
         self.write_config(data)
         try:
             yield data
@@ -86,6 +88,46 @@ class InstalledHooks:
     def env(self) -> dict[str, str]:
         """Environment for `slurm-ai` commands run by tests against this install."""
         return self.cluster.env({"SLURM_AI_CONFIG": str(self.config_path)})
+
+
+def replace_file(path: Path, text: str, mode: int = 0o644) -> None:
+    """Write `path` as a new file renamed over the old one, never in place.
+
+    slurmd may be executing a hook shim of an earlier test's job (writing it in place
+    fails with ETXTBSY, "Text file busy") and slurmctld may be reading hooks.conf while
+    it reconfigures (it would see half a file); a rename gives each reader the old file
+    or the new one, whole.
+    """
+    atomic_write_bytes(path, text.encode(), mode=mode)
+
+
+def quiesce(cluster: Any, limit_s: float = 120.0) -> None:
+    """Wait until no job is queued or running and no node is completing (an Epilog
+    still running), for at most `limit_s`.
+
+    A test that changes which hooks or settings the cluster runs must not do it under
+    an earlier test's job: that job's Epilog would run another install's hooks than its
+    Prolog did (another spool, another config) and its record would be lost or wrong.
+    """
+    deadline = time.monotonic() + limit_s
+    while True:
+        queue = cluster.run(["squeue", "-h", "-o", "%i"]).stdout.split()
+        states = cluster.run(["sinfo", "-h", "-N", "-o", "%T"]).stdout.split()
+        completing = [state for state in states if state.startswith("completing")]
+        if not queue and not completing:
+            return
+        if time.monotonic() >= deadline:
+            print(f"quiesce: after {limit_s:.0f} s still jobs {queue[:5]} and "
+                  f"{len(completing)} completing node(s); going on")  # fmt: skip
+            return
+        time.sleep(0.5)
+
+
+def change_hooks_conf(cluster: Any, text: str) -> None:
+    """Replace the instance's hooks.conf with `text` between jobs, then reconfigure."""
+    quiesce(cluster)
+    replace_file(Path(cluster.prefix) / "etc" / "hooks.conf", text)
+    _reconfigure(cluster)
 
 
 def _reconfigure(cluster: Any) -> None:
@@ -129,18 +171,15 @@ def installed_hooks(slurm_cluster: Any) -> Iterator[InstalledHooks]:
     )
     for path, (text, mode) in render_all(layout, hooks.base_config).items():
         path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(text)
-        path.chmod(mode)
+        replace_file(path, text, mode)
     hooks.spool_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
     hooks.spool_dir.chmod(0o700)
     hooks_conf = prefix / "etc" / "hooks.conf"
     original = hooks_conf.read_text() if hooks_conf.exists() else ""
     lines = render_slurm_conf_lines(layout).splitlines()
-    hooks_conf.write_text(with_hook_block(original, BEGIN, END, lines))
-    _reconfigure(slurm_cluster)
+    change_hooks_conf(slurm_cluster, with_hook_block(original, BEGIN, END, lines))
     try:
         yield hooks
     finally:
-        hooks_conf.write_text(original)
         with contextlib.suppress(Exception):
-            _reconfigure(slurm_cluster)
+            change_hooks_conf(slurm_cluster, original)

@@ -19,7 +19,7 @@ from typing import Any
 
 import pytest
 from clusterhelp import paste_lines, wait_done, wait_record, with_block
-from hooks_fixture import _reconfigure
+from hooks_fixture import change_hooks_conf, quiesce, replace_file
 
 pytestmark = pytest.mark.cluster
 
@@ -71,7 +71,9 @@ def cluster_install(slurm_cluster: Any) -> Iterator[ClusterInstall]:
     original = hooks_conf.read_text() if hooks_conf.exists() else ""
     # Another fixture's hooks go first (Slurm 24.11 would run both sets), so that install
     # prints every line this cluster then lacks (PrologFlags=Alloc included).
-    hooks_conf.write_text(with_block(original, []))
+    # (Written, not yet reconfigured: install reads the files, Slurm does not need to.)
+    quiesce(slurm_cluster)
+    replace_file(hooks_conf, with_block(original, []))
     proc = subprocess.run(
         [sys.executable, "-m", "slurm_ai", *args],
         env=slurm_cluster.env(),
@@ -81,20 +83,18 @@ def cluster_install(slurm_cluster: Any) -> Iterator[ClusterInstall]:
         check=False,
     )
     if proc.returncode != 3:
-        hooks_conf.write_text(original)
+        replace_file(hooks_conf, original)
     assert proc.returncode == 3, proc.stdout + proc.stderr  # slurm.conf lacks our lines
     block = paste_lines(proc.stdout)
     assert f"Prolog={etc}/prolog.d/*" in block, proc.stdout
-    hooks_conf.write_text(with_block(original, block))
     inst = ClusterInstall(slurm_cluster, etc, etc / "slurm-ai" / "config.toml",
                           prefix / "spool" / base, proc.stdout)  # fmt: skip
     try:
-        _reconfigure(slurm_cluster)
+        change_hooks_conf(slurm_cluster, with_block(original, block))
         yield inst
     finally:
-        hooks_conf.write_text(original)
         with contextlib.suppress(Exception):
-            _reconfigure(slurm_cluster)
+            change_hooks_conf(slurm_cluster, original)
         undo = inst.slurm_ai("install", "--config", str(inst.config), "--uninstall")
         assert undo.returncode == 0, undo.stdout + undo.stderr
         for leftover in (prefix / "spool" / base, prefix / "marks" / base, prefix / "log" / base):

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from hooks_fixture import _reconfigure
+from hooks_fixture import change_hooks_conf, quiesce
 
 DEMO = Path(__file__).resolve().parents[2] / "scripts" / "demo"
 
@@ -28,15 +28,21 @@ def test_demo_runs_jobs_and_prints_the_report(slurm_cluster: Any) -> None:
     hooks_conf = prefix / "etc" / "hooks.conf"
     original = hooks_conf.read_text() if hooks_conf.exists() else ""
     # One round (8 jobs) keeps the test short; the demo then sets [report] min_jobs = 1.
-    argv = [sys.executable, str(DEMO), "--skip-setup", "--etc", str(etc), "--config",
+    # Started as on a fresh machine: with setup (scripts/setup-deps finds everything there
+    # and installs slurm-ai again) and by an interpreter that cannot import slurm_ai (-S:
+    # no site-packages), as the first run's interpreter cannot see what setup installs.
+    argv = [sys.executable, "-S", str(DEMO), "--etc", str(etc), "--config",
             str(config), "--rounds", "1", "--prefix", str(prefix),
             "--port-base", str(slurm_cluster.port_base), "--name", slurm_cluster.name]  # fmt: skip
+    cannot = subprocess.run([sys.executable, "-S", "-c", "import slurm_ai"], cwd=DEMO.parent,
+                            capture_output=True, text=True, check=False)  # fmt: skip
+    assert cannot.returncode != 0 and "No module named 'slurm_ai'" in cannot.stderr
+    quiesce(slurm_cluster)  # the demo changes the hooks: not under an earlier test's job
     try:
         proc = subprocess.run(argv, capture_output=True, text=True, timeout=900, check=False)
     finally:
-        hooks_conf.write_text(original)
         with contextlib.suppress(Exception):
-            _reconfigure(slurm_cluster)
+            change_hooks_conf(slurm_cluster, original)
         subprocess.run(
             [sys.executable, "-m", "slurm_ai", "install", "--uninstall", "--config", str(config)],
             capture_output=True, timeout=120, check=False,
@@ -46,8 +52,10 @@ def test_demo_runs_jobs_and_prints_the_report(slurm_cluster: Any) -> None:
     # Exit 0 also means the demo's own checks of the report held (no PROBLEM lines).
     assert proc.returncode == 0, out[-4000:] + proc.stderr[-2000:]
     assert "PROBLEM" not in out
-    for step in ("2/5", "3/5", "4/5", "5/5"):
+    for step in ("1/5", "2/5", "3/5", "4/5", "5/5"):
         assert f"== demo {step}:" in out
+    # Steps 2-5 ran in the interpreter started after the install.
+    assert out.index("== demo: continuing in a fresh interpreter") < out.index("== demo 2/5:")
     if (prefix / "etc" / "vm-nodes").exists():  # the vm partition ran in KVM/QEMU guests
         assert "partition vm ran in real virtual machines v1, v2" in out
     else:
@@ -105,3 +113,6 @@ def test_demo_refuses_a_config_without_its_settings(tmp_path: Path) -> None:
     assert f"{etc / 'prolog.d' / '50-slurm-ai'} does not run with --config {config}" in err
     assert "slurm-ai-taskprolog" in err  # missing shim
     assert "sbatch" not in proc.stdout  # no job was submitted
+    # The failing step is named, with what to do next.
+    assert "demo: step 3/5 (installing the slurm-ai hooks into the cluster) failed." in err
+    assert "what to do: the message above names the file or setting" in err

@@ -20,6 +20,7 @@ from typing import Any
 
 import pytest
 from health_helpers import needs_mpi
+from hooks_fixture import change_hooks_conf, replace_file
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "accounting"))
 from clusterjobs import record_of, sbatch, wait_for
@@ -60,28 +61,20 @@ def resume_our_drains(installed_hooks: Any) -> Iterator[None]:
             installed_hooks.cluster.run(["scontrol", "update", f"nodename={node}", "state=resume"])
 
 
-def _reconfigure_and_wait(cluster: Any) -> None:
-    proc = cluster.localcluster("reconfigure", timeout=180)
-    assert proc.returncode == 0, proc.stdout + proc.stderr
-
-
 @pytest.fixture
 def health_program(installed_hooks: Any) -> Iterator[Any]:
     """Our HealthCheckProgram in slurm.conf (every 10 s) for the test's duration."""
     cluster = installed_hooks.cluster
     layout = installed_hooks.layout
-    layout.healthcheck_shim.write_text(render_shim(layout, "healthcheck"))
-    layout.healthcheck_shim.chmod(0o755)
+    replace_file(layout.healthcheck_shim, render_shim(layout, "healthcheck"), 0o755)
     hooks_conf = Path(cluster.prefix) / "etc" / "hooks.conf"
     original = hooks_conf.read_text()
     block = render_health_check_lines(layout, interval=10)
-    hooks_conf.write_text(f"{original.rstrip()}\n{PROGRAM_BEGIN}\n{block}{PROGRAM_END}\n")
-    _reconfigure_and_wait(cluster)
+    change_hooks_conf(cluster, f"{original.rstrip()}\n{PROGRAM_BEGIN}\n{block}{PROGRAM_END}\n")
     try:
         yield installed_hooks
     finally:
-        hooks_conf.write_text(original)
-        _reconfigure_and_wait(cluster)
+        change_hooks_conf(cluster, original)
         for node in ("n1", "n2"):
             cluster.run(["scontrol", "update", f"nodename={node}", "state=resume"])
 
@@ -130,15 +123,15 @@ def test_a_restarted_node_is_checked_before_it_takes_jobs(installed_hooks: Any) 
     import signal
 
     cluster, layout = installed_hooks.cluster, installed_hooks.layout
-    layout.healthcheck_shim.write_text(render_shim(layout, "healthcheck"))
-    layout.healthcheck_shim.chmod(0o755)
+    replace_file(layout.healthcheck_shim, render_shim(layout, "healthcheck"), 0o755)
     hooks_conf = Path(cluster.prefix) / "etc" / "hooks.conf"
     original = hooks_conf.read_text()
     block = render_health_check_lines(layout, interval=3600)
     try:
         with installed_hooks.configured({"hooks": STEPS, "health": CHECK}):
-            hooks_conf.write_text(f"{original.rstrip()}\n{PROGRAM_BEGIN}\n{block}{PROGRAM_END}\n")
-            _reconfigure_and_wait(cluster)
+            change_hooks_conf(
+                cluster, f"{original.rstrip()}\n{PROGRAM_BEGIN}\n{block}{PROGRAM_END}\n"
+            )
         # From now on every check fails; the next run must be n1's start-up run.
         with installed_hooks.configured(
             {"hooks": STEPS, "health": {**CHECK, "min_busbw_gbps": 1e9}}
@@ -159,8 +152,7 @@ def test_a_restarted_node_is_checked_before_it_takes_jobs(installed_hooks: Any) 
             assert re.match(r"slurm_ai: allreduce-busbw: busbw [0-9.]+ GB/s", reasons["n1"])
             assert "n2" not in reasons, reasons  # no periodic run drained n2
     finally:
-        hooks_conf.write_text(original)
-        _reconfigure_and_wait(cluster)
+        change_hooks_conf(cluster, original)
         cluster.run(["scontrol", "update", "nodename=n1", "state=resume"])
 
 
