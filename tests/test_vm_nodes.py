@@ -4,7 +4,10 @@ torch.distributed work between guests and between a host node and a guest.
 
 Where KVM cannot run a guest, the instance has no VM nodes and these tests skip
 with the one line `localcluster up` printed; in CI on a machine whose /dev/kvm
-works they fail instead (the VM nodes must have come up there)."""
+works they fail instead (the VM nodes must have come up there). .ci/run runs them
+in a step of their own, against an instance started with `--vms any` (emulated
+guests where KVM cannot boot them), with SLURM_AI_TEST_REQUIRE_VMS=1: they never
+skip there."""
 
 from __future__ import annotations
 
@@ -27,6 +30,9 @@ import localcluster_vm as vm
 pytestmark = pytest.mark.cluster
 
 GUESTS = vm.GUESTS
+# Set by .ci/run's VM step, which starts its instance with guests under KVM or, where KVM
+# cannot boot them, QEMU's emulator: there a missing guest is a failure, never a skip.
+REQUIRE_VMS = "SLURM_AI_TEST_REQUIRE_VMS"
 
 
 @pytest.fixture(scope="module")
@@ -38,6 +44,8 @@ def vm_cluster(slurm_cluster: SlurmCluster) -> SlurmCluster:
     reason = reason_path.read_text().strip() if reason_path.exists() else "no VM nodes"
     if os.environ.get("CI") and vm.kvm_problem() is None:
         pytest.fail(f"/dev/kvm runs guests here, yet the cluster has no VM nodes: {reason}")
+    if os.environ.get(REQUIRE_VMS):  # .ci/run's VM step started guests (KVM or emulated)
+        pytest.fail(f"{REQUIRE_VMS} is set, yet the cluster has no VM nodes: {reason}")
     pytest.skip(reason)
 
 
