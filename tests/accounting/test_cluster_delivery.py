@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 from clusterjobs import admin_comment, job_done, record_of, sbatch, slurm_ai, wait_for, wait_record
 from core_parts import TOOLCHAIN, TOOLCHAIN_PACKAGES, missing
+from hooks_fixture import quiesce
 
 from slurm_ai import spool
 from slurm_ai.accounting import native
@@ -99,6 +100,7 @@ def _pid(prefix, name: str) -> int | None:
 def slurmdbd_stopped(installed_hooks):
     """Stop this instance's slurmdbd; `localcluster up` restarts it afterwards."""
     cluster = installed_hooks.cluster
+    quiesce(cluster)  # an earlier test's job must not lose its delivery to this
     pid = _pid(cluster.prefix, "slurmdbd")
     assert pid, "slurmdbd pid file missing"
     os.kill(pid, signal.SIGTERM)
