@@ -1,0 +1,115 @@
+"""Daemons lost around a job's end, on the real cluster: the record still lands once.
+
+- slurmctld restarted while both nodes' Epilogs run (a site Epilog script beside ours
+  keeps the job COMPLETING for a few seconds, so the restart falls inside the window;
+  slurmd runs the Epilog= glob in reverse alphabetical order, so ours runs after it,
+  while the controller is away or just back);
+- slurmd of one node killed right after the job's record landed, then started again:
+  the restart neither writes a second record nor changes the one there.
+
+The lost-node case (slurmd killed during the job) is in test_cluster_delivery's
+incomplete-record tests.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from clusterjobs import admin_comment, record_of, sbatch, wait_for, wait_record
+from hooks_fixture import quiesce, replace_file
+
+pytestmark = pytest.mark.cluster
+
+SLOW_EPILOG_S = 8
+
+
+def _pid(cluster: Any, daemon: str) -> int:
+    return int((Path(cluster.prefix) / "run" / f"{daemon}.pid").read_text().split()[0])
+
+
+def _stop(cluster: Any, daemon: str) -> None:
+    pid = _pid(cluster, daemon)
+    os.kill(pid, signal.SIGTERM)
+    wait_for(lambda: not Path(f"/proc/{pid}").exists(), 60, what=f"{daemon} to stop")
+
+
+def _start_missing(cluster: Any) -> None:
+    """`localcluster up` starts what is not running and leaves the rest alone."""
+    up = cluster.localcluster("up", timeout=300)
+    assert up.returncode == 0, up.stdout + up.stderr
+
+
+def _state(cluster: Any, job: str) -> str:
+    proc = cluster.run(["squeue", "-h", "-j", job, "-o", "%T"])
+    return proc.stdout.strip() if proc.returncode == 0 else ""
+
+
+def _records_in_accounting(hooks: Any, job: str) -> int:
+    """How many slurm-ai records the job's AdminComment holds (one word each)."""
+    text = admin_comment(hooks, job) or ""
+    return sum(1 for word in text.split() if word.startswith("sai"))
+
+
+@pytest.fixture
+def slow_epilog(installed_hooks: Any) -> Iterator[Path]:
+    """A site Epilog script that sleeps, beside slurm-ai's (the Epilog= glob runs both)."""
+    script = installed_hooks.layout.epilog_dir / "90-test-slow-site-epilog"
+    quiesce(installed_hooks.cluster)
+    replace_file(script, f"#!/bin/sh\nsleep {SLOW_EPILOG_S}\nexit 0\n", 0o755)
+    try:
+        yield script
+    finally:
+        quiesce(installed_hooks.cluster)
+        with contextlib.suppress(FileNotFoundError):
+            script.unlink()
+
+
+def test_controller_restarted_while_epilogs_run(installed_hooks: Any, slow_epilog: Path) -> None:
+    cluster = installed_hooks.cluster
+    job = sbatch(installed_hooks, "-N2", "-n2", "-p", "bare", "--wrap", "srun -N2 -n2 true")
+    wait_for(lambda: _state(cluster, job) == "COMPLETING", 90, 0.2, what="the job's Epilogs")
+    _stop(cluster, "slurmctld")
+    try:
+        _start_missing(cluster)
+    finally:
+        with contextlib.suppress(Exception):
+            _start_missing(cluster)
+    record = wait_record(installed_hooks, job, {"n1", "n2"}, timeout=180)
+    assert record["complete"] is True, record
+    assert set(record["nodes"]) == {"n1", "n2"}
+    assert _records_in_accounting(installed_hooks, job) == 1
+    for node in ("n1", "n2"):
+        state = cluster.run(["sinfo", "-h", "-n", node, "-o", "%T"]).stdout.strip()
+        assert not state.startswith(("drain", "down")), (node, state)
+
+
+def test_slurmd_killed_after_the_job_changes_nothing(installed_hooks: Any) -> None:
+    cluster = installed_hooks.cluster
+    job = sbatch(installed_hooks, "-N2", "-n2", "-p", "bare", "--wrap", "srun -N2 -n2 true")
+    record = wait_record(installed_hooks, job, {"n1", "n2"}, timeout=120)
+    assert record["complete"] is True
+    before = admin_comment(installed_hooks, job)
+    quiesce(cluster)
+    _stop(cluster, "slurmd-n2")
+    try:
+        _start_missing(cluster)
+    finally:
+        with contextlib.suppress(Exception):
+            _start_missing(cluster)
+    wait_for(
+        lambda: cluster.run(["sinfo", "-h", "-n", "n2", "-o", "%T"]).stdout.strip() == "idle",
+        90,
+        what="n2 idle again",
+    )
+    # A later job on both nodes runs and gets its record; the first one is as it was.
+    later = sbatch(installed_hooks, "-N2", "-n2", "-p", "bare", "--wrap", "srun -N2 -n2 true")
+    assert wait_record(installed_hooks, later, {"n1", "n2"}, timeout=120)["complete"] is True
+    assert admin_comment(installed_hooks, job) == before
+    assert record_of(installed_hooks, job) == record
+    assert _records_in_accounting(installed_hooks, job) == 1
