@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from slurm_ai.topology import pci
 from slurm_ai.topology.model import NodeTopology
-from slurm_ai.topology.plan import AffinityPlan, JobAllocation, gpu_units
+from slurm_ai.topology.plan import FABRIC_KINDS, AffinityPlan, JobAllocation, gpu_units
 
 
 def check_plan(topo: NodeTopology, alloc: JobAllocation, plan: AffinityPlan) -> None:
@@ -33,12 +33,17 @@ def check_plan(topo: NodeTopology, alloc: JobAllocation, plan: AffinityPlan) -> 
             assert rank.numa == gpu.numa
         else:
             assert "no CPUs" in warned or "unknown" in warned
-        visible = rank.env.get("CUDA_VISIBLE_DEVICES", "").split(",")
+        amd = all(units[i].gpu.vendor == "amd" for i in plan.gpus)
+        variable = "ROCR_VISIBLE_DEVICES" if amd else "CUDA_VISIBLE_DEVICES"
+        visible = rank.env.get(variable, "").split(",")
         assert visible[0] in (str(rank.gpus[0]), units[rank.gpus[0]].uuid)
         if units[rank.gpus[0]].mig is None:
             assert len(visible) == len(plan.gpus), "all job GPUs stay visible"
+        if amd:
+            assert "CUDA_VISIBLE_DEVICES" not in rank.env
+            assert rank.env["HIP_VISIBLE_DEVICES"] == ",".join(map(str, range(len(visible))))
         # Nearest NIC: no candidate RDMA NIC is closer than the chosen one.
-        rdma = [n for n in topo.nics if n.is_rdma and n.is_up]
+        rdma = [n for n in topo.nics if (n.is_rdma or n.kind in FABRIC_KINDS) and n.is_up]
         if rank.nics and rdma:
             chosen = [n for n in topo.nics if n.name in rank.nics]
             best = min(pci.distance(gpu.pci_path, n.pci_path, gpu.numa, n.numa) for n in rdma)
