@@ -256,7 +256,11 @@ def _place_numa(place: _Place, numa: dict[int, set[int]]) -> int | None:
     return None
 
 
-def _gpu_of(elem: ET.Element, place: _Place, state: _State, online: set[int]) -> tuple | None:
+# A GPU's compute OS devices (backend prefix -> its index and infos), and the Gpu.
+_FoundGpu = tuple[dict[str, tuple[int, dict[str, str]]], Gpu]
+
+
+def _gpu_of(elem: ET.Element, place: _Place, state: _State, online: set[int]) -> _FoundGpu | None:
     """(numbering key, Gpu) for a PCI device with a compute OS device, else None."""
     found: dict[str, tuple[int, dict[str, str]]] = {}
     for osdev in elem.findall("object"):
@@ -293,7 +297,7 @@ def _gpu_of(elem: ET.Element, place: _Place, state: _State, online: set[int]) ->
     return found, gpu
 
 
-def _number_gpus(found: list[tuple[dict[str, tuple[int, dict[str, str]]], Gpu]]) -> list[Gpu]:
+def _number_gpus(found: list[_FoundGpu]) -> list[Gpu]:
     """Slurm's numbering: the index of the backend every GPU has (nvml, then rsmi, ...),
     as AutoDetect=nvml/rsmi count them; else PCI bus order."""
     for prefix in (*GPU_NAME_RANK, "opencl"):
@@ -410,7 +414,7 @@ def _build(tree: ET.Element, source: str) -> NodeTopology:
     allowed = top.get("allowed_cpuset")
     if allowed is not None:
         cpu.allowed = sorted(parse_bitmap(allowed) & online)
-    found = []
+    found: list[_FoundGpu] = []
     nics: list[Nic] = []
     for elem, place in state.pci:
         gpu = _gpu_of(elem, place, state, online)
