@@ -127,3 +127,15 @@ def test_prolog_path_does_not_load_the_reader() -> None:
     )
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "[]"
+
+
+def test_explicit_job_on_a_captured_tree() -> None:
+    # The same options describe a job on a `capture` tree (or this host) too.
+    root = Path(__file__).resolve().parents[1] / "data" / "topology" / "dgx_h100"
+    code, out = invoke(["plan", "--root", str(root), "--ntasks", "2", "--gpus", "4-7", "--json"])
+    assert code == 0
+    data = json.loads(out)
+    assert [r["gpus"] for r in data["ranks"]] == [[4, 5], [6, 7]]
+    assert all(r["numa"] == 1 for r in data["ranks"])
+    code, out = invoke(["plan", "--root", str(root), "--ntasks", "0"])
+    assert code == 2 and "--ntasks" in out
