@@ -21,9 +21,10 @@ machines:
   NUMA node, then other nodes); ties keep all tied NICs.
 - CUDA_VISIBLE_DEVICES keeps all of the job's GPUs visible with the rank's own
   first, so CUDA IPC and peer-to-peer keep working (per-task GPU cgroups break
-  them). AMD GPUs (all of the job's GPUs AMD): the same list in
+  them). AMD GPUs (every GPU of the node AMD): the same list in
   ROCR_VISIBLE_DEVICES (what Slurm sets for them, applied below HIP), and
-  HIP_VISIBLE_DEVICES counts 0..n-1 over that list, so the order is ROCR's.
+  HIP_VISIBLE_DEVICES = CUDA_VISIBLE_DEVICES = 0..n-1 (HIP counts inside ROCr's
+  list and reads both), so the order is ROCr's.
 - NICs of other fabrics (HPE Slingshot, AWS EFA) are chosen by the same
   nearness; NCCL_IB_HCA/UCX_NET_DEVICES name only InfiniBand/RoCE devices
   (libfabric providers pick their NIC themselves), the socket netdev still follows.
@@ -303,6 +304,12 @@ def nic_env(hcas: list[Nic], socket_ifname: str | None) -> dict[str, str]:
     return env
 
 
+def rocm_node(topo: NodeTopology) -> bool:
+    """Every GPU of the node is AMD: the ROCm variables name them (node-wide, as the
+    plan file tells the SPANK plugin)."""
+    return bool(topo.gpus) and all(g.vendor == "amd" for g in topo.gpus)
+
+
 def _visible_label(unit: GpuUnit, alloc: JobAllocation, job_units: list[GpuUnit]) -> str:
     if alloc.visible == "uuid" and unit.uuid:
         return unit.uuid
@@ -396,9 +403,13 @@ def _env(
         else:
             visible = units + [u for u in job_units if u not in units]
         labels = ",".join(_visible_label(u, alloc, job_units) for u in visible)
-        if all(u.gpu.vendor == "amd" for u in units + job_units):
+        if rocm_node(topo):
+            # ROCr takes the list; HIP counts inside it, through HIP_VISIBLE_DEVICES or
+            # CUDA_VISIBLE_DEVICES (it reads both): 0..n-1 keeps ROCr's order.
+            ordinals = ",".join(str(i) for i in range(len(visible)))
             env["ROCR_VISIBLE_DEVICES"] = labels
-            env["HIP_VISIBLE_DEVICES"] = ",".join(str(i) for i in range(len(visible)))
+            env["HIP_VISIBLE_DEVICES"] = ordinals
+            env["CUDA_VISIBLE_DEVICES"] = ordinals
         else:
             env["CUDA_VISIBLE_DEVICES"] = labels
     env.update(nic_env(hcas, plan.socket_ifname))

@@ -95,7 +95,7 @@ def test_amd_gpus_and_slingshot_nics_from_sysfs(tmp_path: Path) -> None:
     assert [r.cpus for r in plan.ranks] == [NODE_CPUS[0], NODE_CPUS[1]]
     rank = plan.ranks[1].env
     assert rank["ROCR_VISIBLE_DEVICES"] == "1,0" and rank["HIP_VISIBLE_DEVICES"] == "0,1"
-    assert "CUDA_VISIBLE_DEVICES" not in rank
+    assert rank["CUDA_VISIBLE_DEVICES"] == "0,1"  # HIP reads it too: counts inside ROCr's list
     assert "NCCL_IB_HCA" not in rank and "UCX_NET_DEVICES" not in rank  # not verbs devices
 
 

@@ -74,7 +74,7 @@ def test_plan_topology_amd_variables() -> None:
     assert rank["gpus"] == [2, 3]
     assert rank["env"]["ROCR_VISIBLE_DEVICES"] == "2,3,0,1"
     assert rank["env"]["HIP_VISIBLE_DEVICES"] == "0,1,2,3"
-    assert "CUDA_VISIBLE_DEVICES" not in rank["env"]
+    assert rank["env"]["CUDA_VISIBLE_DEVICES"] == "0,1,2,3"
 
 
 def test_cpu_only_plan_defaults_to_allowed_cpus() -> None:

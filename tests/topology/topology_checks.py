@@ -41,15 +41,15 @@ def check_plan(topo: NodeTopology, alloc: JobAllocation, plan: AffinityPlan) -> 
             assert rank.numa == home
         else:
             assert "no CPUs" in warned or "unknown" in warned
-        amd = all(units[i].gpu.vendor == "amd" for i in plan.gpus)
+        amd = all(g.vendor == "amd" for g in topo.gpus)  # the node's GPUs: ROCm variables
         variable = "ROCR_VISIBLE_DEVICES" if amd else "CUDA_VISIBLE_DEVICES"
         visible = rank.env.get(variable, "").split(",")
         assert visible[0] in (str(rank.gpus[0]), units[rank.gpus[0]].uuid)
         if units[rank.gpus[0]].mig is None:
             assert len(visible) == len(plan.gpus), "all job GPUs stay visible"
-        if amd:
-            assert "CUDA_VISIBLE_DEVICES" not in rank.env
-            assert rank.env["HIP_VISIBLE_DEVICES"] == ",".join(map(str, range(len(visible))))
+        if amd:  # HIP counts inside ROCr's list, through either variable
+            ordinals = ",".join(map(str, range(len(visible))))
+            assert rank.env["HIP_VISIBLE_DEVICES"] == rank.env["CUDA_VISIBLE_DEVICES"] == ordinals
         # Nearest NIC: no candidate RDMA NIC is closer than the chosen one.
         rdma = [n for n in topo.nics if (n.is_rdma or n.kind in FABRIC_KINDS) and n.is_up]
         if rank.nics and rdma:
