@@ -11,7 +11,8 @@ do on a node from its lstopo file alone (`slurm-ai probe|plan --topology FILE.xm
   `pci.hops` works on both), and their locality: the nearest non-I/O ancestor's
   cpuset and nodeset (hwloc attaches a device there).
 - GPUs: PCI devices with a compute OS device: `nvml*`/`cuda*` (NVIDIA), `rsmi*`
-  (AMD), `opencl*d*` of type GPU, `ze*` (Intel); vendor, model, UUID.
+  (AMD), `opencl*d*` of type GPU, `ze*` (Intel); vendor, model, UUID; GPU pairs named
+  by their PCIe relation (the file has no NVLink data).
 - NICs: PCI functions with an OpenFabrics (RDMA) and/or network OS device, one
   `Nic` each as the sysfs probe builds them; Slingshot (Cray Cassini, `cxi*`/`hsn*`)
   and AWS EFA are told apart by name and PCI vendor.
@@ -33,6 +34,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from slurm_ai.errors import SlurmAIError
+from slurm_ai.topology.gpus import gpu_links
 from slurm_ai.topology.model import CpuTopology, Gpu, Nic, NodeTopology
 
 MAX_BYTES = 64 << 20  # lstopo files of the largest nodes are a few MB
@@ -423,7 +425,8 @@ def _build(tree: ET.Element, source: str) -> NodeTopology:
         nic = _nic_of(elem, place, state)
         if nic is not None:
             nics.append(nic)
-    return NodeTopology(cpu=cpu, gpus=_number_gpus(found), nics=nics, warnings=warnings)
+    gpus = _number_gpus(found)
+    return NodeTopology(cpu=cpu, gpus=gpus, nics=nics, gpu_links=gpu_links(gpus), warnings=warnings)
 
 
 def read_hwloc_xml(path: str | Path) -> NodeTopology:

@@ -46,6 +46,8 @@ def test_lassen_restricted_cpuset_gpus_and_hcas() -> None:
     assert topo.gpus[0].uuid == "GPU-04732404-7fc3-5ae6-cddd-c879b3a379bb"
     assert topo.gpus[0].model == "Tesla V100-SXM2-16GB"
     assert topo.gpus[0].local_cpus == parse_cpu_list("8-87")
+    # By PCIe only (the file has no NVLink data): one PLX switch per socket's pair.
+    assert topo.gpu_links["0,1"] == "PIX" and topo.gpu_links["0,2"] == "SYS"
     # Host bridge, then bridges, then the device: the same shape as the sysfs path.
     assert topo.gpus[0].pci_path == [
         "pci0004:00", "0004:00:00.0", "0004:01:00.0", "0004:02:0a.0", "0004:04:00.0"
