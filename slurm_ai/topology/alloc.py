@@ -20,7 +20,7 @@ from collections.abc import Mapping
 from slurm_ai.slurmenv import parse_index_list
 from slurm_ai.sysfs import Sysfs, parse_cpu_list, parse_cpu_mask
 from slurm_ai.topology.model import NodeTopology
-from slurm_ai.topology.plan import JobAllocation
+from slurm_ai.topology.plan import JobAllocation, rocm_node
 
 CGROUP = "/sys/fs/cgroup"
 
@@ -114,23 +114,30 @@ def job_gpus(env: Mapping[str, str], in_prolog: bool) -> tuple[list[int], list[s
     return gpus, [f"GPU list {p}" for p in problems]
 
 
-def visible_style(env: Mapping[str, str], gpus: list[int], configured: str) -> str:
+def visible_style(
+    env: Mapping[str, str], gpus: list[int], configured: str, rocm: bool = False
+) -> str:
     """How CUDA_VISIBLE_DEVICES must name GPUs for CUDA inside this task.
 
     With a device cgroup (ConstrainDevices=yes) the task sees only its GPUs,
     renumbered from 0, and Slurm then sets CUDA_VISIBLE_DEVICES to 0..n-1:
     global indices would name the wrong GPUs. UUIDs are right in both cases.
+    On an AMD node (`rocm`) without CUDA_VISIBLE_DEVICES (gres.conf
+    AutoDetect=rsmi sets only ROCR_VISIBLE_DEVICES), Slurm's ROCR_VISIBLE_DEVICES.
     """
     if configured in ("index", "relative", "uuid"):
         return configured
-    seen = (env.get("CUDA_VISIBLE_DEVICES") or "").split(",")
+    name = "CUDA_VISIBLE_DEVICES"
+    if rocm and name not in env:
+        name = "ROCR_VISIBLE_DEVICES"
+    seen = (env.get(name) or "").split(",")
     if (
         seen
         and all(s.strip().startswith(("GPU-", "MIG-")) for s in seen if s.strip())
         and any(s.strip() for s in seen)
     ):
         return "uuid"
-    indices, problems = parse_index_list(env.get("CUDA_VISIBLE_DEVICES"))
+    indices, problems = parse_index_list(env.get(name))
     if (
         gpus
         and not problems
@@ -187,6 +194,6 @@ def allocation_from_env(
         cpus=cpus,
         gpus=gpus,
         ntasks=ntasks,
-        visible=visible_style(env, gpus, visible) if not in_prolog else "index",
+        visible=visible_style(env, gpus, visible, rocm_node(topo)) if not in_prolog else "index",
         warnings=warnings,
     )

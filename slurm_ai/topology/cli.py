@@ -48,18 +48,50 @@ root_option = click.option(
 )
 
 
+topology_option = click.option(
+    "--topology",
+    "topology_xml",
+    type=click.Path(dir_okay=False),
+    default=None,
+    help="Read an hwloc XML file (`lstopo --of xml`, v1/v2/v3) instead of this host.",
+)
+
+
+def _read_xml(path: str) -> Any:
+    """The node of an hwloc XML file; a bad file is a clear error (exit 1), not a traceback."""
+    from slurm_ai.topology.hwloc_xml import HwlocXmlError, read_hwloc_xml
+
+    try:
+        return read_hwloc_xml(path)
+    except HwlocXmlError as exc:
+        raise click.ClickException(str(exc)) from exc
+
+
 @click.command()
 @root_option
+@topology_option
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 @click.option("--refresh", is_flag=True, help="Ignore the per-boot cache (live host only).")
 @click.pass_context
-def probe(ctx: click.Context, root: str, as_json: bool, refresh: bool) -> None:
-    """Show this node's fingerprint and topology."""
+def probe(
+    ctx: click.Context, root: str, topology_xml: str | None, as_json: bool, refresh: bool
+) -> None:
+    """Show this node's fingerprint and topology (or an hwloc XML file's topology)."""
     from slurm_ai.errors import SlurmAIError
     from slurm_ai.topology.probe import probe_live_cached, probe_node
     from slurm_ai.topology.render import render_probe
     from slurm_ai.topology.virt import platform_record
 
+    if topology_xml is not None:
+        if root != "/":
+            raise click.UsageError("--topology and --root are two sources: give one")
+        topo = _read_xml(topology_xml)
+        if as_json:
+            out = {"source": topology_xml, "topology": topo.to_dict()}
+            click.echo(json.dumps(out, indent=2, sort_keys=True))
+        else:
+            click.echo(render_probe(topo, None, source=f"{topology_xml} (hwloc XML)"))
+        return
     settings = _settings(ctx)
     if os.path.realpath(root) == "/" and os.geteuid() == 0 and not refresh:
         from slurm_ai.cli import load_ctx_config
@@ -86,18 +118,37 @@ def probe(ctx: click.Context, root: str, as_json: bool, refresh: bool) -> None:
 
 @click.command()
 @root_option
+@topology_option
+@click.option("--ntasks", type=click.IntRange(1, 4096), default=None, help="Tasks on the node.")
+@click.option(
+    "--gpus", default=None, help="The job's GPUs (Slurm indices: 0-3,6, all, none; default all)."
+)
+@click.option("--cpus", default=None, help="The job's CPUs (0-15,32-47; default: all allowed).")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 @click.pass_context
-def plan(ctx: click.Context, root: str, as_json: bool) -> None:
+def plan(
+    ctx: click.Context,
+    root: str,
+    topology_xml: str | None,
+    ntasks: int | None,
+    gpus: str | None,
+    cpus: str | None,
+    as_json: bool,
+) -> None:
     """Show the affinity plan for the current job environment.
 
     Outside a job it plans one rank over all CPUs and GPUs of the node; set
     SLURM_JOB_GPUS, SLURM_STEP_TASKS_PER_NODE, ... to try other allocations.
+    With --topology FILE.xml (or any of --ntasks/--gpus/--cpus) it plans the job
+    those options describe on that machine instead, ignoring $SLURM_*.
     """
     from slurm_ai.topology.render import render_plan
     from slurm_ai.topology.task import plan_for_task
 
     settings = _settings(ctx)
+    if topology_xml is not None or ntasks is not None or gpus is not None or cpus is not None:
+        _plan_explicit(root, topology_xml, ntasks, gpus, cpus, settings, as_json)
+        return
     env = dict(os.environ)
     live = os.path.realpath(root) == "/"
     task = plan_for_task(
@@ -112,6 +163,67 @@ def plan(ctx: click.Context, root: str, as_json: bool) -> None:
     else:
         click.echo(render_plan(task.plan, int(local) if local and local.isdigit() else None))
         for warning in task.warnings:
+            click.echo(f"warning: {warning}")
+
+
+def _plan_explicit(
+    root: str,
+    topology_xml: str | None,
+    ntasks: int | None,
+    gpus: str | None,
+    cpus: str | None,
+    settings: Any,
+    as_json: bool,
+) -> None:
+    """`plan --topology/--ntasks/--gpus/--cpus`: the plan of a described job on a machine."""
+    from slurm_ai.slurmenv import parse_index_list
+    from slurm_ai.sysfs import parse_cpu_list
+    from slurm_ai.topology.plan import JobAllocation, PlanOptions, compute_plan, gpu_units
+    from slurm_ai.topology.probe import probe_node
+    from slurm_ai.topology.render import render_plan
+
+    if topology_xml is not None:
+        if root != "/":
+            raise click.UsageError("--topology and --root are two sources: give one")
+        topo = _read_xml(topology_xml)
+    else:
+        topo = probe_node(root, nvml_timeout=settings.nvml_timeout_s).topology
+    units = [u.index for u in gpu_units(topo)]
+    if gpus is None or gpus.strip().lower() == "all":
+        job_gpus = units
+    elif gpus.strip().lower() == "none":
+        job_gpus = []
+    else:
+        job_gpus, problems = parse_index_list(gpus)
+        if problems or not job_gpus:
+            raise click.BadParameter("; ".join(problems) or "empty", param_hint="--gpus")
+    if cpus is None:
+        job_cpus = topo.cpu.allowed or topo.cpu.online
+    else:
+        try:
+            job_cpus = parse_cpu_list(cpus)
+        except ValueError as exc:
+            raise click.BadParameter(str(exc), param_hint="--cpus") from exc
+        if not job_cpus:
+            raise click.BadParameter("empty CPU list", param_hint="--cpus")
+    visible = settings.visible_devices if settings.visible_devices != "auto" else "index"
+    alloc = JobAllocation(
+        cpus=job_cpus, gpus=job_gpus, ntasks=ntasks or max(1, len(job_gpus)), visible=visible
+    )
+    result = compute_plan(
+        topo,
+        alloc,
+        PlanOptions(nic_exclude=settings.nic_exclude, own_gpu_only=settings.own_gpu_only),
+    )
+    if as_json:
+        out = result.to_dict()
+        out["summary"] = result.summary()
+        out["probe_warnings"] = topo.warnings
+        out["source"] = topology_xml or root
+        click.echo(json.dumps(out, indent=2, sort_keys=True))
+    else:
+        click.echo(render_plan(result))
+        for warning in topo.warnings:
             click.echo(f"warning: {warning}")
 
 

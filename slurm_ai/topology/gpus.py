@@ -13,14 +13,18 @@ from typing import Any
 
 from slurm_ai.errors import ProbeError
 from slurm_ai.nvml import Nvml, NvmlCallError, text
-from slurm_ai.sysfs import Sysfs, parse_cpu_list
+from slurm_ai.sysfs import Sysfs
 from slurm_ai.topology.model import Gpu, MigInstance
-from slurm_ai.topology.pci import device_path, normalize_bus_id, relation
+from slurm_ai.topology.pci import device_locality, device_path, normalize_bus_id, relation
 
 VIRT_MODES = {0: "none", 1: "passthrough", 2: "vgpu", 3: "host-vgpu", 4: "host-vsga"}
 NVLINK_MAX_LINKS = 18  # NVML_NVLINK_MAX_LINKS on Hopper
 NVLINK_DEVICE_SWITCH = 2  # NVML_NVLINK_DEVICE_TYPE_SWITCH
 NVIDIA_VENDOR = "0x10de"
+AMD_VENDOR = "0x1002"
+VENDOR_NAMES = {NVIDIA_VENDOR: "nvidia", AMD_VENDOR: "amd"}
+# VGA, 3D and (AMD Instinct) display controllers; not audio or other functions.
+GPU_CLASSES = ("0x0300", "0x0302", "0x0380")
 
 
 def _try(nv: Nvml, function: str, *args: Any) -> Any:
@@ -34,13 +38,9 @@ def _try(nv: Nvml, function: str, *args: Any) -> Any:
 def place_in_pci_tree(gpu: Gpu, sysfs: Sysfs) -> None:
     if gpu.bus_id is None:
         return
-    base = f"/sys/bus/pci/devices/{gpu.bus_id}"
-    numa = sysfs.read_int(f"{base}/numa_node")
-    gpu.numa = numa if numa is not None and numa >= 0 else gpu.numa
-    try:
-        gpu.local_cpus = parse_cpu_list(sysfs.read_text(f"{base}/local_cpulist"))
-    except ValueError:
-        gpu.local_cpus = []
+    # The raw numa_node (None for -1): the plan derives a node from local_cpus itself.
+    gpu.local_cpus, numa = device_locality(sysfs, gpu.bus_id)
+    gpu.numa = numa if numa is not None else gpu.numa
     gpu.pci_path = device_path(sysfs, gpu.bus_id)
 
 
@@ -113,42 +113,55 @@ def read_gpus_nvml(nv: Nvml, sysfs: Sysfs, warnings: list[str]) -> list[Gpu]:
         gpu.numa = numa if isinstance(numa, int) and numa >= 0 else None
         _mig(nv, handle, gpu)
         _nvlinks(nv, handle, gpu)
+        gpu.vendor = "nvidia"
         place_in_pci_tree(gpu, sysfs)
         gpus.append(gpu)
     return gpus
 
 
-def read_gpus_sysfs(sysfs: Sysfs) -> list[Gpu]:
-    """NVIDIA display/3D controllers on the PCI bus, in bus order."""
+def read_gpus_sysfs(sysfs: Sysfs, vendor: str = NVIDIA_VENDOR) -> list[Gpu]:
+    """Display/3D controllers of one vendor on the PCI bus, in bus order."""
     found: list[str] = []
     for bus_id in sysfs.listdir("/sys/bus/pci/devices"):
         base = f"/sys/bus/pci/devices/{bus_id}"
-        if sysfs.read_text(f"{base}/vendor") != NVIDIA_VENDOR:
+        if sysfs.read_text(f"{base}/vendor") != vendor:
             continue
         klass = sysfs.read_text(f"{base}/class") or ""
-        if klass.startswith(("0x0300", "0x0302")):
+        if klass.startswith(GPU_CLASSES):
             found.append(bus_id)
     gpus = []
     for index, bus_id in enumerate(sorted(found)):
-        gpu = Gpu(index=index, bus_id=bus_id)
+        gpu = Gpu(index=index, bus_id=bus_id, vendor=VENDOR_NAMES[vendor])
         place_in_pci_tree(gpu, sysfs)
         gpus.append(gpu)
     return gpus
 
 
 def read_gpus(
-    nv: Nvml | None, sysfs: Sysfs, warnings: list[str], nvml_error: str | None = None
+    nv: Nvml | None,
+    sysfs: Sysfs,
+    warnings: list[str],
+    nvml_error: str | None = None,
 ) -> list[Gpu]:
     if nv is not None:
         try:
             return read_gpus_nvml(nv, sysfs, warnings)
         except ProbeError as exc:
             nvml_error = str(exc)
-    gpus = read_gpus_sysfs(sysfs)
+    gpus = read_gpus_sysfs(sysfs, NVIDIA_VENDOR)
     if gpus:
         warnings.append(
             f"NVML unavailable ({nvml_error or 'not opened'}): {len(gpus)} NVIDIA GPU(s) "
             "found on the PCI bus, numbered in bus order; no UUID, MIG or NVLink data"
+        )
+        return gpus
+    gpus = read_gpus_sysfs(sysfs, AMD_VENDOR)
+    if gpus:
+        # No ROCm SMI reader: bus order is how rocm-smi and Slurm's AutoDetect=rsmi
+        # number the GPUs of one node in the machines we know, not a promise.
+        warnings.append(
+            f"{len(gpus)} AMD GPU(s) found on the PCI bus, numbered in bus order; "
+            "no UUID (slurm-ai has no ROCm SMI reader)"
         )
     return gpus
 

@@ -20,6 +20,9 @@ class CpuTopology:
     siblings: dict[int, list[int]] = field(default_factory=dict)  # cpu -> SMT group
     numa_cpus: dict[int, list[int]] = field(default_factory=dict)  # node -> cpus
     numa_distance: dict[int, list[int]] = field(default_factory=dict)  # node -> row
+    # CPUs processes may use (hwloc's allowed_cpuset: a restricted cgroup cpuset); empty when
+    # not known (the sysfs probe: the job's cpuset is read per job by alloc.py instead).
+    allowed: list[int] = field(default_factory=list)
 
     def numa_of(self, cpu: int) -> int | None:
         for node, cpus in self.numa_cpus.items():
@@ -63,6 +66,7 @@ class CpuTopology:
             "siblings": {str(k): v for k, v in self.siblings.items()},
             "numa_cpus": {str(k): v for k, v in self.numa_cpus.items()},
             "numa_distance": {str(k): v for k, v in self.numa_distance.items()},
+            "allowed": self.allowed,
         }
 
     @classmethod
@@ -76,6 +80,7 @@ class CpuTopology:
             siblings=ints(data.get("siblings", {})),
             numa_cpus=ints(data.get("numa_cpus", {})),
             numa_distance=ints(data.get("numa_distance", {})),
+            allowed=list(data.get("allowed", [])),
         )
 
 
@@ -103,6 +108,7 @@ class Gpu:
     nvlinks: int = 0  # active NVLinks
     nvswitch_links: int = 0  # of which go to an NVSwitch
     nvlink_peers: dict[str, int] = field(default_factory=dict)  # peer bus id -> links
+    vendor: str | None = None  # nvidia | amd | intel: which runtime variables name it
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Gpu:
@@ -120,7 +126,7 @@ class Nic:
     rdma: str | None = None
     port: int | None = None
     link_layer: str | None = None  # InfiniBand | Ethernet
-    kind: str = "ethernet"  # infiniband | roce | ethernet
+    kind: str = "ethernet"  # infiniband | roce | ethernet | slingshot | efa
     bus_id: str | None = None
     pci_path: list[str] = field(default_factory=list)
     numa: int | None = None

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from slurm_ai.sysfs import Sysfs
 from slurm_ai.topology.model import Nic
-from slurm_ai.topology.pci import BDF, path_of
+from slurm_ai.topology.pci import BDF, device_locality, path_of
 
 NET = "/sys/class/net"
 IB = "/sys/class/infiniband"
@@ -20,6 +20,8 @@ VF_PCI_IDS = {
     ("0x15b3", dev)
     for dev in ("0x1012", "0x1014", "0x1016", "0x1018", "0x101a", "0x101c", "0x101e")
 } | {("0x1d0f", "0xec20"), ("0x1d0f", "0xec21")}
+CRAY_VENDOR = "0x17db"  # HPE Cray Cassini (Slingshot 11)
+AWS_VENDOR = "0x1d0f"
 VF_DRIVERS = {"iavf", "i40evf", "ixgbevf", "igbvf", "bnxt_en_vf"}
 
 
@@ -27,13 +29,24 @@ def _bus_id(chain: list[str]) -> str | None:
     return chain[-1] if chain and BDF.match(chain[-1]) else None
 
 
+def _fabric_kind(sysfs: Sysfs, nic: Nic, base: str) -> None:
+    """HPE Slingshot (Cray Cassini NIC, cxi driver, hsn netdevs) and AWS EFA (efa RDMA
+    driver) are not InfiniBand even where they show an RDMA device."""
+    vendor = sysfs.read_text(f"{base}/vendor")
+    driver = nic.driver or ""
+    if vendor == CRAY_VENDOR or driver.startswith("cxi"):
+        nic.kind, nic.link_layer = "slingshot", "Ethernet"
+    elif driver == "efa" or (vendor == AWS_VENDOR and (nic.rdma or "").startswith("efa")):
+        nic.kind, nic.link_layer = "efa", None
+
+
 def _pci_facts(sysfs: Sysfs, nic: Nic) -> None:
     if nic.bus_id is None:
         return
     base = f"/sys/bus/pci/devices/{nic.bus_id}"
-    numa = sysfs.read_int(f"{base}/numa_node")
-    nic.numa = numa if numa is not None and numa >= 0 else None
+    _, nic.numa = device_locality(sysfs, nic.bus_id)
     nic.driver = sysfs.readlink_name(f"{base}/driver")
+    _fabric_kind(sysfs, nic, base)
     parent = sysfs.realpath(f"{base}/physfn")
     if parent is not None:
         # Host side: the VF links to its physical function.

@@ -11,10 +11,12 @@ from __future__ import annotations
 
 import re
 
-from slurm_ai.sysfs import Sysfs
+from slurm_ai.sysfs import Sysfs, parse_cpu_list, parse_cpu_mask
+from slurm_ai.topology.model import CpuTopology
 
-BDF = re.compile(r"^[0-9a-f]{4}:[0-9a-f]{2}:[0-9a-f]{2}\.[0-7]$")
-ROOT_BUS = re.compile(r"^pci[0-9a-f]{4}:[0-9a-f]{2}$")
+# PCI domains are 16 bits, or 32 bits behind Intel VMD ("10000:00:04.0").
+BDF = re.compile(r"^[0-9a-f]{4,8}:[0-9a-f]{2}:[0-9a-f]{2}\.[0-7]$")
+ROOT_BUS = re.compile(r"^pci[0-9a-f]{4,8}:[0-9a-f]{2}$")
 
 # Distances used to rank NICs for a GPU: PCI hops below a shared host bridge
 # are small numbers; no shared host bridge costs more, another NUMA node more.
@@ -32,7 +34,7 @@ def normalize_bus_id(bus_id: str | bytes | None) -> str | None:
     match = re.fullmatch(r"(?:([0-9a-f]{4,8}):)?([0-9a-f]{2}):([0-9a-f]{2})\.([0-7])", text)
     if not match:
         return None
-    domain = (match.group(1) or "0").zfill(8)[-4:]
+    domain = f"{int(match.group(1) or '0', 16):04x}"  # NVML pads to 8 digits, sysfs to 4
     return f"{domain}:{match.group(2)}:{match.group(3)}.{match.group(4)}"
 
 
@@ -49,6 +51,39 @@ def path_of(resolved: str | None) -> list[str]:
 
 def device_path(sysfs: Sysfs, bus_id: str) -> list[str]:
     return path_of(sysfs.realpath(f"/sys/bus/pci/devices/{bus_id}"))
+
+
+def device_locality(
+    sysfs: Sysfs, bus_id: str, cpu: CpuTopology | None = None
+) -> tuple[list[int], int | None]:
+    """A PCI device's local CPUs and NUMA node.
+
+    The CPUs from `local_cpus` (the mask hwloc reads; `local_cpulist` when absent).
+    The node from `numa_node`; where the firmware gave none (-1: no ACPI _PXM), the
+    one NUMA node holding the device's local CPUs, or the machine's only node, as
+    hwloc places such a device. None when its CPUs span several nodes.
+    """
+    base = f"/sys/bus/pci/devices/{bus_id}"
+    cpus: list[int] = []
+    try:
+        mask = sysfs.read_text(f"{base}/local_cpus")
+        cpus = (
+            parse_cpu_mask(mask)
+            if mask
+            else parse_cpu_list(sysfs.read_text(f"{base}/local_cpulist"))
+        )
+    except ValueError:
+        cpus = []
+    numa = sysfs.read_int(f"{base}/numa_node")
+    if numa is not None and numa >= 0:
+        return cpus, numa
+    if cpu is None:
+        return cpus, None
+    local = set(cpus)
+    nodes = [n for n, members in cpu.numa_cpus.items() if local & set(members)]
+    if not local or len(cpu.numa_cpus) == 1:
+        nodes = list(cpu.numa_cpus)
+    return cpus, nodes[0] if len(nodes) == 1 else None
 
 
 def hops(a: list[str], b: list[str]) -> int | None:

@@ -21,7 +21,13 @@ machines:
   NUMA node, then other nodes); ties keep all tied NICs.
 - CUDA_VISIBLE_DEVICES keeps all of the job's GPUs visible with the rank's own
   first, so CUDA IPC and peer-to-peer keep working (per-task GPU cgroups break
-  them).
+  them). AMD GPUs (every GPU of the node AMD): the same list in
+  ROCR_VISIBLE_DEVICES (what Slurm sets for them, applied below HIP), and
+  HIP_VISIBLE_DEVICES = CUDA_VISIBLE_DEVICES = 0..n-1 (HIP counts inside ROCr's
+  list and reads both), so the order is ROCr's.
+- NICs of other fabrics (HPE Slingshot, AWS EFA) are chosen by the same
+  nearness; NCCL_IB_HCA/UCX_NET_DEVICES name only InfiniBand/RoCE devices
+  (libfabric providers pick their NIC themselves), the socket netdev still follows.
 """
 
 from __future__ import annotations
@@ -35,6 +41,8 @@ from slurm_ai.topology import pci
 from slurm_ai.topology.model import Gpu, MigInstance, Nic, NodeTopology
 
 VISIBLE_STYLES = ("index", "relative", "uuid")
+VERBS_KINDS = ("infiniband", "roce")  # fabrics NCCL_IB_HCA and UCX_NET_DEVICES can name
+FABRIC_KINDS = ("slingshot", "efa")  # high-speed NICs reached through libfabric
 
 
 @dataclass(frozen=True)
@@ -231,7 +239,7 @@ def nic_candidates(topo: NodeTopology, options: PlanOptions) -> list[Nic]:
         return not any(fnmatch.fnmatch(n, p) for n in names for p in options.nic_exclude)
 
     nics = [n for n in topo.nics if allowed(n)]
-    rdma = [n for n in nics if n.is_rdma]
+    rdma = [n for n in nics if n.is_rdma or n.kind in FABRIC_KINDS]
     up = [n for n in rdma if n.is_up]
     return up or rdma
 
@@ -285,7 +293,7 @@ def nic_route(
 def nic_env(hcas: list[Nic], socket_ifname: str | None) -> dict[str, str]:
     """NCCL/UCX/Gloo variables naming a rank's NICs."""
     env: dict[str, str] = {}
-    rdma = [n for n in hcas if n.rdma]
+    rdma = [n for n in hcas if n.rdma and n.kind in VERBS_KINDS]
     if rdma:
         # "=" makes NCCL match names exactly (mlx5_1 would also match mlx5_10).
         env["NCCL_IB_HCA"] = "=" + ",".join(f"{n.rdma}:{n.port or 1}" for n in rdma)
@@ -294,6 +302,12 @@ def nic_env(hcas: list[Nic], socket_ifname: str | None) -> dict[str, str]:
         env["NCCL_SOCKET_IFNAME"] = "=" + socket_ifname
         env["GLOO_SOCKET_IFNAME"] = socket_ifname
     return env
+
+
+def rocm_node(topo: NodeTopology) -> bool:
+    """Every GPU of the node is AMD: the ROCm variables name them (node-wide, as the
+    plan file tells the SPANK plugin)."""
+    return bool(topo.gpus) and all(g.vendor == "amd" for g in topo.gpus)
 
 
 def _visible_label(unit: GpuUnit, alloc: JobAllocation, job_units: list[GpuUnit]) -> str:
@@ -388,7 +402,16 @@ def _env(
             visible = units
         else:
             visible = units + [u for u in job_units if u not in units]
-        env["CUDA_VISIBLE_DEVICES"] = ",".join(_visible_label(u, alloc, job_units) for u in visible)
+        labels = ",".join(_visible_label(u, alloc, job_units) for u in visible)
+        if rocm_node(topo):
+            # ROCr takes the list; HIP counts inside it, through HIP_VISIBLE_DEVICES or
+            # CUDA_VISIBLE_DEVICES (it reads both): 0..n-1 keeps ROCr's order.
+            ordinals = ",".join(str(i) for i in range(len(visible)))
+            env["ROCR_VISIBLE_DEVICES"] = labels
+            env["HIP_VISIBLE_DEVICES"] = ordinals
+            env["CUDA_VISIBLE_DEVICES"] = ordinals
+        else:
+            env["CUDA_VISIBLE_DEVICES"] = labels
     env.update(nic_env(hcas, plan.socket_ifname))
     if plan.cpus:
         env["OMP_NUM_THREADS"] = str(max(1, len(topo.cpu.cores(plan.cpus))))

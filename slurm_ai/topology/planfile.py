@@ -12,6 +12,7 @@ characters so no field can hold a space or a newline:
     option visible auto|index|relative|uuid
     option own_gpu_only 0|1
     option override_user_env 0|1
+    option gpu_runtime cuda|rocm # rocm: every GPU is AMD (ROCR_/HIP_VISIBLE_DEVICES)
     cpu CPU NUMA CORE            # each online CPU; NUMA -1 unknown; CORE = lowest sibling
     dist A B D                   # SLIT distance where it is not 20
     gpu INDEX NUMA MIG UUID|-    # each GPU unit in Slurm's numbering
@@ -42,6 +43,7 @@ from slurm_ai.topology.plan import (
     nic_candidates,
     nic_env,
     nic_route,
+    rocm_node,
 )
 from slurm_ai.topology.settings import TopologySettings
 from slurm_ai.topology.taskenv import NAME, VALUE
@@ -89,6 +91,7 @@ def render(topo: NodeTopology, job_gpus: list[int], settings: TopologySettings) 
         f"option visible {settings.visible_devices}",
         f"option own_gpu_only {int(settings.own_gpu_only)}",
         f"option override_user_env {int(settings.override_user_env)}",
+        f"option gpu_runtime {'rocm' if rocm_node(topo) else 'cuda'}",
     ]
     for c in cpu.online:
         siblings = cpu.siblings.get(c, [c])

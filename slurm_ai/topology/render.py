@@ -13,7 +13,7 @@ def _gib(value: int | None) -> str:
     return f"{value / 2**30:.0f} GiB" if value else "?"
 
 
-def render_probe(topo: NodeTopology, platform: dict[str, Any]) -> str:
+def _platform_lines(platform: dict[str, Any]) -> list[str]:
     lines = [f"platform: {platform.get('class')}  ({platform.get('summary')})"]
     for key in ("hypervisor", "vmm", "cloud", "container", "gpu_mode", "nic_mode"):
         if platform.get(key) is not None:
@@ -22,18 +22,31 @@ def render_probe(topo: NodeTopology, platform: dict[str, Any]) -> str:
         lines.append("  override: yes (from the config)")
     lines.append("  evidence:")
     lines.extend(f"    - {item}" for item in platform.get("evidence", []))
+    return lines
+
+
+def render_probe(
+    topo: NodeTopology, platform: dict[str, Any] | None, source: str | None = None
+) -> str:
+    """The probe as text; `platform` None for a file (hwloc XML) that has no fingerprint."""
+    lines = _platform_lines(platform) if platform is not None else []
+    if source:
+        lines.append(f"source: {source}")
     cpu = topo.cpu
     lines.append(
         f"cpus: {len(cpu.online)} online ({format_cpu_list(cpu.online)}), "
         f"{len(cpu.sockets)} socket(s), {len(cpu.cores(cpu.online))} core(s)"
     )
+    if cpu.allowed and cpu.allowed != cpu.online:
+        lines.append(f"  allowed: {format_cpu_list(cpu.allowed)}")
     for node, cpus in sorted(cpu.numa_cpus.items()):
         distance = " ".join(map(str, cpu.numa_distance.get(node, [])))
         lines.append(f"  numa {node}: cpus {format_cpu_list(cpus) or '-'}  distance {distance}")
     lines.append(f"gpus: {len(topo.gpus)}" + (f"  (driver {topo.driver})" if topo.driver else ""))
     for gpu in topo.gpus:
         lines.append(
-            f"  gpu {gpu.index}: {gpu.model or '?'}  {gpu.bus_id or '?'}  numa {gpu.numa}  "
+            f"  gpu {gpu.index}: {gpu.vendor or '?'} {gpu.model or '?'}  {gpu.bus_id or '?'}  "
+            f"numa {gpu.numa}  "
             f"{_gib(gpu.memory_bytes)}  virt {gpu.virt_mode}"
             + (f"  nvlinks {gpu.nvlinks}" if gpu.nvlinks else "")
         )

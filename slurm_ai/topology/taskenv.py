@@ -13,8 +13,9 @@ from collections.abc import Mapping
 
 NAME = re.compile(r"^[A-Z_][A-Z0-9_]*$")
 VALUE = re.compile(r"^[A-Za-z0-9_.,:=/+@-]*$")
-# Set by Slurm itself; ours replaces it (reordered, same GPUs).
-SLURM_OWNED = ("CUDA_VISIBLE_DEVICES",)
+# Set by Slurm itself (ROCR_VISIBLE_DEVICES for AMD GPUs); ours replaces it (reordered,
+# same GPUs).
+SLURM_OWNED = ("CUDA_VISIBLE_DEVICES", "ROCR_VISIBLE_DEVICES")
 
 
 def task_env(

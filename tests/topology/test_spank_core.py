@@ -18,9 +18,11 @@ import pytest
 from slurm_ai import cbuild
 from slurm_ai.sysfs import format_cpu_list
 from slurm_ai.topology import planfile, spank
+from slurm_ai.topology.hwloc_xml import read_hwloc_xml
 from slurm_ai.topology.model import NodeTopology
 from slurm_ai.topology.plan import JobAllocation, compute_plan, gpu_units
 from slurm_ai.topology.settings import TopologySettings
+from tests.topology.hwloc_corpus import MPIBIND_MACHINES
 from tests.topology.topology_machines import MACHINES, load_machine
 
 pytestmark = pytest.mark.skipif(
@@ -77,7 +79,30 @@ def scenarios(topo: NodeTopology) -> list[tuple[list[int], list[int], int]]:
 
 @pytest.mark.parametrize("name", MACHINES)
 def test_core_agrees_with_compute_plan(harness: Path, tmp_path: Path, name: str) -> None:
-    topo = load_machine(name).topology
+    agree(harness, tmp_path, name, load_machine(name).topology)
+
+
+@pytest.mark.parametrize("name", sorted(MPIBIND_MACHINES))
+def test_core_agrees_on_other_projects_machines(harness: Path, tmp_path: Path, name: str) -> None:
+    """mpibind's machines from their hwloc XML: a restricted cpuset (Lassen, NUMA nodes 0
+    and 8), AMD GPUs (Corona: the ROCm variables), CPU only (Quartz)."""
+    agree(harness, tmp_path, name, read_hwloc_xml(MPIBIND_MACHINES[name]))
+
+
+def test_rocm_variables_replace_slurms_and_keep_the_users(harness: Path, tmp_path: Path) -> None:
+    topo = read_hwloc_xml(MPIBIND_MACHINES["epyc-corona"])
+    plan_path = tmp_path / "task-plan"
+    plan_path.write_text(planfile.render(topo, [2, 3], TopologySettings(visible_devices="index")))
+    env = {"SLURM_STEP_GPUS": "2,3", "ROCR_VISIBLE_DEVICES": "2,3", "CUDA_VISIBLE_DEVICES": "2,3"}
+    got = run_harness(harness, plan_path, 2, 1, topo.cpu.online, env)["env"]
+    assert got["ROCR_VISIBLE_DEVICES"] == "3,2"  # type: ignore[index]
+    assert got["HIP_VISIBLE_DEVICES"] == got["CUDA_VISIBLE_DEVICES"] == "0,1"  # type: ignore[index]
+    env["HIP_VISIBLE_DEVICES"] = "1"  # the user's own choice stays
+    got = run_harness(harness, plan_path, 2, 1, topo.cpu.online, env)["env"]
+    assert "HIP_VISIBLE_DEVICES" not in got  # type: ignore[operator]
+
+
+def agree(harness: Path, tmp_path: Path, name: str, topo: NodeTopology) -> None:
     settings = TopologySettings(visible_devices="index")
     checked = 0
     for allowed, gpus, ntasks in scenarios(topo):
@@ -478,3 +503,21 @@ def test_a_memory_policy_set_before_the_task_is_left_alone(harness: Path) -> Non
         assert plain in ("memory-policy default", "memory-policy unknown"), plain
     else:
         assert (plain, chosen) == ("memory-policy default", "memory-policy set")
+
+
+def test_rocr_renumbering_sets_the_style_on_amd_nodes(harness: Path, tmp_path: Path) -> None:
+    """AutoDetect=rsmi: Slurm sets only ROCR_VISIBLE_DEVICES; under ConstrainDevices it
+    counts 0..n-1, and the labels must follow (C core and Python alike)."""
+    from slurm_ai.sysfs import Sysfs
+    from slurm_ai.topology.alloc import allocation_from_env
+
+    topo = read_hwloc_xml(MPIBIND_MACHINES["epyc-corona"])
+    plan_path = tmp_path / "task-plan"
+    plan_path.write_text(planfile.render(topo, [2, 3], TopologySettings()))
+    for seen, want in (("0,1", "1,0"), ("2,3", "3,2")):
+        env = {"SLURM_JOB_ID": "7", "SLURM_STEP_GPUS": "2,3", "ROCR_VISIBLE_DEVICES": seen}
+        env["SLURM_STEP_TASKS_PER_NODE"] = "2"
+        got = run_harness(harness, plan_path, 2, 1, topo.cpu.online, env)["env"]
+        assert got["ROCR_VISIBLE_DEVICES"] == want  # type: ignore[index]
+        alloc = allocation_from_env(env, Sysfs(tmp_path), topo, own_affinity=topo.cpu.online)
+        assert compute_plan(topo, alloc).ranks[1].env["ROCR_VISIBLE_DEVICES"] == want

@@ -468,6 +468,10 @@ static int parse_line(char *line, struct sai_layout *l, char *err, size_t errlen
 		} else if (!strcmp(a[0], "override_user_env")) {
 			if (parse_int(a[1], 0, 1, &l->override_user_env))
 				goto bad;
+		} else if (!strcmp(a[0], "gpu_runtime")) {
+			if (strcmp(a[1], "cuda") && strcmp(a[1], "rocm"))
+				goto bad;
+			l->rocm = !strcmp(a[1], "rocm");
 		} /* unknown options: from a newer writer, ignored */
 	} else if (strcmp(key, "cpu") && strcmp(key, "dist") && strcmp(key, "gpu") &&
 		   strcmp(key, "gpu_env") && strcmp(key, "node_env") && strcmp(key, "job_gpus") &&
@@ -777,11 +781,16 @@ static void assign_cpus(const struct work *w, int hstart, int hlen, int pos, int
 }
 
 /* visible_style() of slurm_ai/topology/alloc.py, for `auto`; NULL when the
- * task's CUDA_VISIBLE_DEVICES is set but could not be read. */
+ * task's CUDA_VISIBLE_DEVICES is set but could not be read. On an AMD node
+ * without it (gres.conf AutoDetect=rsmi sets only ROCR_VISIBLE_DEVICES), Slurm's
+ * ROCR_VISIBLE_DEVICES says the same. */
 static const char *visible_style(const struct sai_layout *l, const struct sai_request *req,
 				 const int *gpus, int ngpus)
 {
 	const char *seen = req->getenv ? req->getenv(req->getenv_ctx, "CUDA_VISIBLE_DEVICES") : NULL;
+
+	if (!seen && l->rocm && req->getenv)
+		seen = req->getenv(req->getenv_ctx, "ROCR_VISIBLE_DEVICES");
 	int idx[SAI_MAX_UNITS];
 	int n, any = 0, all_uuid = 1, sorted_is_range = 1;
 
@@ -870,8 +879,9 @@ static void put_env(const struct sai_layout *l, const struct sai_request *req, s
 		warn(t, "not exporting %.40s: unsafe value", name);
 		return;
 	}
-	if (strcmp(name, "CUDA_VISIBLE_DEVICES") && !l->override_user_env && req->getenv &&
-	    req->getenv(req->getenv_ctx, name))
+	/* Slurm sets these two itself: ours replaces them (same GPUs, reordered). */
+	if (strcmp(name, "CUDA_VISIBLE_DEVICES") && strcmp(name, "ROCR_VISIBLE_DEVICES") &&
+	    !l->override_user_env && req->getenv && req->getenv(req->getenv_ctx, name))
 		return;
 	if (env_add(&t->env, name, value))
 		warn(t, "not exporting %.40s: too long or too many variables", name);
@@ -1011,7 +1021,22 @@ int sai_plan_task(const struct sai_layout *l, const struct sai_request *req, str
 		if (full)
 			warn(t, "CUDA_VISIBLE_DEVICES longer than %d characters: the job's other GPUs "
 				"after the last that fits are not listed", SAI_VALUE_MAX - 1);
-		if (style)
+		if (style && l->rocm) {
+			/* ROCr takes the list; HIP counts inside it (HIP_VISIBLE_DEVICES, and
+			 * CUDA_VISIBLE_DEVICES, which HIP also reads): 0..n-1, ROCr's order. */
+			char ordinals[SAI_VALUE_MAX] = "";
+			int count = value[0] != '\0';
+
+			for (const char *p = value; *p; p++)
+				count += *p == ',';
+			for (int i = 0; i < count; i++) {
+				snprintf(one, sizeof(one), "%d", i);
+				append(ordinals, sizeof(ordinals), one);
+			}
+			put_env(l, req, t, "ROCR_VISIBLE_DEVICES", value);
+			put_env(l, req, t, "HIP_VISIBLE_DEVICES", ordinals);
+			put_env(l, req, t, "CUDA_VISIBLE_DEVICES", ordinals);
+		} else if (style)
 			put_env(l, req, t, "CUDA_VISIBLE_DEVICES", value);
 		else
 			warn(t, "the task's CUDA_VISIBLE_DEVICES is too long to read: left as it is");

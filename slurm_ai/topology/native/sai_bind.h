@@ -73,6 +73,7 @@ struct sai_layout {
 	char visible[16];           /* auto|index|relative|uuid */
 	int own_gpu_only;
 	int override_user_env;
+	int rocm;                   /* gpu_runtime rocm: every GPU is AMD */
 };
 
 /* Looks a variable up in the task's environment: NULL when unset,

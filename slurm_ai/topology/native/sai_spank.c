@@ -439,7 +439,9 @@ static int plan_this_task(spank_t sp)
 		/* The user's --cpu-bind stays, and with it every choice that follows
 		 * from the CPUs: thread count and memory node. */
 		if ((strstr(user_choice, "cpu") && !strcmp(name, "OMP_NUM_THREADS")) ||
-		    (strstr(user_choice, "gpu") && !strcmp(name, "CUDA_VISIBLE_DEVICES")))
+		    (strstr(user_choice, "gpu") &&
+		     (!strcmp(name, "CUDA_VISIBLE_DEVICES") || !strcmp(name, "ROCR_VISIBLE_DEVICES") ||
+		      !strcmp(name, "HIP_VISIBLE_DEVICES"))))
 			task.env.item[i].name[0] = '\0';
 	}
 	if (strstr(user_choice, "cpu")) {
