@@ -44,7 +44,9 @@ from typing import Any
 from slurm_ai import jsontext
 from slurm_ai.errors import RecordError
 
-RECORD_VERSION = 1
+RECORD_VERSION = 2
+# Versions this code reads: v1 (every node in full, no summary) and v2.
+READABLE_VERSIONS = (1, 2)
 # Lower-case prefix + hex: the token is immune to sacctmgr's lower-casing (see the
 # module doc). One encoding only; do not add case-sensitive variants.
 TOKEN_PREFIX = "sai1:"
@@ -174,14 +176,26 @@ def merge_node_records(
     *,
     previous: dict[str, Any] | None = None,
     units: dict[str, float] | None = None,
+    previous_detail: dict[str, Any] | None = None,
+    absent: dict[str, dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
-    """One job record from node records, keeping nodes a previous delivery had.
+    """One job record (v2, in full form) from node records, keeping what a
+    previous delivery had.
 
     Merging with the record already in accounting means a late or re-delivered
-    node never removes another node's part (no last-writer-wins loss).
+    node never removes another node's part (no last-writer-wins loss). A
+    previous record in summarised form (it has a `detail` pointer) holds only
+    some nodes: its detail file's nodes must be given as `previous_detail`,
+    else RecordError (the caller keeps its entry and retries; nothing is lost).
+    Linear in the node count: one dict update per node, one summary pass.
     """
     record = new_job_record(job)
-    if previous and record_version(previous) == RECORD_VERSION:
+    known_absent: dict[str, Any] = {}
+    if previous and record_version(previous) in READABLE_VERSIONS:
+        if isinstance(previous.get("detail"), dict):
+            if previous_detail is None:
+                raise RecordError("the record in accounting is summarised; its detail is needed")
+            record["nodes"].update(previous_detail)
         old_nodes = previous.get("nodes")
         if isinstance(old_nodes, dict):
             record["nodes"].update(old_nodes)
@@ -191,9 +205,57 @@ def merge_node_records(
         old_job = previous.get("job")
         if isinstance(old_job, dict):
             record["job"] = {**old_job, **record["job"]}
+        old_absent = previous.get("absent")
+        if isinstance(old_absent, dict):
+            known_absent.update(old_absent)
     record["nodes"].update(nodes)
     if units:
         record["units"].update(units)
-    expected = record["job"].get("nodes_expected")
-    record["complete"] = isinstance(expected, int) and len(record["nodes"]) >= expected
+    if absent:
+        known_absent.update(absent)
+    finish_record(record, known_absent)
     return record
+
+
+def finish_record(record: dict[str, Any], absent: dict[str, Any] | None = None) -> None:
+    """Set complete, missing, absent and summary from the record's nodes and job."""
+    from slurm_ai.accounting.summary import NAMED, summarize
+
+    nodes = record["nodes"]
+    job = record["job"]
+    expected = job.get("nodes_expected")
+    names = expected_names(job)
+    missing = sorted(names - set(nodes)) if names is not None else []
+    if names is not None:
+        record["complete"] = not missing
+    else:
+        record["complete"] = isinstance(expected, int) and len(nodes) >= expected
+    for key in ("missing", "missing_count", "absent", "shrunk"):
+        record.pop(key, None)
+    if not record["complete"]:
+        if names is not None:
+            record["missing"] = missing[:NAMED]
+            record["missing_count"] = len(missing)
+        elif isinstance(expected, int):
+            record["missing_count"] = max(0, expected - len(nodes))
+        kept = {
+            n: a
+            for n, a in sorted((absent or {}).items())
+            if n not in nodes and isinstance(a, dict)
+        }
+        if kept:
+            record["absent"] = dict(list(kept.items())[:NAMED])
+    record["summary"] = summarize(nodes)
+
+
+def expected_names(job: dict[str, Any]) -> set[str] | None:
+    """The job's nodes from its nodelist; None when unknown or unreadable."""
+    from slurm_ai.slurmenv import expand_hostlist
+
+    text = job.get("nodelist")
+    if not isinstance(text, str) or not text:
+        return None
+    try:
+        return set(expand_hostlist(text))
+    except ValueError:
+        return None

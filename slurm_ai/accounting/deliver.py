@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import json
 import logging
 import os
 import shutil
@@ -28,14 +29,24 @@ from typing import Any
 
 from slurm_ai import spool as spoolmod
 from slurm_ai.accounting.backend import AccountingBackend, JobRow, fold_like_sacctmgr
+from slurm_ai.accounting.detail import DetailError, read_detail, write_detail
 from slurm_ai.accounting.outbox import OutboxEntry, Spool, merge_units, valid_job_id
 from slurm_ai.accounting.settings import AccountingSettings
 from slurm_ai.errors import AccountingError, RecordError, SpoolError
-from slurm_ai.record import AdminComment, encode_record, merge_node_records
+from slurm_ai.record import (
+    MAX_TOKEN_CHARS,
+    AdminComment,
+    encode_record,
+    merge_node_records,
+)
 from slurm_ai.slurmenv import expand_hostlist
 
-# Node-record parts dropped, in this order, when a record would not fit AdminComment.
-SHRINK_ORDER = ("usage", "plan", "platform", "gpus")
+# Full form is tried only below this much JSON: past it the token could not fit
+# (records compress about 5-10x and hex doubles), and compressing megabytes to
+# find that out would cost the writer a second at 4,096 nodes.
+FULL_FORM_MAX_JSON = 12 * MAX_TOKEN_CHARS
+# Nodes kept in full in a summarised record: the first failed ones, for `slurm-ai job`.
+SUMMARISED_KEEP_NODES = 8
 
 
 @dataclass
@@ -90,7 +101,10 @@ def expected_nodes(job: dict[str, Any]) -> set[str] | None:
 
 
 def build_record(
-    entry: OutboxEntry, row: JobRow, previous: dict[str, Any] | None
+    entry: OutboxEntry,
+    row: JobRow,
+    previous: dict[str, Any] | None,
+    previous_detail: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     job = dict(entry.job)
     for key, value in (
@@ -103,25 +117,52 @@ def build_record(
             job[key] = value
     prev_units = previous.get("units") if isinstance(previous, dict) else None
     units = merge_units(prev_units if isinstance(prev_units, dict) else {}, entry.units)
-    return merge_node_records(job, entry.nodes, previous=previous, units=units)
+    return merge_node_records(
+        job,
+        entry.nodes,
+        previous=previous,
+        units=units,
+        previous_detail=previous_detail,
+        absent=entry.absent,
+    )
 
 
-def encode_fitting(record: dict[str, Any]) -> str:
-    """Encode, dropping the bulkiest optional node parts if the record is too large."""
-    try:
-        return encode_record(record)
-    except RecordError:
-        pass
-    for key in SHRINK_ORDER:
-        for node in record.get("nodes", {}).values():
-            if isinstance(node, dict):
-                node.pop(key, None)
-        record["shrunk"] = [*record.get("shrunk", []), key]
+def encode_fitting(record: dict[str, Any], detail_dir: Path | None = None) -> str:
+    """Encode in full form when it fits AdminComment, else in summarised form.
+
+    Summarised: every node record goes to a detail file under `detail_dir`
+    (detail.py), the record keeps its summary, the pointer and the first
+    failed nodes in full. Nothing is dropped; RecordError when the record is
+    too large and there is no detail directory, or the summarised form still
+    does not fit (it is bounded: see summary.py).
+    """
+    nodes = record.get("nodes")
+    nodes = nodes if isinstance(nodes, dict) else {}
+    record.pop("detail", None)
+    raw_len = len(json.dumps(record, separators=(",", ":")))
+    if raw_len <= FULL_FORM_MAX_JSON:
         try:
             return encode_record(record)
         except RecordError:
-            continue
-    return encode_record(record)
+            if detail_dir is None:
+                raise
+    if detail_dir is None:
+        raise RecordError(
+            f"record of {len(nodes)} nodes does not fit AdminComment and no detail directory"
+        )
+    job = record.get("job") if isinstance(record.get("job"), dict) else {}
+    assert isinstance(job, dict)
+    pointer = write_detail(detail_dir, str(job.get("cluster") or ""), str(job.get("id")), nodes)
+    summary = record.get("summary") if isinstance(record.get("summary"), dict) else {}
+    assert isinstance(summary, dict)
+    failed = summary.get("health", {}).get("failed", {}).get("nodes", [])
+    keep = [n for n in failed if n in nodes][:SUMMARISED_KEEP_NODES]
+    short = {**record, "nodes": {n: nodes[n] for n in keep}, "detail": pointer}
+    try:
+        return encode_record(short)
+    except RecordError:
+        short["nodes"] = {}
+        return encode_record(short)
 
 
 class Deliverer:
@@ -141,6 +182,7 @@ class Deliverer:
         self.log = log
         self.clock = clock
         self._last_write = 0.0
+        self.detail_dir = settings.detail_dir or spool.root / "detail"
 
     # -- sweeping the job directories ------------------------------------
     def sweep_jobs(self, stats: DeliveryStats, now: float | None = None) -> None:
@@ -255,8 +297,11 @@ class Deliverer:
             self.log.warning("event=corrupt_token job=%s replaced reason=%s", entry.job_id, exc)
             previous = None
         if entry.verify_after is not None:
-            have = previous.get("nodes", {}) if isinstance(previous, dict) else {}
-            if set(entry.nodes) <= set(have):
+            have = set(previous.get("nodes", {})) if isinstance(previous, dict) else set()
+            if isinstance(previous, dict) and isinstance(previous.get("detail"), dict):
+                with contextlib.suppress(DetailError):
+                    have |= set(read_detail(previous["detail"]))
+            if set(entry.nodes) <= have:
                 self.spool.remove(entry)
                 stats.verified += 1
                 self.log.info("event=verified job=%s nodes=%s", entry.job_id, ",".join(entry.nodes))
@@ -277,8 +322,25 @@ class Deliverer:
             )
             self.log.warning("event=foreign_protected job=%s not_written", entry.job_id)
             return
-        record = build_record(entry, row, previous)
-        text = comment.with_token(encode_fitting(record))
+        previous_detail = None
+        if isinstance(previous, dict) and isinstance(previous.get("detail"), dict):
+            try:
+                previous_detail = read_detail(previous["detail"])
+            except DetailError as exc:
+                # Merging without it would drop the nodes only the file holds: wait.
+                stats.failed += 1
+                self._retry_later(entry, f"record in accounting is summarised: {exc}")
+                self.log.warning("event=detail_unreadable job=%s reason=%s", entry.job_id, exc)
+                return
+        record = build_record(entry, row, previous, previous_detail)
+        try:
+            token = encode_fitting(record, self.detail_dir)
+        except (RecordError, DetailError) as exc:
+            stats.failed += 1
+            self._retry_later(entry, f"record not written: {exc}")
+            self.log.error("event=record_not_written job=%s reason=%s", entry.job_id, exc)
+            return
+        text = comment.with_token(token)
         stored = fold_like_sacctmgr(text) if folds else text
         if stored == row.admin_comment:
             stats.unchanged += 1
@@ -288,9 +350,9 @@ class Deliverer:
             self.backend.write_admin_comment(entry.job_id, text)
             stats.delivered += 1
         self.log.info(
-            "event=delivered job=%s nodes=%s complete=%s bytes=%d backend=%s",
+            "event=delivered job=%s nodes=%d complete=%s bytes=%d backend=%s",
             entry.job_id,
-            ",".join(sorted(record["nodes"])),
+            len(record["nodes"]),
             record["complete"],
             len(text),
             self.backend.name,

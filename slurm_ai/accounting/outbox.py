@@ -61,6 +61,9 @@ class OutboxEntry:
     last_error: str = ""
     # Node-local spools: delivered, kept until a read-back after this time shows our nodes.
     verify_after: float | None = None
+    # Expected nodes without a node file when the set was finalized: what is known
+    # of them (their Prolog's data) and why they are missing.
+    absent: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     @property
     def job_id(self) -> str:
@@ -76,6 +79,7 @@ class OutboxEntry:
             "attempts": self.attempts,
             "last_error": self.last_error,
             "verify_after": self.verify_after,
+            "absent": self.absent,
         }
 
     @classmethod
@@ -92,6 +96,11 @@ class OutboxEntry:
         if not isinstance(units, dict):
             raise SpoolError("outbox entry has malformed units")
         verify = data.get("verify_after")
+        absent = data.get("absent") or {}
+        if not isinstance(absent, dict) or not all(
+            valid_node(k) and isinstance(v, dict) for k, v in absent.items()
+        ):
+            raise SpoolError("outbox entry has malformed absent nodes")
         return cls(
             job=job,
             nodes=nodes,
@@ -100,6 +109,7 @@ class OutboxEntry:
             attempts=int(data.get("attempts") or 0),
             last_error=str(data.get("last_error") or ""),
             verify_after=float(verify) if isinstance(verify, (int, float)) else None,
+            absent=absent,
         )
 
     def absorb(self, other: OutboxEntry) -> None:
@@ -110,6 +120,9 @@ class OutboxEntry:
         self.queued = min(self.queued, other.queued)
         self.attempts = max(self.attempts, other.attempts)
         self.verify_after = None
+        self.absent = {
+            n: a for n, a in {**other.absent, **self.absent}.items() if n not in self.nodes
+        }
 
 
 def merge_units(*parts: dict[str, Any]) -> dict[str, Any]:
@@ -218,6 +231,7 @@ class Spool:
         job: dict[str, Any] = {}
         units: dict[str, Any] = {}
         seen: set[str] = set()
+        rejected: dict[str, str] = {}  # node -> why its node file was quarantined
         # Re-list until stable: an Epilog that raced the rename may land a file late.
         for _ in range(3):
             fresh = [p for p in self.node_files(claimed) if p.name not in seen]
@@ -230,6 +244,7 @@ class Spool:
                     node, record, njob, nunits = _parse_node_file(data)
                 except SpoolError as exc:
                     self.quarantine(path, str(exc))
+                    rejected[path.name[5:-5]] = _one_line(exc)[:200]
                     continue
                 nodes[node] = record
                 job = {**njob, **job}
@@ -237,10 +252,47 @@ class Spool:
             time.sleep(0.01)
         entry = None
         if nodes:
-            entry = OutboxEntry(job=job, nodes=nodes, units=units)
+            absent = self._absent_nodes(claimed, job, nodes, rejected)
+            entry = OutboxEntry(job=job, nodes=nodes, units=units, absent=absent)
             self.put(entry)
         shutil.rmtree(claimed, ignore_errors=True)
         return entry
+
+    def _absent_nodes(
+        self,
+        claimed: Path,
+        job: dict[str, Any],
+        nodes: dict[str, Any],
+        rejected: dict[str, str],
+    ) -> dict[str, dict[str, Any]]:
+        """Expected nodes without a node file: why, and what their Prolog left."""
+        from slurm_ai.record import expected_names
+
+        names = expected_names(job)
+        if not names:
+            return {}
+        absent: dict[str, dict[str, Any]] = {}
+        for node in sorted(names - set(nodes)):
+            if not valid_node(node):
+                continue
+            known: dict[str, Any] = {
+                "why": f"its node record was quarantined: {rejected[node]}"
+                if node in rejected
+                else "no Epilog record (node lost, slurmd down or Epilog failed)"
+            }
+            path = claimed / f"prolog-{node}.json"
+            try:
+                state = spool.read_json(path)
+            except FileNotFoundError:
+                known["why"] += "; no Prolog data either"
+            except SpoolError as exc:
+                self.quarantine(path, str(exc))
+                known["why"] += "; its Prolog data is corrupt (quarantined)"
+            else:
+                if isinstance(state, dict):
+                    known["prolog"] = prolog_known(state)
+            absent[node] = known
+        return absent
 
     # -- the outbox -----------------------------------------------------
     @contextlib.contextmanager
@@ -351,3 +403,21 @@ def node_file(
         "units": units,
         "written": time.time(),
     }
+
+
+def prolog_known(state: dict[str, Any]) -> dict[str, Any]:
+    """What a node's Prolog state tells of a node whose Epilog never reported:
+    its node-record fields (platform, plan, health...) and Prolog timing."""
+    from slurm_ai.hooks.epilog import build_node_record
+
+    record = build_node_record(state, {}, [], 0.0, 0.0)
+    timing = record.get("time")
+    if isinstance(timing, dict):
+        timing.pop("epilog_end", None)
+        timing.pop("epilog_s", None)
+    errors = record.get("errors")
+    if isinstance(errors, list):
+        record["errors"] = [e for e in errors if e != "no Prolog state for this node"]
+        if not record["errors"]:
+            del record["errors"]
+    return record
