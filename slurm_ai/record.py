@@ -61,7 +61,7 @@ def encode_record(record: dict[str, Any]) -> str:
     """Record -> AdminComment token. Raises RecordError when it is too large."""
     if not isinstance(record.get("v"), int):
         raise RecordError("record has no integer format version 'v'")
-    raw = json.dumps(record, separators=(",", ":"), sort_keys=True).encode()
+    raw = finite_json(record).encode()
     token = TOKEN_PREFIX + zlib.compress(raw, 9).hex()
     if len(token) > MAX_TOKEN_CHARS:
         raise RecordError(
@@ -259,3 +259,31 @@ def expected_names(job: dict[str, Any]) -> set[str] | None:
         return set(expand_hostlist(text))
     except ValueError:
         return None
+
+
+def finite_json(value: Any) -> str:
+    """Compact, key-sorted JSON of value with NaN and infinities written as null.
+
+    The usual value has none and is serialised once; only one that has is walked.
+    """
+    try:
+        return json.dumps(value, separators=(",", ":"), sort_keys=True, allow_nan=False)
+    except ValueError:
+        return json.dumps(finite_only(value), separators=(",", ":"), sort_keys=True)
+
+
+def finite_only(value: Any) -> Any:
+    """A copy of a JSON value with NaN and infinities replaced by None.
+
+    json.dumps writes them as NaN/Infinity, which is not JSON: other readers of
+    the record (jq, a database) refuse it. A node record is checked once, when
+    it enters a job record.
+    """
+    kind = type(value)
+    if kind is float:
+        return value if value - value == 0.0 else None  # inf - inf and NaN are NaN
+    if kind is dict:
+        return {k: finite_only(v) for k, v in value.items()}
+    if kind is list:
+        return [finite_only(v) for v in value]
+    return value

@@ -45,7 +45,7 @@ def deliver(
     config = load_ctx_config(ctx)
     settings = AccountingSettings.from_config(config)
     log = setup_log(config, "deliver", None, os.uname().nodename.split(".")[0])
-    spool = Spool(config.spool_dir, log)
+    spool = Spool(settings.delivery_root(config.spool_dir), log)
     try:
         spool.ensure()
         if list_only:

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
-import json
 import logging
 import os
 import shutil
@@ -29,7 +28,7 @@ from typing import Any
 
 from slurm_ai import spool as spoolmod
 from slurm_ai.accounting.backend import AccountingBackend, JobRow, fold_like_sacctmgr
-from slurm_ai.accounting.detail import DetailError, read_detail, write_detail
+from slurm_ai.accounting.detail import DetailError, prune, read_detail, write_detail
 from slurm_ai.accounting.outbox import OutboxEntry, Spool, merge_units, valid_job_id
 from slurm_ai.accounting.settings import AccountingSettings
 from slurm_ai.errors import AccountingError, RecordError, SpoolError
@@ -37,6 +36,7 @@ from slurm_ai.record import (
     MAX_TOKEN_CHARS,
     AdminComment,
     encode_record,
+    finite_json,
     merge_node_records,
 )
 from slurm_ai.slurmenv import expand_hostlist
@@ -61,6 +61,7 @@ class DeliveryStats:
     finalized: int = 0
     partial: int = 0
     quarantined: int = 0
+    pruned: int = 0  # detail files past their retention removed
     lock_busy: bool = False
     backend_down: str = ""
     errors: list[str] = field(default_factory=list)
@@ -139,8 +140,8 @@ def encode_fitting(record: dict[str, Any], detail_dir: Path | None = None) -> st
     nodes = record.get("nodes")
     nodes = nodes if isinstance(nodes, dict) else {}
     record.pop("detail", None)
-    raw_len = len(json.dumps(record, separators=(",", ":")))
-    if raw_len <= FULL_FORM_MAX_JSON:
+    nodes_json = finite_json(nodes)
+    if len(nodes_json) <= FULL_FORM_MAX_JSON:
         try:
             return encode_record(record)
         except RecordError:
@@ -152,7 +153,9 @@ def encode_fitting(record: dict[str, Any], detail_dir: Path | None = None) -> st
         )
     job = record.get("job") if isinstance(record.get("job"), dict) else {}
     assert isinstance(job, dict)
-    pointer = write_detail(detail_dir, str(job.get("cluster") or ""), str(job.get("id")), nodes)
+    pointer = write_detail(
+        detail_dir, str(job.get("cluster") or ""), str(job.get("id")), nodes, nodes_json
+    )
     summary = record.get("summary") if isinstance(record.get("summary"), dict) else {}
     assert isinstance(summary, dict)
     failed = summary.get("health", {}).get("failed", {}).get("nodes", [])
@@ -357,7 +360,7 @@ class Deliverer:
             len(text),
             self.backend.name,
         )
-        if not self.settings.shared_spool and len(expected_nodes(entry.job) or ()) > 1:
+        if not self.settings.gathers and len(expected_nodes(entry.job) or ()) > 1:
             # Node-local spools: other nodes write the same job too. Keep the
             # entry until a read-back after the settle time shows our nodes.
             entry.verify_after = self.clock.time() + self.settings.settle_s
@@ -414,6 +417,7 @@ def deliver_pending(
                 log.info("event=backend_fallback backend=%s reason=%s", backend.name, fallback)
             if sweep and round_no == 0:
                 deliverer.sweep_jobs(stats)
+                stats.pruned = prune(deliverer.detail_dir, settings.detail_retention_days)
             left = None if budget_s is None else budget_s - (time.monotonic() - start)
             deliverer.drain(stats, left)
         # An Epilog that found the lock taken just before we let go left its entry

@@ -37,6 +37,9 @@ from slurm_ai import spool
 from slurm_ai.errors import SpoolError
 
 ENTRY_VERSION = 1
+# An outbox entry holds every node record of its job: a 4,096-node job with 8 GPUs a
+# node is about 12 MB of JSON. Node files keep spool.MAX_JSON_BYTES (4 MiB) each.
+ENTRY_MAX_BYTES = 256 * 1024 * 1024
 _JOB_ID = re.compile(r"^[0-9]+(?:_[0-9]+)?(?:\+[0-9]+)?$")
 _NODE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 
@@ -176,6 +179,10 @@ class Spool:
         spool.ensure_private_dir(path)
         return path
 
+    def drop_job_dir(self, job_id: str) -> None:
+        """Remove a job directory of this spool (node-local Prolog state after the Epilog)."""
+        shutil.rmtree(self.job_dir(job_id), ignore_errors=True)
+
     # -- node files -----------------------------------------------------
     def write_node_file(self, job_id: str, node: str, kind: str, data: dict[str, Any]) -> Path:
         """Write prolog-<node>.json or node-<node>.json atomically (retries once
@@ -244,7 +251,7 @@ class Spool:
                     node, record, njob, nunits = _parse_node_file(data)
                 except SpoolError as exc:
                     self.quarantine(path, str(exc))
-                    rejected[path.name[5:-5]] = _one_line(exc)[:200]
+                    rejected[path.name[5:-5]] = _one_line(str(exc))[:200]
                     continue
                 nodes[node] = record
                 job = {**njob, **job}
@@ -316,7 +323,7 @@ class Spool:
         with self.outbox_lock():
             path = self.entry_path(entry.job_id)
             try:
-                old = OutboxEntry.from_json(spool.read_json(path))
+                old = OutboxEntry.from_json(spool.read_json(path, max_bytes=ENTRY_MAX_BYTES))
                 entry.absorb(old)
             except FileNotFoundError:
                 pass
@@ -334,7 +341,7 @@ class Spool:
         with self.outbox_lock():
             path = self.entry_path(entry.job_id)
             try:
-                current = OutboxEntry.from_json(spool.read_json(path))
+                current = OutboxEntry.from_json(spool.read_json(path, max_bytes=ENTRY_MAX_BYTES))
             except (FileNotFoundError, SpoolError):
                 return
             if set(current.nodes) - set(entry.nodes) or current.units != entry.units:
@@ -355,7 +362,7 @@ class Spool:
                 with_mtime.append((path.stat().st_mtime, path))
         for _, path in sorted(with_mtime):
             try:
-                entry = OutboxEntry.from_json(spool.read_json(path))
+                entry = OutboxEntry.from_json(spool.read_json(path, max_bytes=ENTRY_MAX_BYTES))
             except FileNotFoundError:
                 continue
             except SpoolError as exc:

@@ -35,6 +35,19 @@ class AccountingSettings:
     # writer (docs/accounting.md "Node-local spools"); None: each node delivers.
     gather_dir: Path | None = None
 
+    @property
+    def gathers(self) -> bool:
+        """One writer per job: the nodes' records meet in one directory (shared
+        spool, or node-local spools with a gather_dir)."""
+        return self.shared_spool or self.gather_dir is not None
+
+    def delivery_root(self, spool_dir: Path) -> Path:
+        """Where node records, claims and the outbox live: the gather directory
+        with node-local spools that have one, else the spool."""
+        if not self.shared_spool and self.gather_dir is not None:
+            return self.gather_dir
+        return spool_dir
+
     @classmethod
     def from_config(cls, config: Config) -> AccountingSettings:
         sec = config.section("accounting")

@@ -23,7 +23,7 @@ def node_record(rng: random.Random, index: int, gpus: int = 8) -> dict[str, Any]
         }
         for g in range(gpus)
     ]
-    sources = [
+    sources: list[dict[str, Any]] = [
         {
             "source": "nvml",
             "domain": f"gpu{g['index']}",
@@ -45,7 +45,7 @@ def node_record(rng: random.Random, index: int, gpus: int = 8) -> dict[str, Any]
         "platform": {"class": "bare-metal", "evidence": ["dmi: Dell PowerEdge XE9680"]},
         "gpus": gpu_list,
         "energy": {
-            "total_j": round(sum(s["joules"] for s in sources), 1),
+            "total_j": round(sum(float(s["joules"]) for s in sources), 1),
             "quality": "measured",
             "elapsed_s": round(elapsed, 3),
             "sources": sources,

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from slurm_ai import spool as spoolmod
-from slurm_ai.accounting.outbox import OutboxEntry, Spool, valid_job_id
+from slurm_ai.accounting.outbox import ENTRY_MAX_BYTES, OutboxEntry, Spool, valid_job_id
 from slurm_ai.errors import SpoolError
 from slurm_ai.record import expected_names
 
@@ -133,7 +133,7 @@ def job_waiting(spool: Spool, job_id: str, partial_after_s: float) -> WaitingJob
         return None
     try:
         path = spool.entry_path(job_id)
-        entry = OutboxEntry.from_json(spoolmod.read_json(path))
+        entry = OutboxEntry.from_json(spoolmod.read_json(path, max_bytes=ENTRY_MAX_BYTES))
     except (OSError, SpoolError):
         entry = None
     if entry is not None:

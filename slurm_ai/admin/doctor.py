@@ -416,12 +416,11 @@ def _waiting_for_nodes(config: Config) -> Check:
     from slurm_ai.errors import SlurmAIError
 
     try:
-        partial_after_s = AccountingSettings.from_config(config).partial_after_s
+        settings = AccountingSettings.from_config(config)
     except SlurmAIError:
-        partial_after_s = AccountingSettings().partial_after_s
-    waiting = [
-        w for w in waiting_jobs(Spool(config.spool_dir), partial_after_s) if w.where == "nodes"
-    ]
+        settings = AccountingSettings()
+    spool = Spool(settings.delivery_root(config.spool_dir))
+    waiting = [w for w in waiting_jobs(spool, settings.partial_after_s) if w.where == "nodes"]
     if not waiting:
         return Check("pass", "waiting-for-nodes", "no job waiting for a node's Epilog")
     now = time.time()

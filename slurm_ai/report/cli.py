@@ -243,7 +243,7 @@ def _spool_waiting(config: Any, jobid: str) -> Any:
 
     try:
         settings = AccountingSettings.from_config(config)
-        spool = Spool(config.spool_dir)
+        spool = Spool(settings.delivery_root(config.spool_dir))
         if not os.access(spool.root, os.R_OK | os.X_OK):
             return None
         return job_waiting(spool, jobid, settings.partial_after_s)

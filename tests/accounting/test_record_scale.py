@@ -294,3 +294,77 @@ def test_accounting_calls_per_job_do_not_grow_with_nodes(tmp_path):
         calls[count] = (backend.reads, backend.writes)
         assert stats.partial == 0
     assert set(calls.values()) == {(1, 1)}, calls
+
+
+def _node_local_epilog(
+    local_root: Path, settings: AccountingSettings, job: dict[str, Any], node: str, rec: Any
+) -> None:
+    """What the Epilog does with a node-local spool (hooks/epilog.py): Prolog state is
+    local; the node record goes to the delivery root; the completing node claims."""
+    from slurm_ai.hooks.epilog import hand_over
+
+    local = Spool(local_root, LOG)
+    delivery = Spool(settings.delivery_root(local_root), LOG)
+    delivery.write_node_file(job["id"], node, "node", node_file(node, job, rec, {}))
+    if delivery.root != local.root:
+        local.drop_job_dir(job["id"])
+    hand_over(delivery, settings, None, job["id"], job, LOG)
+
+
+@pytest.mark.parametrize("count", [2, 64])
+def test_node_local_spools_with_gather_dir_one_writer_per_job(tmp_path, count):
+    gather = tmp_path / "gather"
+    settings = AccountingSettings(
+        max_writes_per_s=0, shared_spool=False, gather_dir=gather, deliver_inline=False
+    )
+    job = _job(count, "21")
+    nodes = node_records(count, seed=21)
+    names = sorted(nodes)
+    for name in names[:-1] if count > 2 else names:
+        local = tmp_path / "local" / name  # every node its own spool
+        Spool(local, LOG).write_node_file("21", name, "prolog", {"v": 1, "node": name, "job": job})
+        _node_local_epilog(local, settings, job, name, nodes[name])
+        assert not (local / "jobs" / "21").exists()  # local Prolog state cleaned up
+    backend = FakeBackend(folds_case=False)
+    backend.comments["21"] = ""
+    gspool = Spool(gather, LOG)
+    if count > 2:  # the last node never reports: waiting, then named missing
+        [w] = waiting_jobs(gspool, 600.0)
+        assert w.missing == [names[-1]]
+        assert deliver_pending(gspool, backend, settings, LOG).writes == 0
+        settings = AccountingSettings(
+            max_writes_per_s=0, shared_spool=False, gather_dir=gather, partial_after_s=0
+        )
+    stats = deliver_pending(gspool, backend, settings, LOG)
+    assert (backend.reads, backend.writes) == (1, 1)  # whatever the node count
+    record = decode_token(backend.comments["21"])
+    assert record["complete"] is (count == 2)
+    if count > 2:
+        assert stats.partial == 1 and record["missing"] == [names[-1]]
+        assert record["summary"]["nodes"] == count - 1
+    # Delivered and verified once: nothing left waiting in the gather directory.
+    assert not list(gspool.pending()) and not waiting_jobs(gspool, 600.0)
+
+
+def test_node_local_without_gather_dir_writes_once_per_node(tmp_path):
+    # The fallback (no shared directory at all): each node writes its own part, so
+    # calls grow with the nodes (docs/accounting.md says so and names gather_dir).
+    backend = FakeBackend(folds_case=False)
+    backend.comments["22"] = ""
+    settings = AccountingSettings(max_writes_per_s=0, shared_spool=False, settle_s=0)
+    job = _job(4, "22")
+    for name, rec in node_records(4, seed=22).items():
+        spool = Spool(tmp_path / name, LOG)
+        spool.put(OutboxEntry(job=job, nodes={name: rec}))
+        deliver_pending(spool, backend, settings, LOG)
+    assert backend.writes == 4
+    assert decode_token(backend.comments["22"])["complete"] is True
+
+
+def test_non_finite_figures_never_reach_the_record(tmp_path):
+    bad = {"energy": {"total_j": float("nan"), "sources": [{"joules": float("inf")}]}}
+    record = merge_node_records(_job(1), {"gpu00001": bad})
+    token = encode_fitting(record, tmp_path)
+    back = decode_token(token)
+    assert back["nodes"]["gpu00001"]["energy"]["total_j"] is None
+    json.dumps(back, allow_nan=False)
