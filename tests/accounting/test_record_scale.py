@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from core_parts import DEV_EXTRA, import_module
 from fakes import FakeBackend
 
 from slurm_ai.accounting import deliver as deliver_mod
@@ -29,6 +30,12 @@ from slurm_ai.report.prices import Prices
 
 LOG = logging.getLogger("test")
 KIB = 1024
+SCHEMA = json.loads((Path(__file__).resolve().parents[2] / "docs/record.schema.json").read_text())
+
+
+def _validate(record: dict[str, Any]) -> None:
+    jsonschema = import_module("jsonschema", DEV_EXTRA)
+    jsonschema.validate(record, SCHEMA)
 
 
 def _job(n: int, job_id: str = "42") -> dict[str, Any]:
@@ -51,6 +58,7 @@ def test_every_size_encodes_with_exact_totals_and_recoverable_detail(tmp_path, c
     token = encode_fitting(record, tmp_path / "detail")
     back = decode_token(token)
     assert back["v"] == 2 and back["complete"] is True
+    _validate(back)
     s = back["summary"]
     totals = [n["energy"]["total_j"] for n in nodes.values()]
     assert s["nodes"] == count
@@ -200,6 +208,7 @@ def test_lost_node_is_visible_waiting_then_named_in_an_incomplete_record(tmp_pat
     record = AdminComment.parse(backend.comments["7"]).record()
     assert record is not None
     assert record["complete"] is False and record["missing"] == ["n2"]
+    _validate(record)
     assert record["absent"]["n2"]["prolog"]["platform"] == {"class": "bare-metal"}
     assert record["summary"]["nodes"] == 1
     row = _row(backend.comments["7"], 2, "7") | {"NodeList": "n[1-2]"}
