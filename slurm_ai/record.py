@@ -14,22 +14,24 @@ quotes, '|' or newlines for sacct --parsable2 to trip on. Content written by
 other tools (Princeton jobstats writes `JS1:...`) is kept verbatim beside it,
 separated by a single space; re-delivery replaces only our token.
 
-Record shape (v1), every field optional unless marked required:
+Record shape (v2; docs/record.md has every field), optional unless marked:
 
     {
-      "v": 1,                                    # required
-      "job": {"id": "123", "cluster": "...", "partition": "bare", "user": "...",
-              "account": "...", "nodes_expected": 2, "submit": <epoch s>,
-              "start": <epoch s>, "end": <epoch s>, "exit_code": 0,
-              "workload": "training"},          # "id" required
-      "nodes": {"n1": <node record>, ...},        # required, may be empty
+      "v": 2,                                    # required (1: older, still read)
+      "job": {"id": "123", ...},                 # "id" required
+      "nodes": {"n1": <node record>, ...},        # required: all nodes (full form) or
+                                                  # the first failed ones (summarised)
       "units": {"tokens": 1.2e9, "epochs": 3},   # work units from `slurm-ai mark`
-      "complete": true                           # every expected node present
+      "complete": true,                          # every expected node present
+      "missing": ["n2"], "missing_count": 1,     # when not complete
+      "absent": {"n2": {"why": ..., "prolog": {...}}},
+      "summary": {...},                          # bounded: accounting/summary.py
+      "detail": {"file": ..., "sha256": ..., "bytes": ..., "nodes": ...}
     }
 
-A node record is owned by the modules that fill it (see their docs):
-"platform", "time", "energy", "gpus", "health", "plan", "usage".
-`docs/record.md` and `docs/record.schema.json` describe every field.
+`detail` (summarised form only) points to the per-job file holding every node
+record (accounting/detail.py). A node record is owned by the modules that fill
+it: "platform", "time", "energy", "gpus", "health", "plan", "usage".
 """
 
 from __future__ import annotations
