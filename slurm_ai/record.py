@@ -63,7 +63,10 @@ def encode_record(record: dict[str, Any]) -> str:
     """Record -> AdminComment token. Raises RecordError when it is too large."""
     if not isinstance(record.get("v"), int):
         raise RecordError("record has no integer format version 'v'")
-    raw = finite_json(record).encode()
+    # "v" first, the rest key-sorted: a reader that only takes some versions (the
+    # report's C extension takes v1) can decline on the first key, before the nodes.
+    rest = finite_json({k: v for k, v in record.items() if k != "v"})
+    raw = (f'{{"v":{record["v"]}' + ("," + rest[1:] if rest != "{}" else "}")).encode()
     token = TOKEN_PREFIX + zlib.compress(raw, 9).hex()
     if len(token) > MAX_TOKEN_CHARS:
         raise RecordError(

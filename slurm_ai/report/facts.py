@@ -423,6 +423,17 @@ def _slim_figures(record: Any) -> _Figures:
     )  # fmt: skip
 
 
+def _slim_summary_figures(record: Any) -> _Figures:
+    """_summary_figures of a v2 SlimRecord (its summary decoded as json.loads would)."""
+    job = record.job
+    view = {
+        "job": {"workload": job.workload} if job is not None else {},
+        "units": record.units,
+        "nodes": record.nodes,
+    }
+    return _summary_figures(view, record.summary)
+
+
 def row_facts(
     job_id: str,
     partition: str,
@@ -484,7 +495,7 @@ def row_facts(
         (
             node_count, classes, models, energy, measured, estimated, rec_gpus,
             busbw, busbw_key, health, units_rec, workload, health_source,
-        ) = _slim_figures(slim)  # fmt: skip
+        ) = _slim_figures(slim) if slim.v == 1 else _slim_summary_figures(slim)  # fmt: skip
     else:
         (
             node_count, classes, models, energy, measured, estimated, rec_gpus,

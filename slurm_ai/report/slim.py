@@ -8,8 +8,8 @@ the keys, so facts.py reads them with the same code as a full record.
 
 Exactness: anything the typed decode does not take exactly as json.loads would
 (a node that is not an object, NaN, a lone surrogate, a number out of range,
-a version that is not plain 1 (v2 records are read from their summary by
-facts.py), a "complete" that is not true) makes `slim_record` return None, and the caller
+a version that is not plain 1 or 2, a v2 record without a summary object, a
+"complete" that is not true) makes `slim_record` return None, and the caller
 decodes the full record with json.loads instead. The figures are therefore the
 same with or without msgspec (tests/report/test_slim.py compares both).
 
@@ -30,8 +30,9 @@ import zlib
 from collections.abc import Callable
 from typing import Any, TypedDict, cast
 
-# The record form this decodes: v1 (node by node). v2 takes the full path.
-SLIM_VERSION = 1
+# Record versions this decodes: v1 (figures node by node) and v2 with a summary
+# object (figures from it; the summary is decoded whole, as json.loads would).
+SLIM_VERSIONS = (1, 2)
 
 
 try:
@@ -94,6 +95,7 @@ class _Record(TypedDict, total=False):
     nodes: dict[str, _Node]
     units: dict[str, Any]
     complete: Any
+    summary: Any
 
 
 _decode: Callable[[bytes], Any] | None = (
@@ -145,6 +147,7 @@ if msgspec is not None:
         nodes: dict[str, SlimNode] = msgspec.field(default_factory=dict)
         units: dict[str, Any] = msgspec.field(default_factory=dict)
         complete: Any = None
+        summary: Any = None  # v2: decoded as json.loads would (facts._summary_figures)
 
     _decode_struct: Callable[[bytes], Any] | None = msgspec.json.Decoder(SlimRecord).decode
 else:
@@ -167,8 +170,10 @@ def slim_record(payload: bytes) -> dict[str, Any] | None:
     except _errors:
         return None
     version = record.get("v")
-    if type(version) is not int or version != SLIM_VERSION:
+    if type(version) is not int or version not in SLIM_VERSIONS:
         return None  # let the full decode say what is wrong, in its words
+    if version == 2 and type(record.get("summary")) is not dict:
+        return None
     if record.get("complete", True) is not True:
         return None  # an incomplete record: the full path says so (facts.JobFacts.complete)
     return record
@@ -183,7 +188,9 @@ def slim_struct(payload: bytes) -> Any:
     except _errors:
         return None
     version = record.v
-    if type(version) is not int or version != SLIM_VERSION:
+    if type(version) is not int or version not in SLIM_VERSIONS:
+        return None
+    if version == 2 and type(record.summary) is not dict:
         return None
     if record.complete is not None and record.complete is not True:
         return None

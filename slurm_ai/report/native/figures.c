@@ -375,7 +375,8 @@ static int record_member(Cur *c, const Val *key, void *ctx) {
         Val v;
         if (read_value(c, &v) < 0) return -1;
         r->version_ok = v.type == J_INT && v.n == 1 && v.s[0] == '1';
-        return 0;
+        /* v2 records are written with "v" first: decline before reading their nodes. */
+        return r->version_ok ? 0 : -1;
     }
     if (key_is(key, "complete")) {
         /* Only complete records here: facts.py marks the others (JobFacts.complete). */
