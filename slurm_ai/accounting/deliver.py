@@ -91,6 +91,13 @@ def delivery_lock(spool: Spool, wait_s: float = 0.0) -> Iterator[bool]:
         os.close(fd)
 
 
+def names_for_log(names: list[str], limit: int = 32) -> str:
+    """At most `limit` node names and how many more: a log line per event stays short
+    at 4,096 nodes (every Epilog of a job logs one)."""
+    more = len(names) - limit
+    return ",".join(names[:limit]) + (f",+{more}" if more > 0 else "")
+
+
 def expected_nodes(job: dict[str, Any]) -> set[str] | None:
     text = job.get("nodelist")
     if not isinstance(text, str) or not text:
@@ -224,10 +231,10 @@ class Deliverer:
                 stats.partial += 1
                 missing = sorted((expected or set()) - present)
                 self.log.warning(
-                    "event=partial job=%s nodes=%s missing=%s",
+                    "event=partial job=%s nodes=%d missing=%s",
                     job_id,
-                    ",".join(sorted(present)),
-                    ",".join(missing) or "?",
+                    len(present),
+                    names_for_log(missing) or "?",
                 )
             elif entry is None:
                 stats.quarantined += 1

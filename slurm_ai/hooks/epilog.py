@@ -134,20 +134,23 @@ def hand_over(
     spool: Any, settings: Any, config: Any, job_id: str, meta: dict[str, Any], log: Any
 ) -> None:
     """Single writer: the node that completes the set claims it and delivers."""
-    from slurm_ai.accounting.deliver import deliver_pending, expected_nodes
+    from slurm_ai.accounting.deliver import deliver_pending, expected_nodes, names_for_log
 
     expected = expected_nodes(meta) or set()
     present = spool.present_nodes(job_id)
     if settings.gathers and not expected <= present:
         log.info(
-            "event=waiting_for_nodes have=%s expected=%d", ",".join(sorted(present)), len(expected)
+            "event=waiting_for_nodes have=%d expected=%d missing=%s",
+            len(present),
+            len(expected),
+            names_for_log(sorted(expected - present)),
         )
         return
     claimed = spool.claim(job_id, "epilog")
     if claimed is None:
         return  # another node's Epilog won the claim
     entry = spool.finalize(claimed)
-    log.info("event=claimed nodes=%s", ",".join(sorted(entry.nodes)) if entry else "none")
+    log.info("event=claimed nodes=%d", len(entry.nodes) if entry else 0)
     if not settings.deliver_inline:
         return
     from slurm_ai.accounting.backend import select_backend
