@@ -56,7 +56,7 @@ def render_job(
     out += completeness_lines(record, nodes)
     detail = record.get("detail")
     if isinstance(detail, dict):
-        full, problem = _detail(detail)
+        full, problem = _detail(detail, record.get("summary"))
         out.append(
             f"  record         summarised: {len(nodes)} of "
             f"{_count(record)} nodes in full here; every node in {detail.get('file')}"
@@ -167,7 +167,7 @@ def job_json(row: dict[str, str], waiting: Any = None, all_nodes: bool = False) 
         out["complete"] = record.get("complete") is not False
         out["missing"] = {"count": count, "nodes": missing}
         if isinstance(record.get("detail"), dict):
-            full, problem = _detail(record["detail"])
+            full, problem = _detail(record["detail"], record.get("summary"))
             out["detail_status"] = problem or "verified"
             if all_nodes and full is not None:
                 out["detail_nodes"] = full
@@ -179,13 +179,30 @@ def _count(record: dict[str, Any]) -> Any:
     return summary.get("nodes", "?") if isinstance(summary, dict) else "?"
 
 
-def _detail(pointer: dict[str, Any]) -> tuple[dict[str, Any] | None, str]:
+def _detail(pointer: dict[str, Any], summary: Any = None) -> tuple[dict[str, Any] | None, str]:
+    """The detail file's nodes, or why they cannot be trusted: a file that does not
+    match the record's digest, or whose nodes do not give the record's summary totals."""
     from slurm_ai.accounting.detail import DetailError, read_detail
+    from slurm_ai.accounting.summary import summarize
 
     try:
-        return read_detail(pointer), ""
+        nodes = read_detail(pointer)
     except DetailError as exc:
         return None, str(exc)
+    if isinstance(summary, dict):
+        mine = summarize(nodes)
+        for path in (("nodes",), ("energy", "total_j"), ("gpus", "count")):
+            a: Any = summary
+            b: Any = mine
+            for key in path:
+                a = a.get(key) if isinstance(a, dict) else None
+                b = b.get(key) if isinstance(b, dict) else None
+            if a != b:
+                return None, (
+                    f"detail file {pointer.get('file')} disagrees with the record's summary "
+                    f"({'.'.join(path)}: {b} in the file, {a} in the record)"
+                )
+    return nodes, ""
 
 
 def _missing(record: dict[str, Any], nodes: dict[str, Any]) -> tuple[list[str], int]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gzip
+import hashlib
 import json
 import logging
 import math
@@ -156,6 +157,14 @@ def test_detail_file_damaged_or_disagreeing_is_reported_not_trusted(tmp_path, mo
     assert job_facts(_row(token, 8)).facts.energy_j == math.fsum(  # type: ignore[union-attr]
         n["energy"]["total_j"] for n in nodes.values()
     )
+    # A file whose digest the record carries but whose nodes do not give its summary
+    # (a writer bug, or a record edited by hand): said, not trusted.
+    data = gzip.compress(json.dumps(other).encode())
+    path.write_bytes(data)
+    forged = dict(decode_token(token))
+    forged["detail"] = {**pointer, "sha256": hashlib.sha256(data).hexdigest()}
+    info = job_json(_row(encode_record(forged), 8), all_nodes=True)
+    assert "disagrees with the record's summary" in info["detail_status"]
     path.unlink()
     with pytest.raises(DetailError, match="missing"):
         read_detail(pointer)
@@ -377,3 +386,15 @@ def test_non_finite_figures_never_reach_the_record(tmp_path):
     back = decode_token(token)
     assert back["nodes"]["gpu00001"]["energy"]["total_j"] is None
     json.dumps(back, allow_nan=False)
+
+
+def test_doctor_names_jobs_waiting_for_nodes(tmp_path):
+    from slurm_ai.admin.doctor import _waiting_for_nodes
+    from slurm_ai.config import Config
+
+    config = Config(path=None, data={"spool": {"dir": str(tmp_path)}})
+    assert _waiting_for_nodes(config).status == "pass"
+    job = {"id": "31", "nodes_expected": 3, "nodelist": "n[1-3]"}
+    _spool_job(Spool(tmp_path, LOG), job, "n1", {})
+    check = _waiting_for_nodes(config)
+    assert check.status == "warn" and "31 waiting for nodes: missing n2,n3" in check.message
