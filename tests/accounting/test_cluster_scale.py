@@ -186,3 +186,50 @@ def test_killed_slurmd_record_lands_incomplete_naming_the_node(installed_hooks, 
         assert record["complete"] is (lost in record["nodes"])
         assert not (hooks.spool_dir / "jobs" / job).exists()
     assert "event=partial" in hooks.log_text()
+
+
+def test_summarised_record_round_trips_through_real_accounting(installed_hooks, tmp_path):
+    """A 512-node record (synthetic GPU nodes) written into a real job's AdminComment
+    with the configured backend: summarised form, read back by sacct, `job` and the
+    detail file."""
+    import logging
+
+    from slurm_ai.accounting.backend import select_backend
+    from slurm_ai.accounting.deliver import deliver_pending
+    from slurm_ai.accounting.detail import read_detail
+    from slurm_ai.accounting.outbox import OutboxEntry, Spool
+    from slurm_ai.accounting.settings import AccountingSettings
+    from slurm_ai.accounting.synth import node_records, nodelist
+    from slurm_ai.config import load_config
+
+    hooks = installed_hooks
+    job = sbatch(hooks, "-N1", "-n1", "--wrap", "true")
+    before = _complete_record(hooks, job)
+    config = load_config(str(hooks.config_path))
+    settings = AccountingSettings.from_config(config)
+    settings = AccountingSettings(
+        backend=settings.backend, max_writes_per_s=0, detail_dir=tmp_path / "detail"
+    )
+    backend = select_backend(
+        settings.backend, config.slurm_env(), settings.timeout_s, settings.sacctmgr_folds_case
+    )
+    nodes = node_records(512, seed=512)
+    spool = Spool(tmp_path / "spool", logging.getLogger("test"))
+    meta = {
+        "id": job,
+        "nodes_expected": 512 + 1,
+        "nodelist": nodelist(512) + "," + before["job"]["nodelist"],
+    }
+    spool.put(OutboxEntry(job=meta, nodes=nodes))
+    stats = deliver_pending(spool, backend, settings, logging.getLogger("test"))
+    assert (stats.reads, stats.writes, stats.delivered) == (1, 1, 1), stats
+    record = record_of(hooks, job)
+    assert record is not None and record["v"] == 2 and "detail" in record
+    assert record["complete"] is True and record["summary"]["nodes"] == 513
+    full = read_detail(record["detail"])
+    assert set(full) == set(nodes) | set(before["nodes"])  # the earlier node kept
+    shown = slurm_ai(hooks, "job", job)
+    assert "summarised" in shown.stdout and "(verified)" in shown.stdout, shown.stdout
+    assert "energy/node" in shown.stdout and "busbw/node" in shown.stdout
+    info = json.loads(slurm_ai(hooks, "job", job, "--json", "--all-nodes").stdout)
+    assert info["detail_status"] == "verified" and len(info["detail_nodes"]) == 513
