@@ -100,7 +100,8 @@ def render_job(
             source = _health_source(health.get("provenance"))
             if source:
                 out.append(f"    health from  {source}")
-        for error in (node.get("errors") if isinstance(node.get("errors"), list) else [])[:5]:
+        errors = node.get("errors")
+        for error in errors[:5] if isinstance(errors, list) else []:
             out.append(f"    error        {str(error)[:200]}")
         plan = node.get("plan") if isinstance(node.get("plan"), dict) else {}
         assert isinstance(plan, dict)
