@@ -398,3 +398,64 @@ def test_doctor_names_jobs_waiting_for_nodes(tmp_path):
     _spool_job(Spool(tmp_path, LOG), job, "n1", {})
     check = _waiting_for_nodes(config)
     assert check.status == "warn" and "31 waiting for nodes: missing n2,n3" in check.message
+
+
+def _dump(path: Path, rows: list[dict[str, str]]) -> Path:
+    from slurm_ai.accounting.sacct import DELIMITER, FIELDS
+
+    lines = [DELIMITER.join(FIELDS)] + [DELIMITER.join(r[f] for f in FIELDS) for r in rows]
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def _report(dump: Path) -> dict[str, Any]:
+    from click.testing import CliRunner
+
+    from slurm_ai.cli import main
+
+    result = CliRunner().invoke(
+        main, ["report", "--from", str(dump), "--format", "json", "--workers", "1"]
+    )
+    assert result.exit_code == 0, result.output
+    return json.loads(result.output)
+
+
+def test_report_same_from_full_and_summarised_form_and_counts_incomplete(tmp_path, monkeypatch):
+    """`slurm-ai report` over jobs of 2, 64 and 256 GPU nodes: the same JSON whether each
+    record is in full form (256 nodes do not fit AdminComment: encoded here past the
+    limit, as a reader could meet it) or summarised; incomplete records counted apart."""
+    import zlib
+
+    from slurm_ai.record import finite_json
+
+    full_rows, short_rows = [], []
+    totals = []
+    for i, count in enumerate((2, 64, 256)):
+        job_id = str(100 + i)
+        nodes = node_records(count, seed=count)
+        totals += [n["energy"]["total_j"] for n in nodes.values()]
+        record = merge_node_records(_job(count, job_id), nodes)
+        raw = finite_json(record).encode()
+        full_rows.append(_row("sai1:" + zlib.compress(raw).hex(), count, job_id))
+        monkeypatch.setattr(deliver_mod, "FULL_FORM_MAX_JSON", 0)
+        short = encode_fitting(json.loads(raw), tmp_path / "detail")
+        monkeypatch.undo()
+        assert "detail" in decode_token(short)
+        short_rows.append(_row(short, count, job_id))
+    full = _report(_dump(tmp_path / "full.txt", full_rows))
+    summarised = _report(_dump(tmp_path / "short.txt", short_rows))
+    assert full == summarised
+    assert full["summary"]["with_record"] == 3 and full["summary"]["incomplete"] == 0
+    [group] = full["groups"]
+    assert group["kwh"] == float(f"{math.fsum(totals) / 3.6e6:.6g}")  # the report's rounding
+    # One job loses a node: counted apart, said in the table.
+    lossy = merge_node_records(_job(4, "200"), dict(list(node_records(4).items())[:3]))
+    rows = [*short_rows, _row(encode_record(lossy), 4, "200")]
+    report = _report(_dump(tmp_path / "lossy.txt", rows))
+    assert report["summary"]["incomplete"] == 1 and report["summary"]["with_record"] == 4
+    from click.testing import CliRunner
+
+    from slurm_ai.cli import main
+
+    table = CliRunner().invoke(main, ["report", "--from", str(tmp_path / "lossy.txt")]).output
+    assert "incomplete records: 1 (nodes missing)" in table and "nodes present only" in table
