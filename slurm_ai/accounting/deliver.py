@@ -199,6 +199,7 @@ class Deliverer:
         """Finalize complete sets an Epilog did not, partial sets past their wait,
         claims left by a crash, and drop job directories that never got a node."""
         now = self.clock.time() if now is None else now
+        self.spool.remove_done()
         for name in _listdir(self.spool.claimed_dir):
             path = self.spool.claimed_dir / name
             if now - _mtime(path, now) > 60:

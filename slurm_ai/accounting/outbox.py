@@ -5,6 +5,7 @@ Layout under the spool directory (root-only, see slurm_ai.spool):
     jobs/<jobid>/prolog-<node>.json   what the Prolog's steps returned (state)
     jobs/<jobid>/node-<node>.json     the node record the Epilog built
     claimed/<jobid>.<tag>/            a job directory taken by its single writer
+    done/<jobid>.<tag>/               a large merged claim, removed by the sweeper
     outbox/<jobid>.json               a merged job record waiting for delivery
     corrupt/                          files moved aside (never deleted)
 
@@ -40,6 +41,8 @@ ENTRY_VERSION = 1
 # An outbox entry holds every node record of its job: a 4,096-node job with 8 GPUs a
 # node is about 12 MB of JSON. Node files keep spool.MAX_JSON_BYTES (4 MiB) each.
 ENTRY_MAX_BYTES = 256 * 1024 * 1024
+# A merged claim with more node files than this is left in done/ for the sweeper.
+INLINE_REMOVE_FILES = 256
 _JOB_ID = re.compile(r"^[0-9]+(?:_[0-9]+)?(?:\+[0-9]+)?$")
 _NODE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 
@@ -163,6 +166,10 @@ class Spool:
     def outbox_dir(self) -> Path:
         return self.root / "outbox"
 
+    @property
+    def done_dir(self) -> Path:
+        return self.root / "done"
+
     def job_dir(self, job_id: str) -> Path:
         if not valid_job_id(job_id):
             raise SpoolError(f"invalid job id {job_id[:40]!r}")
@@ -262,8 +269,28 @@ class Spool:
             absent = self._absent_nodes(claimed, job, nodes, rejected)
             entry = OutboxEntry(job=job, nodes=nodes, units=units, absent=absent)
             self.put(entry)
-        shutil.rmtree(claimed, ignore_errors=True)
+        self._discard(claimed, len(seen))
         return entry
+
+    def _discard(self, claimed: Path, files: int) -> None:
+        """Remove a merged claim. A large one (thousands of node files; unlink costs
+        about 1 ms a file on a slow or network filesystem) is renamed into done/ for
+        the sweeper to remove, off the completing Epilog's time."""
+        if files > INLINE_REMOVE_FILES:
+            with contextlib.suppress(OSError):
+                spool.ensure_private_dir(self.done_dir)
+                os.rename(claimed, self.done_dir / claimed.name)
+                return
+        shutil.rmtree(claimed, ignore_errors=True)
+
+    def remove_done(self, limit: int = 20) -> int:
+        """The sweeper's part of _discard: remove up to `limit` merged claims."""
+        removed = 0
+        with contextlib.suppress(OSError):
+            for name in sorted(os.listdir(self.done_dir))[:limit]:
+                shutil.rmtree(self.done_dir / name, ignore_errors=True)
+                removed += 1
+        return removed
 
     def _absent_nodes(
         self,
