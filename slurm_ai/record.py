@@ -250,7 +250,16 @@ def finish_record(record: dict[str, Any], absent: dict[str, Any] | None = None) 
         }
         if kept:
             record["absent"] = dict(list(kept.items())[:NAMED])
-    record["summary"] = summarize(nodes)
+    summary = summarize(nodes)
+    elapsed = job.get("elapsed_s")
+    if type(elapsed) in (int, float) and 0 <= elapsed < 1e12:
+        # Cost inputs: the job's node- and GPU-hours over the nodes present (the
+        # report takes them from sacct; here they travel with the record).
+        summary["hours"] = {
+            "node_h": len(nodes) * elapsed / 3600.0,
+            "gpu_h": summary["gpus"]["count"] * elapsed / 3600.0,
+        }
+    record["summary"] = summary
 
 
 def expected_names(job: dict[str, Any]) -> set[str] | None:

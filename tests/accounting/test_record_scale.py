@@ -73,6 +73,9 @@ def test_every_size_encodes_with_exact_totals_and_recoverable_detail(tmp_path, c
     assert s["dist"]["energy_j"]["max_node"] == max(
         nodes, key=lambda k: nodes[k]["energy"]["total_j"]
     )
+    assert "hours" not in s  # no elapsed_s in the job yet (delivery adds sacct's)
+    timed = merge_node_records({**_job(count), "elapsed_s": 3600}, {})["summary"]
+    assert timed["hours"] == {"node_h": 0.0, "gpu_h": 0.0}
     failed = sorted(k for k, v in nodes.items() if v["health"]["verdict"] in ("fail", "timeout"))
     assert s["health"].get("failed", {"nodes": []})["nodes"] == failed[:32]
     if count <= 64:
@@ -272,6 +275,8 @@ def test_late_node_merges_into_a_summarised_record_and_waits_when_its_detail_is_
     assert stats.writes == 1 and stats.reads == 1
     rec = decode_token(backend.comments["9"])
     assert rec["complete"] is True and rec["summary"]["nodes"] == 6
+    # Cost inputs from the job's elapsed time (FakeBackend's sacct row: 1 s).
+    assert rec["summary"]["hours"] == {"node_h": 6 / 3600, "gpu_h": 48 / 3600}
     assert read_detail(rec["detail"]) == nodes
     # The detail file lost: a later part must not drop the nodes only it held.
     Path(rec["detail"]["file"]).unlink()
