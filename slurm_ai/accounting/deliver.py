@@ -45,6 +45,8 @@ from slurm_ai.slurmenv import expand_hostlist
 # (records compress about 5-10x and hex doubles), and compressing megabytes to
 # find that out would cost the writer a second at 4,096 nodes.
 FULL_FORM_MAX_JSON = 12 * MAX_TOKEN_CHARS
+# sacct states of a job that has not ended (its Epilogs have not run yet).
+STILL_RUNNING = ("RUNNING", "PENDING", "SUSPENDED", "REQUEUE", "RESIZING", "COMPLETING")
 # Nodes kept in full in a summarised record: the first failed ones, for `slurm-ai job`.
 SUMMARISED_KEEP_NODES = 8
 
@@ -200,6 +202,7 @@ class Deliverer:
         claims left by a crash, and drop job directories that never got a node."""
         now = self.clock.time() if now is None else now
         self.spool.remove_done()
+        orphans: list[str] = []
         for name in _listdir(self.spool.claimed_dir):
             path = self.spool.claimed_dir / name
             if now - _mtime(path, now) > 60:
@@ -216,6 +219,8 @@ class Deliverer:
                 if now - _mtime(job_dir, now) > self.settings.stale_after_s:
                     shutil.rmtree(job_dir, ignore_errors=True)
                     self.log.info("event=stale_job_dir job=%s removed", job_id)
+                elif now - _mtime(job_dir, now) > self.settings.partial_after_s:
+                    orphans.append(job_id)  # Prolog state only: running, or every node lost
                 continue
             expected = self._expected(node_paths)
             present = {p.name[5:-5] for p in node_paths}
@@ -239,6 +244,37 @@ class Deliverer:
                 )
             elif entry is None:
                 stats.quarantined += 1
+        if orphans:
+            self._sweep_lost(orphans[: self.settings.batch_size], stats, now)
+
+    def _sweep_lost(self, job_ids: list[str], stats: DeliveryStats, now: float) -> None:
+        """Jobs whose every node ran its Prolog and none its Epilog (all nodes lost):
+        once accounting says the job ended more than partial_after_s ago, deliver a
+        record naming every node missing, with their Prolog data. One sacct read for
+        up to batch_size such directories per sweep (running jobs look the same here)."""
+        try:
+            stats.reads += 1
+            rows = self.backend.read(job_ids)
+        except AccountingError as exc:
+            self.log.warning("event=lost_check_skipped reason=%s", " ".join(str(exc).split()))
+            return
+        for job_id in job_ids:
+            row = rows.get(job_id)
+            if row is None or row.end is None or row.state.startswith(STILL_RUNNING):
+                continue
+            if now - row.end < self.settings.partial_after_s:
+                continue  # just ended: its Epilogs may still be writing
+            claimed = self.spool.claim(job_id, "lost")
+            if claimed is None:
+                continue
+            entry = self.spool.finalize(claimed, lost=True)
+            stats.finalized += 1
+            stats.partial += 1
+            self.log.warning(
+                "event=partial job=%s nodes=0 missing=%s",
+                job_id,
+                names_for_log(sorted(entry.absent)) if entry else "?",
+            )
 
     def _expected(self, node_paths: list[Path]) -> set[str] | None:
         for path in node_paths:

@@ -239,8 +239,12 @@ class Spool:
             raise SpoolError(f"cannot claim job {job_id}: {exc.strerror}") from exc
         return target
 
-    def finalize(self, claimed: Path) -> OutboxEntry | None:
-        """Merge the node files of a claimed job directory into the outbox."""
+    def finalize(self, claimed: Path, lost: bool = False) -> OutboxEntry | None:
+        """Merge the node files of a claimed job directory into the outbox.
+
+        `lost`: a job that ended with no node file at all (every node lost): the
+        entry holds no node, every expected node absent with its Prolog data.
+        """
         nodes: dict[str, dict[str, Any]] = {}
         job: dict[str, Any] = {}
         units: dict[str, Any] = {}
@@ -265,7 +269,9 @@ class Spool:
                 units = merge_units(units, nunits)
             time.sleep(0.01)
         entry = None
-        if nodes:
+        if not nodes and lost:
+            job = _prolog_job(claimed)
+        if nodes or (lost and job):
             absent = self._absent_nodes(claimed, job, nodes, rejected)
             entry = OutboxEntry(job=job, nodes=nodes, units=units, absent=absent)
             self.put(entry)
@@ -455,3 +461,18 @@ def prolog_known(state: dict[str, Any]) -> dict[str, Any]:
         if not record["errors"]:
             del record["errors"]
     return record
+
+
+def _prolog_job(claimed: Path) -> dict[str, Any]:
+    """The job metadata a Prolog state file in a claimed directory holds ({} if none)."""
+    with contextlib.suppress(OSError):
+        for name in sorted(os.listdir(claimed)):
+            if name.startswith("prolog-") and name.endswith(".json"):
+                try:
+                    data = spool.read_json(claimed / name)
+                except (OSError, SpoolError):
+                    continue
+                job = data.get("job") if isinstance(data, dict) else None
+                if isinstance(job, dict) and valid_job_id(str(job.get("id", ""))):
+                    return job
+    return {}

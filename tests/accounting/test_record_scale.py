@@ -469,3 +469,40 @@ def test_report_same_from_full_and_summarised_form_and_counts_incomplete(tmp_pat
 
     table = CliRunner().invoke(main, ["report", "--from", str(tmp_path / "lossy.txt")]).output
     assert "incomplete records: 1 (nodes missing)" in table and "nodes present only" in table
+
+
+def test_job_whose_every_node_was_lost_still_gets_a_record(tmp_path):
+    """No node ran its Epilog: once accounting says the job ended (and partial_after_s
+    passed since), the sweeper delivers a record naming every node, with Prolog data."""
+    from slurm_ai.accounting.backend import JobRow
+
+    class Backend(FakeBackend):
+        def __init__(self) -> None:
+            super().__init__()
+            self.running: set[str] = set()
+
+        def read(self, job_ids):  # type: ignore[no-untyped-def]
+            rows = super().read(job_ids)
+            for job_id in self.running & set(rows):
+                rows[job_id] = JobRow(job_id, rows[job_id].admin_comment, state="RUNNING")
+            return rows
+
+    spool, backend = Spool(tmp_path, LOG), Backend()
+    for job_id in ("41", "42"):
+        backend.comments[job_id] = ""
+        job = {"id": job_id, "nodes_expected": 2, "nodelist": "n[1-2]"}
+        for node in ("n1", "n2"):
+            state = {"v": 1, "node": node, "job": job, "time": {"prolog_start": 1.7e9},
+                     "steps": {"topology": {"platform": {"class": "vm"}}}, "errors": []}  # fmt: skip
+            spool.write_node_file(job_id, node, "prolog", state)
+    backend.running = {"42"}  # a long job still running looks the same in the spool
+    settings = AccountingSettings(max_writes_per_s=0, partial_after_s=0.0)
+    stats = deliver_pending(spool, backend, settings, LOG)
+    assert stats.partial == 1 and stats.writes == 1
+    record = decode_token(backend.comments["41"])
+    assert record["complete"] is False and record["missing"] == ["n1", "n2"]
+    assert record["nodes"] == {} and record["summary"]["nodes"] == 0
+    assert record["absent"]["n2"]["prolog"]["platform"] == {"class": "vm"}
+    assert backend.comments["42"] == "" and (tmp_path / "jobs" / "42").is_dir()
+    # Not while the job runs; the default wait (600 s after its end) applies too.
+    assert deliver_pending(spool, backend, AccountingSettings(max_writes_per_s=0), LOG).writes == 0
