@@ -260,10 +260,18 @@ class Deliverer:
             return
         for job_id in job_ids:
             row = rows.get(job_id)
-            if row is None or row.end is None or row.state.startswith(STILL_RUNNING):
+            if row is None:
+                continue  # unknown to accounting: left to stale_after_s
+            if (
+                row.end is None
+                or row.state.startswith(STILL_RUNNING)
+                or now - row.end < self.settings.partial_after_s  # Epilogs may be writing
+            ):
+                # Checked: not again before partial_after_s, so that other directories
+                # get their turn in the next sweeps' reads.
+                with contextlib.suppress(OSError):
+                    os.utime(self.spool.jobs_dir / job_id, (now, now))
                 continue
-            if now - row.end < self.settings.partial_after_s:
-                continue  # just ended: its Epilogs may still be writing
             claimed = self.spool.claim(job_id, "lost")
             if claimed is None:
                 continue

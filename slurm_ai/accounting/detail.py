@@ -112,13 +112,36 @@ def read_detail(pointer: Any) -> dict[str, Any]:
     return nodes
 
 
+PRUNE_EVERY_S = 3600.0  # the sweeper runs after every job; the directory is scanned hourly
+
+
 def prune(
-    detail_dir: Path, retention_days: float, now: float | None = None, limit: int = 1000
+    detail_dir: Path,
+    retention_days: float,
+    now: float | None = None,
+    limit: int = 1000,
+    every_s: float = PRUNE_EVERY_S,
 ) -> int:
-    """Remove detail files older than the retention; how many were removed (at most limit)."""
+    """Remove detail files older than the retention; how many were removed (at most
+    limit). Scans at most once per `every_s` (a stamp file, detail_dir/.pruned)."""
     if retention_days <= 0:
         return 0
-    cutoff = (time.time() if now is None else now) - retention_days * 86400.0
+    now = time.time() if now is None else now
+    stamp = detail_dir / ".pruned"
+    try:
+        if now - os.lstat(stamp).st_mtime < every_s:
+            return 0
+    except FileNotFoundError:
+        pass
+    except OSError:
+        return 0
+    try:
+        fd = os.open(stamp, os.O_WRONLY | os.O_CREAT | os.O_NOFOLLOW, 0o600)
+        os.close(fd)
+        os.utime(stamp, (now, now))
+    except OSError:
+        return 0  # no detail directory yet, or not ours to write
+    cutoff = now - retention_days * 86400.0
     removed = 0
     try:
         clusters = sorted(os.scandir(detail_dir), key=lambda e: e.name)

@@ -8,6 +8,7 @@ import json
 import logging
 import math
 import os
+import time
 from pathlib import Path
 from typing import Any
 
@@ -185,8 +186,11 @@ def test_detail_retention_prunes_old_files(tmp_path):
     old.write_bytes(b"x")
     new.write_bytes(b"x")
     os.utime(old, (1000, 1000))
+    assert prune(tmp_path, 0) == 0 and old.exists()  # 0: keep forever
     assert prune(tmp_path, 30.0) == 1 and not old.exists() and new.exists()
-    assert prune(tmp_path, 0) == 0  # 0: keep forever
+    os.utime(new, (1000, 1000))
+    assert prune(tmp_path, 30.0) == 0 and new.exists()  # scanned at most hourly
+    assert prune(tmp_path, 30.0, now=time.time() + 3601) == 1 and not new.exists()
 
 
 def _spool_job(spool: Spool, job: dict[str, Any], node: str, record: dict[str, Any]) -> None:
@@ -496,6 +500,8 @@ def test_job_whose_every_node_was_lost_still_gets_a_record(tmp_path):
                      "steps": {"topology": {"platform": {"class": "vm"}}}, "errors": []}  # fmt: skip
             spool.write_node_file(job_id, node, "prolog", state)
     backend.running = {"42"}  # a long job still running looks the same in the spool
+    old = time.time() - 100
+    os.utime(tmp_path / "jobs" / "42", (old, old))
     settings = AccountingSettings(max_writes_per_s=0, partial_after_s=0.0)
     stats = deliver_pending(spool, backend, settings, LOG)
     assert stats.partial == 1 and stats.writes == 1
@@ -504,5 +510,7 @@ def test_job_whose_every_node_was_lost_still_gets_a_record(tmp_path):
     assert record["nodes"] == {} and record["summary"]["nodes"] == 0
     assert record["absent"]["n2"]["prolog"]["platform"] == {"class": "vm"}
     assert backend.comments["42"] == "" and (tmp_path / "jobs" / "42").is_dir()
+    # Checked once: its directory waits partial_after_s before the next check.
+    assert os.stat(tmp_path / "jobs" / "42").st_mtime > old + 50
     # Not while the job runs; the default wait (600 s after its end) applies too.
     assert deliver_pending(spool, backend, AccountingSettings(max_writes_per_s=0), LOG).writes == 0
