@@ -14,22 +14,24 @@ quotes, '|' or newlines for sacct --parsable2 to trip on. Content written by
 other tools (Princeton jobstats writes `JS1:...`) is kept verbatim beside it,
 separated by a single space; re-delivery replaces only our token.
 
-Record shape (v1), every field optional unless marked required:
+Record shape (v2; docs/record.md has every field), optional unless marked:
 
     {
-      "v": 1,                                    # required
-      "job": {"id": "123", "cluster": "...", "partition": "bare", "user": "...",
-              "account": "...", "nodes_expected": 2, "submit": <epoch s>,
-              "start": <epoch s>, "end": <epoch s>, "exit_code": 0,
-              "workload": "training"},          # "id" required
-      "nodes": {"n1": <node record>, ...},        # required, may be empty
+      "v": 2,                                    # required (1: older, still read)
+      "job": {"id": "123", ...},                 # "id" required
+      "nodes": {"n1": <node record>, ...},        # required: all nodes (full form) or
+                                                  # the first failed ones (summarised)
       "units": {"tokens": 1.2e9, "epochs": 3},   # work units from `slurm-ai mark`
-      "complete": true                           # every expected node present
+      "complete": true,                          # every expected node present
+      "missing": ["n2"], "missing_count": 1,     # when not complete
+      "absent": {"n2": {"why": ..., "prolog": {...}}},
+      "summary": {...},                          # bounded: accounting/summary.py
+      "detail": {"file": ..., "sha256": ..., "bytes": ..., "nodes": ...}
     }
 
-A node record is owned by the modules that fill it (see their docs):
-"platform", "time", "energy", "gpus", "health", "plan", "usage".
-`docs/record.md` and `docs/record.schema.json` describe every field.
+`detail` (summarised form only) points to the per-job file holding every node
+record (accounting/detail.py). A node record is owned by the modules that fill
+it: "platform", "time", "energy", "gpus", "health", "plan", "usage".
 """
 
 from __future__ import annotations
@@ -44,7 +46,9 @@ from typing import Any
 from slurm_ai import jsontext
 from slurm_ai.errors import RecordError
 
-RECORD_VERSION = 1
+RECORD_VERSION = 2
+# Versions this code reads: v1 (every node in full, no summary) and v2.
+READABLE_VERSIONS = (1, 2)
 # Lower-case prefix + hex: the token is immune to sacctmgr's lower-casing (see the
 # module doc). One encoding only; do not add case-sensitive variants.
 TOKEN_PREFIX = "sai1:"
@@ -59,7 +63,10 @@ def encode_record(record: dict[str, Any]) -> str:
     """Record -> AdminComment token. Raises RecordError when it is too large."""
     if not isinstance(record.get("v"), int):
         raise RecordError("record has no integer format version 'v'")
-    raw = json.dumps(record, separators=(",", ":"), sort_keys=True).encode()
+    # "v" first, the rest key-sorted: a reader that only takes some versions (the
+    # report's C extension takes v1) can decline on the first key, before the nodes.
+    rest = finite_json({k: v for k, v in record.items() if k != "v"})
+    raw = (f'{{"v":{record["v"]}' + ("," + rest[1:] if rest != "{}" else "}")).encode()
     token = TOKEN_PREFIX + zlib.compress(raw, 9).hex()
     if len(token) > MAX_TOKEN_CHARS:
         raise RecordError(
@@ -174,14 +181,26 @@ def merge_node_records(
     *,
     previous: dict[str, Any] | None = None,
     units: dict[str, float] | None = None,
+    previous_detail: dict[str, Any] | None = None,
+    absent: dict[str, dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
-    """One job record from node records, keeping nodes a previous delivery had.
+    """One job record (v2, in full form) from node records, keeping what a
+    previous delivery had.
 
     Merging with the record already in accounting means a late or re-delivered
-    node never removes another node's part (no last-writer-wins loss).
+    node never removes another node's part (no last-writer-wins loss). A
+    previous record in summarised form (it has a `detail` pointer) holds only
+    some nodes: its detail file's nodes must be given as `previous_detail`,
+    else RecordError (the caller keeps its entry and retries; nothing is lost).
+    Linear in the node count: one dict update per node, one summary pass.
     """
     record = new_job_record(job)
-    if previous and record_version(previous) == RECORD_VERSION:
+    known_absent: dict[str, Any] = {}
+    if previous and record_version(previous) in READABLE_VERSIONS:
+        if isinstance(previous.get("detail"), dict):
+            if previous_detail is None:
+                raise RecordError("the record in accounting is summarised; its detail is needed")
+            record["nodes"].update(previous_detail)
         old_nodes = previous.get("nodes")
         if isinstance(old_nodes, dict):
             record["nodes"].update(old_nodes)
@@ -191,9 +210,94 @@ def merge_node_records(
         old_job = previous.get("job")
         if isinstance(old_job, dict):
             record["job"] = {**old_job, **record["job"]}
+        old_absent = previous.get("absent")
+        if isinstance(old_absent, dict):
+            known_absent.update(old_absent)
     record["nodes"].update(nodes)
     if units:
         record["units"].update(units)
-    expected = record["job"].get("nodes_expected")
-    record["complete"] = isinstance(expected, int) and len(record["nodes"]) >= expected
+    if absent:
+        known_absent.update(absent)
+    finish_record(record, known_absent)
     return record
+
+
+def finish_record(record: dict[str, Any], absent: dict[str, Any] | None = None) -> None:
+    """Set complete, missing, absent and summary from the record's nodes and job."""
+    from slurm_ai.accounting.summary import NAMED, summarize
+
+    nodes = record["nodes"]
+    job = record["job"]
+    expected = job.get("nodes_expected")
+    names = expected_names(job)
+    missing = sorted(names - set(nodes)) if names is not None else []
+    if names is not None:
+        record["complete"] = not missing
+    else:
+        record["complete"] = isinstance(expected, int) and len(nodes) >= expected
+    for key in ("missing", "missing_count", "absent", "shrunk"):
+        record.pop(key, None)
+    if not record["complete"]:
+        if names is not None:
+            record["missing"] = missing[:NAMED]
+            record["missing_count"] = len(missing)
+        elif isinstance(expected, int):
+            record["missing_count"] = max(0, expected - len(nodes))
+        kept = {
+            n: a
+            for n, a in sorted((absent or {}).items())
+            if n not in nodes and isinstance(a, dict)
+        }
+        if kept:
+            record["absent"] = dict(list(kept.items())[:NAMED])
+    summary = summarize(nodes)
+    elapsed = job.get("elapsed_s")
+    if type(elapsed) in (int, float) and 0 <= elapsed < 1e12:
+        # Cost inputs: the job's node- and GPU-hours over the nodes present (the
+        # report takes them from sacct; here they travel with the record).
+        summary["hours"] = {
+            "node_h": len(nodes) * elapsed / 3600.0,
+            "gpu_h": summary["gpus"]["count"] * elapsed / 3600.0,
+        }
+    record["summary"] = summary
+
+
+def expected_names(job: dict[str, Any]) -> set[str] | None:
+    """The job's nodes from its nodelist; None when unknown or unreadable."""
+    from slurm_ai.slurmenv import expand_hostlist
+
+    text = job.get("nodelist")
+    if not isinstance(text, str) or not text:
+        return None
+    try:
+        return set(expand_hostlist(text))
+    except ValueError:
+        return None
+
+
+def finite_json(value: Any) -> str:
+    """Compact, key-sorted JSON of value with NaN and infinities written as null.
+
+    The usual value has none and is serialised once; only one that has is walked.
+    """
+    try:
+        return json.dumps(value, separators=(",", ":"), sort_keys=True, allow_nan=False)
+    except ValueError:
+        return json.dumps(finite_only(value), separators=(",", ":"), sort_keys=True)
+
+
+def finite_only(value: Any) -> Any:
+    """A copy of a JSON value with NaN and infinities replaced by None.
+
+    json.dumps writes them as NaN/Infinity, which is not JSON: other readers of
+    the record (jq, a database) refuse it. A node record is checked once, when
+    it enters a job record.
+    """
+    kind = type(value)
+    if kind is float:
+        return value if value - value == 0.0 else None  # inf - inf and NaN are NaN
+    if kind is dict:
+        return {k: finite_only(v) for k, v in value.items()}
+    if kind is list:
+        return [finite_only(v) for v in value]
+    return value

@@ -45,29 +45,29 @@ def deliver(
     config = load_ctx_config(ctx)
     settings = AccountingSettings.from_config(config)
     log = setup_log(config, "deliver", None, os.uname().nodename.split(".")[0])
-    spool = Spool(config.spool_dir, log)
+    spool = Spool(settings.delivery_root(config.spool_dir), log)
     try:
         spool.ensure()
         if list_only:
-            rows: list[dict[str, Any]] = [
-                {
-                    "job": e.job_id,
-                    "nodes": sorted(e.nodes),
-                    "attempts": e.attempts,
-                    "last_error": e.last_error,
-                }
-                for _, e in spool.pending()
-            ]
-            click.echo(
-                json.dumps(rows, indent=1)
-                if as_json
-                else "\n".join(
-                    f"{r['job']} nodes={','.join(r['nodes'])} "
-                    f"attempts={r['attempts']} {r['last_error']}"
-                    for r in rows
-                )
-                or "nothing pending"
-            )
+            import time
+
+            from slurm_ai.accounting.waiting import waiting_jobs
+
+            now = time.time()
+            waiting = waiting_jobs(spool, settings.partial_after_s)
+            if as_json:
+                rows: list[dict[str, Any]] = [
+                    {
+                        **w.as_dict(),
+                        "nodes": w.have,
+                        "attempts": w.attempts,
+                        "last_error": w.last_error,
+                    }
+                    for w in waiting
+                ]
+                click.echo(json.dumps(rows, indent=1))
+            else:
+                click.echo("\n".join(w.line(now) for w in waiting) or "nothing pending")
             return
         backend = select_backend(
             settings.backend, config.slurm_env(), settings.timeout_s, settings.sacctmgr_folds_case

@@ -28,14 +28,27 @@ from typing import Any
 
 from slurm_ai import spool as spoolmod
 from slurm_ai.accounting.backend import AccountingBackend, JobRow, fold_like_sacctmgr
+from slurm_ai.accounting.detail import DetailError, prune, read_detail, write_detail
 from slurm_ai.accounting.outbox import OutboxEntry, Spool, merge_units, valid_job_id
 from slurm_ai.accounting.settings import AccountingSettings
 from slurm_ai.errors import AccountingError, RecordError, SpoolError
-from slurm_ai.record import AdminComment, encode_record, merge_node_records
+from slurm_ai.record import (
+    MAX_TOKEN_CHARS,
+    AdminComment,
+    encode_record,
+    finite_json,
+    merge_node_records,
+)
 from slurm_ai.slurmenv import expand_hostlist
 
-# Node-record parts dropped, in this order, when a record would not fit AdminComment.
-SHRINK_ORDER = ("usage", "plan", "platform", "gpus")
+# Full form is tried only below this much JSON: past it the token could not fit
+# (records compress about 5-10x and hex doubles), and compressing megabytes to
+# find that out would cost the writer a second at 4,096 nodes.
+FULL_FORM_MAX_JSON = 12 * MAX_TOKEN_CHARS
+# sacct states of a job that has not ended (its Epilogs have not run yet).
+STILL_RUNNING = ("RUNNING", "PENDING", "SUSPENDED", "REQUEUE", "RESIZING", "COMPLETING")
+# Nodes kept in full in a summarised record: the first failed ones, for `slurm-ai job`.
+SUMMARISED_KEEP_NODES = 8
 
 
 @dataclass
@@ -50,6 +63,7 @@ class DeliveryStats:
     finalized: int = 0
     partial: int = 0
     quarantined: int = 0
+    pruned: int = 0  # detail files past their retention removed
     lock_busy: bool = False
     backend_down: str = ""
     errors: list[str] = field(default_factory=list)
@@ -79,6 +93,13 @@ def delivery_lock(spool: Spool, wait_s: float = 0.0) -> Iterator[bool]:
         os.close(fd)
 
 
+def names_for_log(names: list[str], limit: int = 32) -> str:
+    """At most `limit` node names and how many more: a log line per event stays short
+    at 4,096 nodes (every Epilog of a job logs one)."""
+    more = len(names) - limit
+    return ",".join(names[:limit]) + (f",+{more}" if more > 0 else "")
+
+
 def expected_nodes(job: dict[str, Any]) -> set[str] | None:
     text = job.get("nodelist")
     if not isinstance(text, str) or not text:
@@ -90,7 +111,10 @@ def expected_nodes(job: dict[str, Any]) -> set[str] | None:
 
 
 def build_record(
-    entry: OutboxEntry, row: JobRow, previous: dict[str, Any] | None
+    entry: OutboxEntry,
+    row: JobRow,
+    previous: dict[str, Any] | None,
+    previous_detail: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     job = dict(entry.job)
     for key, value in (
@@ -103,25 +127,54 @@ def build_record(
             job[key] = value
     prev_units = previous.get("units") if isinstance(previous, dict) else None
     units = merge_units(prev_units if isinstance(prev_units, dict) else {}, entry.units)
-    return merge_node_records(job, entry.nodes, previous=previous, units=units)
+    return merge_node_records(
+        job,
+        entry.nodes,
+        previous=previous,
+        units=units,
+        previous_detail=previous_detail,
+        absent=entry.absent,
+    )
 
 
-def encode_fitting(record: dict[str, Any]) -> str:
-    """Encode, dropping the bulkiest optional node parts if the record is too large."""
-    try:
-        return encode_record(record)
-    except RecordError:
-        pass
-    for key in SHRINK_ORDER:
-        for node in record.get("nodes", {}).values():
-            if isinstance(node, dict):
-                node.pop(key, None)
-        record["shrunk"] = [*record.get("shrunk", []), key]
+def encode_fitting(record: dict[str, Any], detail_dir: Path | None = None) -> str:
+    """Encode in full form when it fits AdminComment, else in summarised form.
+
+    Summarised: every node record goes to a detail file under `detail_dir`
+    (detail.py), the record keeps its summary, the pointer and the first
+    failed nodes in full. Nothing is dropped; RecordError when the record is
+    too large and there is no detail directory, or the summarised form still
+    does not fit (it is bounded: see summary.py).
+    """
+    nodes = record.get("nodes")
+    nodes = nodes if isinstance(nodes, dict) else {}
+    record.pop("detail", None)
+    nodes_json = finite_json(nodes)
+    if len(nodes_json) <= FULL_FORM_MAX_JSON:
         try:
             return encode_record(record)
         except RecordError:
-            continue
-    return encode_record(record)
+            if detail_dir is None:
+                raise
+    if detail_dir is None:
+        raise RecordError(
+            f"record of {len(nodes)} nodes does not fit AdminComment and no detail directory"
+        )
+    job = record.get("job") if isinstance(record.get("job"), dict) else {}
+    assert isinstance(job, dict)
+    pointer = write_detail(
+        detail_dir, str(job.get("cluster") or ""), str(job.get("id")), nodes, nodes_json
+    )
+    summary = record.get("summary") if isinstance(record.get("summary"), dict) else {}
+    assert isinstance(summary, dict)
+    failed = summary.get("health", {}).get("failed", {}).get("nodes", [])
+    keep = [n for n in failed if n in nodes][:SUMMARISED_KEEP_NODES]
+    short = {**record, "nodes": {n: nodes[n] for n in keep}, "detail": pointer}
+    try:
+        return encode_record(short)
+    except RecordError:
+        short["nodes"] = {}
+        return encode_record(short)
 
 
 class Deliverer:
@@ -141,12 +194,15 @@ class Deliverer:
         self.log = log
         self.clock = clock
         self._last_write = 0.0
+        self.detail_dir = settings.detail_dir or spool.root / "detail"
 
     # -- sweeping the job directories ------------------------------------
     def sweep_jobs(self, stats: DeliveryStats, now: float | None = None) -> None:
         """Finalize complete sets an Epilog did not, partial sets past their wait,
         claims left by a crash, and drop job directories that never got a node."""
         now = self.clock.time() if now is None else now
+        self.spool.remove_done()
+        orphans: list[str] = []
         for name in _listdir(self.spool.claimed_dir):
             path = self.spool.claimed_dir / name
             if now - _mtime(path, now) > 60:
@@ -163,6 +219,8 @@ class Deliverer:
                 if now - _mtime(job_dir, now) > self.settings.stale_after_s:
                     shutil.rmtree(job_dir, ignore_errors=True)
                     self.log.info("event=stale_job_dir job=%s removed", job_id)
+                elif now - _mtime(job_dir, now) > self.settings.partial_after_s:
+                    orphans.append(job_id)  # Prolog state only: running, or every node lost
                 continue
             expected = self._expected(node_paths)
             present = {p.name[5:-5] for p in node_paths}
@@ -179,13 +237,52 @@ class Deliverer:
                 stats.partial += 1
                 missing = sorted((expected or set()) - present)
                 self.log.warning(
-                    "event=partial job=%s nodes=%s missing=%s",
+                    "event=partial job=%s nodes=%d missing=%s",
                     job_id,
-                    ",".join(sorted(present)),
-                    ",".join(missing) or "?",
+                    len(present),
+                    names_for_log(missing) or "?",
                 )
             elif entry is None:
                 stats.quarantined += 1
+        if orphans:
+            self._sweep_lost(orphans[: self.settings.batch_size], stats, now)
+
+    def _sweep_lost(self, job_ids: list[str], stats: DeliveryStats, now: float) -> None:
+        """Jobs whose every node ran its Prolog and none its Epilog (all nodes lost):
+        once accounting says the job ended more than partial_after_s ago, deliver a
+        record naming every node missing, with their Prolog data. One sacct read for
+        up to batch_size such directories per sweep (running jobs look the same here)."""
+        try:
+            stats.reads += 1
+            rows = self.backend.read(job_ids)
+        except AccountingError as exc:
+            self.log.warning("event=lost_check_skipped reason=%s", " ".join(str(exc).split()))
+            return
+        for job_id in job_ids:
+            row = rows.get(job_id)
+            if row is None:
+                continue  # unknown to accounting: left to stale_after_s
+            if (
+                row.end is None
+                or row.state.startswith(STILL_RUNNING)
+                or now - row.end < self.settings.partial_after_s  # Epilogs may be writing
+            ):
+                # Checked: not again before partial_after_s, so that other directories
+                # get their turn in the next sweeps' reads.
+                with contextlib.suppress(OSError):
+                    os.utime(self.spool.jobs_dir / job_id, (now, now))
+                continue
+            claimed = self.spool.claim(job_id, "lost")
+            if claimed is None:
+                continue
+            entry = self.spool.finalize(claimed, lost=True)
+            stats.finalized += 1
+            stats.partial += 1
+            self.log.warning(
+                "event=partial job=%s nodes=0 missing=%s",
+                job_id,
+                names_for_log(sorted(entry.absent)) if entry else "?",
+            )
 
     def _expected(self, node_paths: list[Path]) -> set[str] | None:
         for path in node_paths:
@@ -255,8 +352,11 @@ class Deliverer:
             self.log.warning("event=corrupt_token job=%s replaced reason=%s", entry.job_id, exc)
             previous = None
         if entry.verify_after is not None:
-            have = previous.get("nodes", {}) if isinstance(previous, dict) else {}
-            if set(entry.nodes) <= set(have):
+            have = set(previous.get("nodes", {})) if isinstance(previous, dict) else set()
+            if isinstance(previous, dict) and isinstance(previous.get("detail"), dict):
+                with contextlib.suppress(DetailError):
+                    have |= set(read_detail(previous["detail"]))
+            if set(entry.nodes) <= have:
                 self.spool.remove(entry)
                 stats.verified += 1
                 self.log.info("event=verified job=%s nodes=%s", entry.job_id, ",".join(entry.nodes))
@@ -277,8 +377,25 @@ class Deliverer:
             )
             self.log.warning("event=foreign_protected job=%s not_written", entry.job_id)
             return
-        record = build_record(entry, row, previous)
-        text = comment.with_token(encode_fitting(record))
+        previous_detail = None
+        if isinstance(previous, dict) and isinstance(previous.get("detail"), dict):
+            try:
+                previous_detail = read_detail(previous["detail"])
+            except DetailError as exc:
+                # Merging without it would drop the nodes only the file holds: wait.
+                stats.failed += 1
+                self._retry_later(entry, f"record in accounting is summarised: {exc}")
+                self.log.warning("event=detail_unreadable job=%s reason=%s", entry.job_id, exc)
+                return
+        record = build_record(entry, row, previous, previous_detail)
+        try:
+            token = encode_fitting(record, self.detail_dir)
+        except (RecordError, DetailError) as exc:
+            stats.failed += 1
+            self._retry_later(entry, f"record not written: {exc}")
+            self.log.error("event=record_not_written job=%s reason=%s", entry.job_id, exc)
+            return
+        text = comment.with_token(token)
         stored = fold_like_sacctmgr(text) if folds else text
         if stored == row.admin_comment:
             stats.unchanged += 1
@@ -288,14 +405,14 @@ class Deliverer:
             self.backend.write_admin_comment(entry.job_id, text)
             stats.delivered += 1
         self.log.info(
-            "event=delivered job=%s nodes=%s complete=%s bytes=%d backend=%s",
+            "event=delivered job=%s nodes=%d complete=%s bytes=%d backend=%s",
             entry.job_id,
-            ",".join(sorted(record["nodes"])),
+            len(record["nodes"]),
             record["complete"],
             len(text),
             self.backend.name,
         )
-        if not self.settings.shared_spool and len(expected_nodes(entry.job) or ()) > 1:
+        if not self.settings.gathers and len(expected_nodes(entry.job) or ()) > 1:
             # Node-local spools: other nodes write the same job too. Keep the
             # entry until a read-back after the settle time shows our nodes.
             entry.verify_after = self.clock.time() + self.settings.settle_s
@@ -352,6 +469,7 @@ def deliver_pending(
                 log.info("event=backend_fallback backend=%s reason=%s", backend.name, fallback)
             if sweep and round_no == 0:
                 deliverer.sweep_jobs(stats)
+                stats.pruned = prune(deliverer.detail_dir, settings.detail_retention_days)
             left = None if budget_s is None else budget_s - (time.monotonic() - start)
             deliverer.drain(stats, left)
         # An Epilog that found the lock taken just before we let go left its entry

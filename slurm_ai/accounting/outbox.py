@@ -5,6 +5,7 @@ Layout under the spool directory (root-only, see slurm_ai.spool):
     jobs/<jobid>/prolog-<node>.json   what the Prolog's steps returned (state)
     jobs/<jobid>/node-<node>.json     the node record the Epilog built
     claimed/<jobid>.<tag>/            a job directory taken by its single writer
+    done/<jobid>.<tag>/               a large merged claim, removed by the sweeper
     outbox/<jobid>.json               a merged job record waiting for delivery
     corrupt/                          files moved aside (never deleted)
 
@@ -37,6 +38,11 @@ from slurm_ai import spool
 from slurm_ai.errors import SpoolError
 
 ENTRY_VERSION = 1
+# An outbox entry holds every node record of its job: a 4,096-node job with 8 GPUs a
+# node is about 12 MB of JSON. Node files keep spool.MAX_JSON_BYTES (4 MiB) each.
+ENTRY_MAX_BYTES = 256 * 1024 * 1024
+# A merged claim with more node files than this is left in done/ for the sweeper.
+INLINE_REMOVE_FILES = 256
 _JOB_ID = re.compile(r"^[0-9]+(?:_[0-9]+)?(?:\+[0-9]+)?$")
 _NODE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 
@@ -61,6 +67,9 @@ class OutboxEntry:
     last_error: str = ""
     # Node-local spools: delivered, kept until a read-back after this time shows our nodes.
     verify_after: float | None = None
+    # Expected nodes without a node file when the set was finalized: what is known
+    # of them (their Prolog's data) and why they are missing.
+    absent: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     @property
     def job_id(self) -> str:
@@ -76,6 +85,7 @@ class OutboxEntry:
             "attempts": self.attempts,
             "last_error": self.last_error,
             "verify_after": self.verify_after,
+            "absent": self.absent,
         }
 
     @classmethod
@@ -92,6 +102,11 @@ class OutboxEntry:
         if not isinstance(units, dict):
             raise SpoolError("outbox entry has malformed units")
         verify = data.get("verify_after")
+        absent = data.get("absent") or {}
+        if not isinstance(absent, dict) or not all(
+            valid_node(k) and isinstance(v, dict) for k, v in absent.items()
+        ):
+            raise SpoolError("outbox entry has malformed absent nodes")
         return cls(
             job=job,
             nodes=nodes,
@@ -100,6 +115,7 @@ class OutboxEntry:
             attempts=int(data.get("attempts") or 0),
             last_error=str(data.get("last_error") or ""),
             verify_after=float(verify) if isinstance(verify, (int, float)) else None,
+            absent=absent,
         )
 
     def absorb(self, other: OutboxEntry) -> None:
@@ -110,6 +126,9 @@ class OutboxEntry:
         self.queued = min(self.queued, other.queued)
         self.attempts = max(self.attempts, other.attempts)
         self.verify_after = None
+        self.absent = {
+            n: a for n, a in {**other.absent, **self.absent}.items() if n not in self.nodes
+        }
 
 
 def merge_units(*parts: dict[str, Any]) -> dict[str, Any]:
@@ -147,6 +166,10 @@ class Spool:
     def outbox_dir(self) -> Path:
         return self.root / "outbox"
 
+    @property
+    def done_dir(self) -> Path:
+        return self.root / "done"
+
     def job_dir(self, job_id: str) -> Path:
         if not valid_job_id(job_id):
             raise SpoolError(f"invalid job id {job_id[:40]!r}")
@@ -162,6 +185,10 @@ class Spool:
         spool.ensure_private_dir(self.jobs_dir)
         spool.ensure_private_dir(path)
         return path
+
+    def drop_job_dir(self, job_id: str) -> None:
+        """Remove a job directory of this spool (node-local Prolog state after the Epilog)."""
+        shutil.rmtree(self.job_dir(job_id), ignore_errors=True)
 
     # -- node files -----------------------------------------------------
     def write_node_file(self, job_id: str, node: str, kind: str, data: dict[str, Any]) -> Path:
@@ -212,12 +239,17 @@ class Spool:
             raise SpoolError(f"cannot claim job {job_id}: {exc.strerror}") from exc
         return target
 
-    def finalize(self, claimed: Path) -> OutboxEntry | None:
-        """Merge the node files of a claimed job directory into the outbox."""
+    def finalize(self, claimed: Path, lost: bool = False) -> OutboxEntry | None:
+        """Merge the node files of a claimed job directory into the outbox.
+
+        `lost`: a job that ended with no node file at all (every node lost): the
+        entry holds no node, every expected node absent with its Prolog data.
+        """
         nodes: dict[str, dict[str, Any]] = {}
         job: dict[str, Any] = {}
         units: dict[str, Any] = {}
         seen: set[str] = set()
+        rejected: dict[str, str] = {}  # node -> why its node file was quarantined
         # Re-list until stable: an Epilog that raced the rename may land a file late.
         for _ in range(3):
             fresh = [p for p in self.node_files(claimed) if p.name not in seen]
@@ -230,17 +262,77 @@ class Spool:
                     node, record, njob, nunits = _parse_node_file(data)
                 except SpoolError as exc:
                     self.quarantine(path, str(exc))
+                    rejected[path.name[5:-5]] = _one_line(str(exc))[:200]
                     continue
                 nodes[node] = record
                 job = {**njob, **job}
                 units = merge_units(units, nunits)
             time.sleep(0.01)
         entry = None
-        if nodes:
-            entry = OutboxEntry(job=job, nodes=nodes, units=units)
+        if not nodes and lost:
+            job = _prolog_job(claimed)
+        if nodes or (lost and job):
+            absent = self._absent_nodes(claimed, job, nodes, rejected)
+            entry = OutboxEntry(job=job, nodes=nodes, units=units, absent=absent)
             self.put(entry)
-        shutil.rmtree(claimed, ignore_errors=True)
+        self._discard(claimed, len(seen))
         return entry
+
+    def _discard(self, claimed: Path, files: int) -> None:
+        """Remove a merged claim. A large one (thousands of node files; unlink costs
+        about 1 ms a file on a slow or network filesystem) is renamed into done/ for
+        the sweeper to remove, off the completing Epilog's time."""
+        if files > INLINE_REMOVE_FILES:
+            with contextlib.suppress(OSError):
+                spool.ensure_private_dir(self.done_dir)
+                os.rename(claimed, self.done_dir / claimed.name)
+                return
+        shutil.rmtree(claimed, ignore_errors=True)
+
+    def remove_done(self, limit: int = 20) -> int:
+        """The sweeper's part of _discard: remove up to `limit` merged claims."""
+        removed = 0
+        with contextlib.suppress(OSError):
+            for name in sorted(os.listdir(self.done_dir))[:limit]:
+                shutil.rmtree(self.done_dir / name, ignore_errors=True)
+                removed += 1
+        return removed
+
+    def _absent_nodes(
+        self,
+        claimed: Path,
+        job: dict[str, Any],
+        nodes: dict[str, Any],
+        rejected: dict[str, str],
+    ) -> dict[str, dict[str, Any]]:
+        """Expected nodes without a node file: why, and what their Prolog left."""
+        from slurm_ai.record import expected_names
+
+        names = expected_names(job)
+        if not names:
+            return {}
+        absent: dict[str, dict[str, Any]] = {}
+        for node in sorted(names - set(nodes)):
+            if not valid_node(node):
+                continue
+            known: dict[str, Any] = {
+                "why": f"its node record was quarantined: {rejected[node]}"
+                if node in rejected
+                else "no Epilog record (node lost, slurmd down or Epilog failed)"
+            }
+            path = claimed / f"prolog-{node}.json"
+            try:
+                state = spool.read_json(path)
+            except FileNotFoundError:
+                known["why"] += "; no Prolog data either"
+            except SpoolError as exc:
+                self.quarantine(path, str(exc))
+                known["why"] += "; its Prolog data is corrupt (quarantined)"
+            else:
+                if isinstance(state, dict):
+                    known["prolog"] = prolog_known(state)
+            absent[node] = known
+        return absent
 
     # -- the outbox -----------------------------------------------------
     @contextlib.contextmanager
@@ -264,7 +356,7 @@ class Spool:
         with self.outbox_lock():
             path = self.entry_path(entry.job_id)
             try:
-                old = OutboxEntry.from_json(spool.read_json(path))
+                old = OutboxEntry.from_json(spool.read_json(path, max_bytes=ENTRY_MAX_BYTES))
                 entry.absorb(old)
             except FileNotFoundError:
                 pass
@@ -282,7 +374,7 @@ class Spool:
         with self.outbox_lock():
             path = self.entry_path(entry.job_id)
             try:
-                current = OutboxEntry.from_json(spool.read_json(path))
+                current = OutboxEntry.from_json(spool.read_json(path, max_bytes=ENTRY_MAX_BYTES))
             except (FileNotFoundError, SpoolError):
                 return
             if set(current.nodes) - set(entry.nodes) or current.units != entry.units:
@@ -303,7 +395,7 @@ class Spool:
                 with_mtime.append((path.stat().st_mtime, path))
         for _, path in sorted(with_mtime):
             try:
-                entry = OutboxEntry.from_json(spool.read_json(path))
+                entry = OutboxEntry.from_json(spool.read_json(path, max_bytes=ENTRY_MAX_BYTES))
             except FileNotFoundError:
                 continue
             except SpoolError as exc:
@@ -351,3 +443,36 @@ def node_file(
         "units": units,
         "written": time.time(),
     }
+
+
+def prolog_known(state: dict[str, Any]) -> dict[str, Any]:
+    """What a node's Prolog state tells of a node whose Epilog never reported:
+    its node-record fields (platform, plan, health...) and Prolog timing."""
+    from slurm_ai.hooks.epilog import build_node_record
+
+    record = build_node_record(state, {}, [], 0.0, 0.0)
+    timing = record.get("time")
+    if isinstance(timing, dict):
+        timing.pop("epilog_end", None)
+        timing.pop("epilog_s", None)
+    errors = record.get("errors")
+    if isinstance(errors, list):
+        record["errors"] = [e for e in errors if e != "no Prolog state for this node"]
+        if not record["errors"]:
+            del record["errors"]
+    return record
+
+
+def _prolog_job(claimed: Path) -> dict[str, Any]:
+    """The job metadata a Prolog state file in a claimed directory holds ({} if none)."""
+    with contextlib.suppress(OSError):
+        for name in sorted(os.listdir(claimed)):
+            if name.startswith("prolog-") and name.endswith(".json"):
+                try:
+                    data = spool.read_json(claimed / name)
+                except (OSError, SpoolError):
+                    continue
+                job = data.get("job") if isinstance(data, dict) else None
+                if isinstance(job, dict) and valid_job_id(str(job.get("id", ""))):
+                    return job
+    return {}

@@ -28,6 +28,25 @@ class AccountingSettings:
     # None: decide from the Slurm version (see backend.sacctmgr_folds_case).
     sacctmgr_folds_case: bool | None = None
     foreign_case: str = "protect"
+    # Per-job detail files of summarised records; None: <spool dir>/detail.
+    detail_dir: Path | None = None
+    detail_retention_days: float = 180.0
+    # Node-local spools: where Epilogs leave their node file for the job's one
+    # writer (docs/accounting.md "Node-local spools"); None: each node delivers.
+    gather_dir: Path | None = None
+
+    @property
+    def gathers(self) -> bool:
+        """One writer per job: the nodes' records meet in one directory (shared
+        spool, or node-local spools with a gather_dir)."""
+        return self.shared_spool or self.gather_dir is not None
+
+    def delivery_root(self, spool_dir: Path) -> Path:
+        """Where node records, claims and the outbox live: the gather directory
+        with node-local spools that have one, else the spool."""
+        if not self.shared_spool and self.gather_dir is not None:
+            return self.gather_dir
+        return spool_dir
 
     @classmethod
     def from_config(cls, config: Config) -> AccountingSettings:
@@ -50,6 +69,9 @@ class AccountingSettings:
             mark_max_bytes=sec.get_int("mark_max_bytes", d.mark_max_bytes),
             sacctmgr_folds_case=_folds_case_setting(sec.values.get("sacctmgr_folds_case", "auto")),
             foreign_case=sec.get_str("foreign_case", d.foreign_case),
+            detail_dir=_optional_path(sec.get_str("detail_dir", "")),
+            detail_retention_days=sec.get_float("detail_retention_days", d.detail_retention_days),
+            gather_dir=_optional_path(sec.get_str("gather_dir", "")),
         )
 
 
@@ -60,3 +82,12 @@ def _folds_case_setting(value: object) -> bool | None:
     if isinstance(value, bool):
         return value
     raise ConfigError('[accounting] sacctmgr_folds_case: expected true, false or "auto"')
+
+
+def _optional_path(text: str) -> Path | None:
+    if not text:
+        return None
+    path = Path(text)
+    if not path.is_absolute():
+        raise ConfigError(f"[accounting] path {text!r} must be absolute")
+    return path

@@ -404,7 +404,35 @@ def check_spool(target: DoctorTarget) -> list[Check]:
         )
     else:
         out.append(Check("pass", "deliver-backlog", "no records waiting for delivery"))
+    out.append(_waiting_for_nodes(config))
     return out
+
+
+def _waiting_for_nodes(config: Config) -> Check:
+    """Jobs whose Epilogs reported on some nodes only: which nodes are missing, since when."""
+    from slurm_ai.accounting.outbox import Spool
+    from slurm_ai.accounting.settings import AccountingSettings
+    from slurm_ai.accounting.waiting import waiting_jobs
+    from slurm_ai.errors import SlurmAIError
+
+    try:
+        settings = AccountingSettings.from_config(config)
+    except SlurmAIError:
+        settings = AccountingSettings()
+    spool = Spool(settings.delivery_root(config.spool_dir))
+    waiting = [w for w in waiting_jobs(spool, settings.partial_after_s) if w.where == "nodes"]
+    if not waiting:
+        return Check("pass", "waiting-for-nodes", "no job waiting for a node's Epilog")
+    now = time.time()
+    shown = "; ".join(w.line(now) for w in waiting[:5])
+    more = f" (+{len(waiting) - 5} more)" if len(waiting) > 5 else ""
+    return Check(
+        "warn",
+        "waiting-for-nodes",
+        f"{len(waiting)} job(s) waiting for nodes: {shown}{more}",
+        "a missing node's slurmd may be down; the record lands incomplete after "
+        "[accounting] partial_after_s, naming it (slurm-ai deliver --list)",
+    )
 
 
 # ---- hardware

@@ -54,7 +54,8 @@ SETTINGS: tuple[Setting, ...] = (
     _s("accounting", "backend", "auto", "auto | native | slurm-cli | pyslurm (auto: pyslurm if it matches, else the native C writer, else sacctmgr)", "slurm_ai.accounting"),
     _s("accounting", "timeout_s", 20.0, "limit per sacct/sacctmgr call", "slurm_ai.accounting"),
     _s("accounting", "shared_spool", True, "true: one spool filesystem for all nodes (single "
-       "writer merges); false: node-local spool, each node delivers its part",
+       "writer merges); false: node-local spool: node records go to gather_dir when set "
+       "(single writer), else each node delivers its part",
        "slurm_ai.accounting"),
     _s("accounting", "deliver_inline", True, "the Epilog that completes a job's record "
        "delivers it", "slurm_ai.accounting"),
@@ -79,6 +80,14 @@ SETTINGS: tuple[Setting, ...] = (
     _s("accounting", "foreign_case", "protect", "protect: never rewrite a job whose "
        "AdminComment holds another tool's mixed-case data; allow: write anyway",
        "slurm_ai.accounting"),
+    _s("accounting", "detail_dir", UNSET, "where the per-job detail files of summarised "
+       "records are kept (every node record of a job too large for AdminComment, gzip JSON, "
+       "root 0600); unset: <spool dir>/detail", "slurm_ai.accounting"),
+    _s("accounting", "detail_retention_days", 180.0, "the sweeper removes detail files "
+       "older than this (0: keep forever)", "slurm_ai.accounting"),
+    _s("accounting", "gather_dir", UNSET, "node-local spools: a directory all nodes share "
+       "for their node records only; one writer per job then (calls per job do not grow "
+       "with nodes); unset: each node delivers its own part", "slurm_ai.accounting"),
     # energy
     _s("energy", "sysfs_root", "/", "root of /sys for RAPL reads (tests point it elsewhere)",
        "slurm_ai.energy"),

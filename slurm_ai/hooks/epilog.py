@@ -111,7 +111,12 @@ def _epilog(
         meta["workload"] = workload
 
     record = build_node_record(prolog_state, fragments, errors, started, time.perf_counter() - t0)
-    spool.write_node_file(job.job_id, node, "node", node_file(node, meta, record, units))
+    delivery = Spool(settings.delivery_root(config.spool_dir), log)
+    delivery.write_node_file(job.job_id, node, "node", node_file(node, meta, record, units))
+    if delivery.root != spool.root:
+        # Node-local spool with a gather directory: the record went there; this
+        # node's Prolog state is done with.
+        spool.drop_job_dir(job.job_id)
     log.info(
         "event=node_record_written s=%.3f steps=%s errors=%d",
         time.perf_counter() - t0,
@@ -119,7 +124,7 @@ def _epilog(
         len(errors),
     )
     try:
-        hand_over(spool, settings, config, job.job_id, meta, log)
+        hand_over(delivery, settings, config, job.job_id, meta, log)
     except SlurmAIError as exc:
         log.error("event=handover_failed error=%s left_for=sweeper", runner.one_line(exc))
     return 0
@@ -129,20 +134,23 @@ def hand_over(
     spool: Any, settings: Any, config: Any, job_id: str, meta: dict[str, Any], log: Any
 ) -> None:
     """Single writer: the node that completes the set claims it and delivers."""
-    from slurm_ai.accounting.deliver import deliver_pending, expected_nodes
+    from slurm_ai.accounting.deliver import deliver_pending, expected_nodes, names_for_log
 
     expected = expected_nodes(meta) or set()
     present = spool.present_nodes(job_id)
-    if settings.shared_spool and not expected <= present:
+    if settings.gathers and not expected <= present:
         log.info(
-            "event=waiting_for_nodes have=%s expected=%d", ",".join(sorted(present)), len(expected)
+            "event=waiting_for_nodes have=%d expected=%d missing=%s",
+            len(present),
+            len(expected),
+            names_for_log(sorted(expected - present)),
         )
         return
     claimed = spool.claim(job_id, "epilog")
     if claimed is None:
         return  # another node's Epilog won the claim
     entry = spool.finalize(claimed)
-    log.info("event=claimed nodes=%s", ",".join(sorted(entry.nodes)) if entry else "none")
+    log.info("event=claimed nodes=%d", len(entry.nodes) if entry else 0)
     if not settings.deliver_inline:
         return
     from slurm_ai.accounting.backend import select_backend
@@ -176,10 +184,11 @@ def hand_over(
 def _waits_for_accounting(spool: Any, job_id: str) -> bool:
     """This job's own entry is still pending because slurmdbd does not know the job yet."""
     from slurm_ai import spool as spoolmod
+    from slurm_ai.accounting.outbox import ENTRY_MAX_BYTES
     from slurm_ai.errors import SpoolError
 
     try:
-        entry = spoolmod.read_json(spool.entry_path(job_id))
+        entry = spoolmod.read_json(spool.entry_path(job_id), max_bytes=ENTRY_MAX_BYTES)
     except (FileNotFoundError, SpoolError):
         return False
     return isinstance(entry, dict) and "not in accounting" in str(entry.get("last_error", ""))

@@ -153,6 +153,9 @@ class Aggregate:
     steps: int = 0
     no_record: int = 0
     foreign: int = 0
+    # Records that say nodes are missing (complete: false): counted in their cells
+    # with the figures of the nodes present, and counted here apart.
+    incomplete: int = 0
     unparsed: Counter[str] = field(default_factory=Counter)
     cells: dict[CellKey, Cell] = field(default_factory=dict)
     busbw_tax: dict[TaxKey, Series] = field(default_factory=dict)
@@ -181,7 +184,10 @@ class Aggregate:
             self.no_record += 1
         elif kind == BAD:
             self.unparsed[outcome.reason or "corrupt record"] += 1
-        return outcome.facts
+        facts = outcome.facts
+        if facts is not None and not facts.complete:
+            self.incomplete += 1
+        return facts
 
     def add_facts(self, f: JobFacts, kind: str) -> None:
         """One job into its cell, the busbw tax series and the time span.
@@ -217,6 +223,7 @@ class Aggregate:
         self.steps += o.steps
         self.no_record += o.no_record
         self.foreign += o.foreign
+        self.incomplete += o.incomplete
         self.unparsed.update(o.unparsed)
         for key, cell in o.cells.items():
             if key in self.cells:

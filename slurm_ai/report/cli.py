@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import click
 
@@ -179,8 +181,15 @@ def report(
     type=click.Path(dir_okay=False),
     help="Look the job up in a saved sacct dump.",
 )
+@click.option(
+    "--all-nodes",
+    is_flag=True,
+    help="For a summarised record: every node from its detail file.",
+)
 @click.pass_context
-def job(ctx: click.Context, jobid: str, as_json: bool, from_file: str | None) -> None:
+def job(
+    ctx: click.Context, jobid: str, as_json: bool, from_file: str | None, all_nodes: bool
+) -> None:
     """Report on one job: energy, cost, health, plan."""
     from slurm_ai.proc import run_command
     from slurm_ai.report.jobview import job_json, render_job
@@ -218,8 +227,25 @@ def job(ctx: click.Context, jobid: str, as_json: bool, from_file: str | None) ->
         raise click.ClickException(f"cannot read {from_file}: {exc.strerror}") from exc
     if found is None:
         raise click.ClickException(f"job {jobid} not found in accounting")
+    waiting = _spool_waiting(config, jobid)
     if as_json:
-        click.echo(json.dumps(job_json(found), indent=2, sort_keys=True))
+        click.echo(json.dumps(job_json(found, waiting, all_nodes), indent=2, sort_keys=True))
     else:
         sys.stdout.flush()
-        click.echo(render_job(found, prices), nl=False)
+        click.echo(render_job(found, prices, waiting, all_nodes), nl=False)
+
+
+def _spool_waiting(config: Any, jobid: str) -> Any:
+    """The job's parts waiting in this host's spool (root reads it; others see nothing)."""
+    from slurm_ai.accounting.outbox import Spool
+    from slurm_ai.accounting.settings import AccountingSettings
+    from slurm_ai.accounting.waiting import job_waiting
+
+    try:
+        settings = AccountingSettings.from_config(config)
+        spool = Spool(settings.delivery_root(config.spool_dir))
+        if not os.access(spool.root, os.R_OK | os.X_OK):
+            return None
+        return job_waiting(spool, jobid, settings.partial_after_s)
+    except (SlurmAIError, OSError):
+        return None

@@ -304,6 +304,7 @@ def build_report(agg: Aggregate, prices: Prices) -> dict[str, Any]:
             "jobs": jobs,
             "with_record": jobs - agg.no_record - unparsed,
             "no_record": agg.no_record,
+            "incomplete": agg.incomplete,
             "unparsed": unparsed,
             "unparsed_reasons": dict(sorted(agg.unparsed.items())),
             "foreign_comment": agg.foreign,

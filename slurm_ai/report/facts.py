@@ -18,7 +18,7 @@ from typing import Any, Protocol
 from slurm_ai.accounting.sacct import parse_time, tres_gpus
 from slurm_ai.errors import RecordError
 from slurm_ai.record import (
-    RECORD_VERSION,
+    READABLE_VERSIONS,
     TOKEN_PREFIX,
     AdminComment,
     decode_token,
@@ -89,6 +89,9 @@ class JobFacts:
     # What the job's health verdict rested on (record health.provenance):
     # "fresh" | "cached" | "unchecked" (any node unchecked) | None (no provenance).
     health_source: str | None = None
+    # False: the record says nodes are missing (record "complete": false); its
+    # totals cover the nodes present only. The C path takes complete records only.
+    complete: bool = True
 
 
 @dataclass(slots=True)  # not frozen: a frozen __init__ costs a microsecond a job
@@ -154,7 +157,7 @@ def _decode_full(token: str) -> tuple[str, dict[str, Any] | None, str]:
     except RecordError as exc:
         return BAD, None, str(exc).split(":")[0]
     version = record.get("v")
-    if version != RECORD_VERSION:
+    if version not in READABLE_VERSIONS:
         return BAD, None, f"record version {version}"
     return OK, record, ""
 
@@ -228,8 +231,55 @@ def _worse_source(current: str | None, provenance: Any) -> str | None:
     return current
 
 
+def _summary_figures(record: dict[str, Any], summary: dict[str, Any]) -> _Figures:
+    """The figures of a v2 record: from its summary (summary.py), whichever form.
+
+    A v2 record may hold only some nodes in full (summarised form), so its
+    figures come from the summary, which covers every node present; the same
+    record in full form gives the same figures. Totals there are math.fsum of
+    the nodes (v1 records are summed node by node, so the last bits may differ).
+    """
+    job_rec = _dict(record.get("job"))
+    count = summary.get("nodes")
+    node_count = count if type(count) is int and count >= 0 else len(_dict(record.get("nodes")))
+    classes = {k for k, v in _dict(summary.get("platform")).items() if type(v) is int and v > 0}
+    gpus = _dict(summary.get("gpus"))
+    models = {k: v for k, v in _dict(gpus.get("models")).items() if type(v) is int and v > 0}
+    gcount = gpus.get("count")
+    rec_gpus = gcount if type(gcount) is int and gcount >= 0 else 0
+    en = _dict(summary.get("energy"))
+    total: Any = en.get("total_j")
+    energy = float(total) if type(total) in _NUM and 0 <= total < _INF else None
+    measured = _num(en.get("measured_j")) or 0.0
+    estimated = _num(en.get("estimated_j")) or 0.0
+    hl = _dict(summary.get("health"))
+    verdicts = _dict(hl.get("verdicts"))
+    health: str | None = None
+    for verdict, n in verdicts.items():
+        if verdict in CHECKED_VERDICTS and type(n) is int and n > 0:
+            if verdict in FAILED_VERDICTS:
+                health = "failed"
+            elif health is None:
+                health = "ok"
+    busbw: float | None = None
+    busbw_key: tuple[str, int, int] | None = None
+    low = _dict(hl.get("busbw_min"))
+    bw: Any = low.get("gbps")
+    if type(bw) in _NUM and 0 <= bw < _INF:
+        busbw = float(bw)
+        busbw_key = ("", int(_num(low.get("ranks")) or 0), int(_num(low.get("size_bytes")) or 0))
+    worst = hl.get("worst_source")
+    source = worst if worst in _SOURCE_RANK else None
+    return (
+        node_count, classes, models, energy, measured, estimated, rec_gpus,
+        busbw, busbw_key, health, _dict(record.get("units")), job_rec.get("workload"), source,
+    )  # fmt: skip
+
+
 def _dict_figures(record: dict[str, Any] | None) -> _Figures:
     """The figures of a record decoded by json.loads (any shape, checked here)."""
+    if record and record.get("v") != 1 and type(record.get("summary")) is dict:
+        return _summary_figures(record, record["summary"])
     nodes_rec = _dict(record.get("nodes")) if record else {}
     job_rec = _dict(record.get("job")) if record else {}
     classes: set[str] = set()
@@ -373,6 +423,17 @@ def _slim_figures(record: Any) -> _Figures:
     )  # fmt: skip
 
 
+def _slim_summary_figures(record: Any) -> _Figures:
+    """_summary_figures of a v2 SlimRecord (its summary decoded as json.loads would)."""
+    job = record.job
+    view = {
+        "job": {"workload": job.workload} if job is not None else {},
+        "units": record.units,
+        "nodes": record.nodes,
+    }
+    return _summary_figures(view, record.summary)
+
+
 def row_facts(
     job_id: str,
     partition: str,
@@ -434,7 +495,7 @@ def row_facts(
         (
             node_count, classes, models, energy, measured, estimated, rec_gpus,
             busbw, busbw_key, health, units_rec, workload, health_source,
-        ) = _slim_figures(slim)  # fmt: skip
+        ) = _slim_figures(slim) if slim.v == 1 else _slim_summary_figures(slim)  # fmt: skip
     else:
         (
             node_count, classes, models, energy, measured, estimated, rec_gpus,
@@ -485,5 +546,6 @@ def row_facts(
         elapsed, wait if wait is None or wait >= 0 else None, state.startswith("COMPLETED"),
         energy, measured, estimated, busbw,
         busbw_key, health, units, user, account, submit, start, end, health_source,
+        record is None or record.get("complete") is not False,
     )  # fmt: skip
     return Outcome(kind, facts, reason, foreign)

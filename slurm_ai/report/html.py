@@ -463,6 +463,7 @@ def render_html(report: dict[str, Any], agg: Aggregate) -> str:
         (fmt(s["jobs"]), "jobs"),
         (fmt(s["with_record"]), "with record"),
         (fmt(s["no_record"]), "no record"),
+        (fmt(s.get("incomplete", 0)), "incomplete (nodes missing)"),
         (fmt(s["unparsed"]), "unparsed"),
         (str(len(groups)), "partition/platform groups"),
     ]

@@ -298,6 +298,13 @@ def render_text(report: dict[str, Any]) -> str:
         lines += _wrap(
             "unparsed: " + ", ".join(f"{k}: {v}" for k, v in s["unparsed_reasons"].items()), ""
         )
+    if s.get("incomplete"):
+        lines += _wrap(
+            f"incomplete records: {s['incomplete']} (nodes missing): their energy and "
+            "health figures cover the nodes present only; node-hours and GPU-hours are "
+            "the job's from sacct",
+            "",
+        )
     p = s["prices"]
     if p["configured"]:
         lines.append(

@@ -8,7 +8,8 @@ the keys, so facts.py reads them with the same code as a full record.
 
 Exactness: anything the typed decode does not take exactly as json.loads would
 (a node that is not an object, NaN, a lone surrogate, a number out of range,
-a version that is not plain 1) makes `slim_record` return None, and the caller
+a version that is not plain 1 or 2, a v2 record without a summary object, a
+"complete" that is not true) makes `slim_record` return None, and the caller
 decodes the full record with json.loads instead. The figures are therefore the
 same with or without msgspec (tests/report/test_slim.py compares both).
 
@@ -29,7 +30,10 @@ import zlib
 from collections.abc import Callable
 from typing import Any, TypedDict, cast
 
-from slurm_ai.record import RECORD_VERSION
+# Record versions this decodes: v1 (figures node by node) and v2 with a summary
+# object (figures from it; the summary is decoded whole, as json.loads would).
+SLIM_VERSIONS = (1, 2)
+
 
 try:
     import msgspec
@@ -90,6 +94,8 @@ class _Record(TypedDict, total=False):
     job: _Job
     nodes: dict[str, _Node]
     units: dict[str, Any]
+    complete: Any
+    summary: Any
 
 
 _decode: Callable[[bytes], Any] | None = (
@@ -140,6 +146,8 @@ if msgspec is not None:
         job: SlimJob | None = None
         nodes: dict[str, SlimNode] = msgspec.field(default_factory=dict)
         units: dict[str, Any] = msgspec.field(default_factory=dict)
+        complete: Any = None
+        summary: Any = None  # v2: decoded as json.loads would (facts._summary_figures)
 
     _decode_struct: Callable[[bytes], Any] | None = msgspec.json.Decoder(SlimRecord).decode
 else:
@@ -162,8 +170,12 @@ def slim_record(payload: bytes) -> dict[str, Any] | None:
     except _errors:
         return None
     version = record.get("v")
-    if type(version) is not int or version != RECORD_VERSION:
+    if type(version) is not int or version not in SLIM_VERSIONS:
         return None  # let the full decode say what is wrong, in its words
+    if version == 2 and type(record.get("summary")) is not dict:
+        return None
+    if record.get("complete", True) is not True:
+        return None  # an incomplete record: the full path says so (facts.JobFacts.complete)
     return record
 
 
@@ -176,6 +188,10 @@ def slim_struct(payload: bytes) -> Any:
     except _errors:
         return None
     version = record.v
-    if type(version) is not int or version != RECORD_VERSION:
+    if type(version) is not int or version not in SLIM_VERSIONS:
+        return None
+    if version == 2 and type(record.summary) is not dict:
+        return None
+    if record.complete is not None and record.complete is not True:
         return None
     return record

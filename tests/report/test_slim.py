@@ -30,7 +30,8 @@ def payload(text: str) -> bytes:
         '{"v":1,"nodes":{"n1":{"health":"x"}}}',
         '{"v":1,"units":{"a":"\\ud800"}}',  # lone surrogate
         '{"v":1,"units":{"a":1e400}}',  # out of range
-        '{"v":2}',
+        '{"v":2}',  # v2 without a summary object
+        '{"v":2,"summary":[]}',
         '{"v":true}',  # isinstance(True, int): the full path's answer is needed
         '{"v":1.0}',
         "[1]",
@@ -60,6 +61,37 @@ ODD_RECORDS: list[dict[str, Any]] = [
     {"v": 1, "units": {"tokens": -5, "epochs": "3", "requests": 2, "other": 1}},
     {"v": 1, "nodes": {"a": 5}},  # declined: full path
     {"v": 1, "nodes": [1]},
+    # v2: figures from the summary, whatever its shape
+    {"v": 2, "nodes": {"a": {}}, "summary": {}},
+    {
+        "v": 2,
+        "nodes": {},
+        "summary": {
+            "nodes": 3,
+            "platform": {"vm": 2, "bare": 0, "x": "1"},
+            "gpus": {"count": 16, "models": {"h100": 16, "a": -1}},
+            "energy": {"total_j": 5.5, "measured_j": 5, "estimated_j": True},
+            "health": {
+                "verdicts": {"pass": 2, "fail": 1},
+                "busbw_min": {"gbps": 3, "ranks": 8, "size_bytes": 1e300},
+                "worst_source": "cached",
+            },
+        },
+        "job": {"workload": "inference"},
+        "units": {"tokens": 4},
+    },
+    {
+        "v": 2,
+        "summary": {
+            "nodes": -1,
+            "platform": [],
+            "gpus": 5,
+            "energy": {"total_j": -2},
+            "health": {"verdicts": {"timeout": 0}, "busbw_min": {"gbps": "x"}},
+        },
+    },
+    {"v": 2, "nodes": {"a": {}}, "summary": None},  # not an object: declined, nodes read
+    {"v": 2, "nodes": {"a": {}}, "summary": {"nodes": 1}, "complete": False},  # declined
 ]
 
 

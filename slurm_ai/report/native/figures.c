@@ -364,6 +364,7 @@ typedef struct {
     Figs *f;
     unsigned seen;
     int version_ok;
+    int decline; /* a form facts.py reads its own way */
 } RecordCtx;
 
 static int record_member(Cur *c, const Val *key, void *ctx) {
@@ -374,6 +375,14 @@ static int record_member(Cur *c, const Val *key, void *ctx) {
         Val v;
         if (read_value(c, &v) < 0) return -1;
         r->version_ok = v.type == J_INT && v.n == 1 && v.s[0] == '1';
+        /* v2 records are written with "v" first: decline before reading their nodes. */
+        return r->version_ok ? 0 : -1;
+    }
+    if (key_is(key, "complete")) {
+        /* Only complete records here: facts.py marks the others (JobFacts.complete). */
+        Val v;
+        if (read_value(c, &v) < 0) return -1;
+        if (v.type != J_TRUE) r->decline = 1;
         return 0;
     }
     if (key_is(key, "job")) {
@@ -408,11 +417,11 @@ int read_figures(Py_ssize_t n, Figs *f) {
     /* json.loads(bytes) picks UTF-16/32 from NULs and BOMs: the first byte must be
      * ASCII '{' or whitespace, and no NUL passes the reader below. */
     if (!at_object(&c)) return -1;
-    RecordCtx r = {f, 0, 0};
+    RecordCtx r = {f, 0, 0, 0};
     if (each_member(&c, record_member, &r) < 0) return -1;
     skip_ws(&c);
     if (c.p != c.end) return -1; /* json.loads: "Extra data" */
-    if (!r.version_ok) return -1;
+    if (!r.version_ok || r.decline) return -1;
     return 0;
 }
 

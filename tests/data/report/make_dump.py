@@ -46,8 +46,8 @@ def main() -> None:
     nxt("JS1:H4sIAAAAAAAAA6tWKkktLlGyUlAqS8wpTgUA")  # only another tool's content
     nxt(good[: 5 + len(body) // 4 * 2])  # truncated token (whole bytes, stream cut short)
     nxt("sai1:zz-not-hex!")  # corrupt token
-    v2 = zlib.compress(json.dumps({"v": 2, "x": 1}).encode()).hex()
-    nxt("sai1:" + v2)  # another format version
+    v2 = zlib.compress(json.dumps({"v": 99, "x": 1}).encode()).hex()
+    nxt("sai1:" + v2)  # a format version this reader does not know
     nxt(
         encode_record(
             {
