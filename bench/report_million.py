@@ -1,9 +1,15 @@
 """Benchmark: `slurm-ai report --from` on a 1,000,000-job dump with valid records.
 
-    python bench/report_million.py [--jobs 1000000] [--dump /var/tmp/sai-bench/dump-1M.txt]
+    python bench/report_million.py [--jobs 1000000] [--dump PATH] [--record-version 2]
+        [--compare-v1] [--short] [--skip-serial]
 
 The dump is generated once (slurm_ai.report.synth, seed 1) and reused; a dump
-of an older token format is regenerated. Each figure is measured in this run:
+of an older token format is regenerated. Its records are the hooks' current
+format (v2: summary, nodes in full for these small jobs) unless
+--record-version 1 asks for the older v1 form. --compare-v1 also runs the C
+extension with intervals on a v1 dump of the same jobs first (the figure of
+the v1 era, for comparison in the same run); --short keeps only the C and the
+Python (msgspec) runs with intervals. Each figure is measured in this run:
 the baseline is reading the same file line by line (the floor any streaming
 reader pays); then the report, one worker per core: with the C extension
 (slurm_ai/report/native/*.c) without and with the 95% intervals, then without
@@ -30,7 +36,8 @@ import time
 import zlib
 from pathlib import Path
 
-from slurm_ai.record import is_token
+from slurm_ai.errors import RecordError
+from slurm_ai.record import decode_token, is_token
 from slurm_ai.report import facts
 from slurm_ai.report import slim as slim_module
 from slurm_ai.report.slim import available as msgspec_available
@@ -55,18 +62,18 @@ ZLIB_INFLATE = (
 )
 
 
-def _gen_part(args: tuple[int, int, int]) -> str:
-    jobs, seed, first = args
-    lines = dump_lines(jobs, seed, first_id=first)
+def _gen_part(args: tuple[int, int, int, int]) -> str:
+    jobs, seed, first, version = args
+    lines = dump_lines(jobs, seed, first_id=first, version=version)
     next(lines)  # header once, from the parent
     return "".join(lines)
 
 
-def generate(path: Path, jobs: int) -> None:
+def generate(path: Path, jobs: int, version: int) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".tmp")
     part = 20000
-    tasks = [(min(part, jobs - i), 1000 + i, 1000 + i) for i in range(0, jobs, part)]
+    tasks = [(min(part, jobs - i), 1000 + i, 1000 + i, version) for i in range(0, jobs, part)]
     t = time.perf_counter()
     with open(tmp, "w") as out, multiprocessing.Pool() as pool:
         out.write(next(dump_lines(0, 0)))
@@ -74,16 +81,29 @@ def generate(path: Path, jobs: int) -> None:
             out.write(text)
     tmp.rename(path)
     print(
-        f"generated {jobs} jobs, {path.stat().st_size / 1e9:.2f} GB in {time.perf_counter() - t:.1f} s"
+        f"generated {jobs} jobs (record v{version}), {path.stat().st_size / 1e9:.2f} GB in {time.perf_counter() - t:.1f} s"
     )
 
 
-def current(dump: Path) -> bool:
-    """Does the dump hold tokens of the current format (else: regenerate)?"""
+def current(dump: Path, version: int) -> bool:
+    """Does the dump hold tokens of the current format and `version` (else: regenerate)?"""
     with open(dump, "rb") as handle:
         handle.readline()
         line = handle.readline().decode("utf-8", "replace").rstrip("\n")
-    return is_token(line.rsplit(" ", 1)[-1].rsplit("\x1f", 1)[-1]) and "sai1:" in line
+    token = line.rsplit(" ", 1)[-1].rsplit("\x1f", 1)[-1]
+    if not (is_token(token) and "sai1:" in line):
+        return False
+    try:
+        return decode_token(token).get("v") == version
+    except RecordError:
+        return False
+
+
+def ready_dump(jobs: int, version: int, path: Path | None) -> Path:
+    dump = path or Path(f"/var/tmp/sai-bench/dump-v{version}-{jobs}.txt")
+    if not dump.exists() or not current(dump, version):
+        generate(dump, jobs, version)
+    return dump
 
 
 def run_report(dump: Path, workers: int, setup: str) -> tuple[float, float, float]:
@@ -107,42 +127,51 @@ def main() -> None:
     ap.add_argument("--jobs", type=int, default=1_000_000)
     ap.add_argument("--dump", type=Path, default=None)
     ap.add_argument("--skip-serial", action="store_true")
+    ap.add_argument("--record-version", type=int, choices=(1, 2), default=2)
+    ap.add_argument("--compare-v1", action="store_true", help="also the C run on a v1 dump")
+    ap.add_argument("--short", action="store_true", help="only C and Python, with intervals")
+    ap.add_argument("--workers", type=int, default=0, help="default: one per core")
     args = ap.parse_args()
-    dump = args.dump or Path(f"/var/tmp/sai-bench/dump-{args.jobs}.txt")
-    if not dump.exists() or not current(dump):
-        generate(dump, args.jobs)
+    dump = ready_dump(args.jobs, args.record_version, args.dump)
+    v1_dump = ready_dump(args.jobs, 1, None) if args.compare_v1 else None
     t = time.perf_counter()
     with open(dump, newline="") as handle:
         for _ in handle:
             pass
     base = time.perf_counter() - t
-    cores = len(os.sched_getaffinity(0))
-    print(f"jobs: {args.jobs}, dump {dump.stat().st_size / 1e9:.2f} GB, cores: {cores}")
+    cores = args.workers or len(os.sched_getaffinity(0))
+    print(f"jobs: {args.jobs}, record v{args.record_version}, dump {dump.stat().st_size / 1e9:.2f} GB, cores: {cores}")
     print(f"baseline (read lines only): {base:.2f} s; load average {os.getloadavg()[0]:.2f}")
     # (workers, label, setup). Pairs that differ by one thing run next to each other
     # in time (the machine is shared): intervals off then on; C then pure Python.
     c_built = facts.fast_available
     isal = slim_module.inflate is not zlib.decompress
     c_name = f"C extension ({_fastrow_inflater()})" if c_built else "no C extension built"
-    runs = [
-        (cores, f"{c_name}, no intervals", NO_INTERVALS),
-        (cores, f"{c_name}, intervals", ""),
-    ]
-    if c_built:
+    # (workers, label, setup, dump)
+    runs: list[tuple[int, str, str, Path]] = []
+    if v1_dump is not None:
+        runs.append((cores, f"v1 dump, {c_name}, intervals", "", v1_dump))
+    if not args.short:
+        runs.append((cores, f"{c_name}, no intervals", NO_INTERVALS, dump))
+    runs.append((cores, f"{c_name}, intervals", "", dump))
+    if c_built and args.short:
         python = "Python, " + ("msgspec" if msgspec_available() else "json.loads")
-        runs.append((cores, f"{python}, {'ISA-L' if isal else 'zlib'}, intervals", NO_C))
+        runs.append((cores, f"{python}, {'ISA-L' if isal else 'zlib'}, intervals", NO_C, dump))
+    elif c_built:
+        python = "Python, " + ("msgspec" if msgspec_available() else "json.loads")
+        runs.append((cores, f"{python}, {'ISA-L' if isal else 'zlib'}, intervals", NO_C, dump))
         if isal:
-            runs.append((cores, f"{python}, zlib, intervals", ZLIB_INFLATE))
+            runs.append((cores, f"{python}, zlib, intervals", ZLIB_INFLATE, dump))
     else:
         print("the C extension is not built: python3 setup.py build_ext --inplace")
     if not isal:
         print("isal not installed: Python inflates with zlib (pip install 'slurm-ai[report]')")
-    if not args.skip_serial:
-        runs.append((1, f"{c_name}, intervals", ""))
-    if msgspec_available():
-        runs.append((cores, "Python, json.loads, intervals", NO_MSGSPEC))
-    for workers, label, setup in runs:
-        wall, cpu, peak = run_report(dump, workers, setup)
+    if not args.skip_serial and not args.short and cores > 1:
+        runs.append((1, f"{c_name}, intervals", "", dump))
+    if msgspec_available() and not args.short:
+        runs.append((cores, "Python, json.loads, intervals", NO_MSGSPEC, dump))
+    for workers, label, setup, path in runs:
+        wall, cpu, peak = run_report(path, workers, setup)
         print(
             f"report --workers {workers} ({label}): {wall:.2f} s = {wall / base:.1f}x baseline, "
             f"{args.jobs / wall:,.0f} jobs/s, CPU {cpu:.1f} s = {cpu / args.jobs * 1e6:.1f} us/job, "

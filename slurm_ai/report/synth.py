@@ -1,4 +1,4 @@
-"""Synthetic sacct dumps with valid v1 records, for the benchmark and demos.
+"""Synthetic sacct dumps with valid records, for the benchmark and demos.
 
 Deterministic for a seed. The shape follows a mixed AI cluster: partition
 "bare" (bare-metal), "vm" (vm-passthrough) and "vgpu" (vm-vgpu) with H100s,
@@ -8,6 +8,11 @@ CPU model (estimated). These are made-up figures to exercise the report, not
 measurements; real records come from the hooks.
 
     python -m slurm_ai.report.synth --jobs 1000000 --seed 1 > dump.txt
+
+Records are the hooks' current format (v2: built by record.merge_node_records
+and encoded by accounting.deliver.encode_fitting, as the deliverer does), or
+with `version=1` the older v1 form (every node, no summary) for comparison.
+The jobs (rows, node records, units) are the same for either version.
 """
 
 from __future__ import annotations
@@ -20,7 +25,9 @@ from typing import Any, TextIO
 import click
 
 from slurm_ai.accounting.sacct import DELIMITER, FIELDS
-from slurm_ai.record import encode_record
+from slurm_ai.record import encode_record, merge_node_records
+
+VERSIONS = (1, 2)  # record formats a dump can hold (2: what the hooks write now)
 
 MODEL = "NVIDIA H100 80GB HBM3"
 PARTITIONS = (  # name, class, share of jobs, busbw mean, busbw sd, nodes
@@ -49,8 +56,10 @@ def _workload(rng: random.Random, gpus: int, nnodes: int) -> str:
     return rng.choice(("fine-tuning", "inference", "inference", "training"))
 
 
-def make_job(rng: random.Random, jobid: int) -> tuple[dict[str, str], dict[str, Any]]:
-    """One sacct row (without AdminComment) and its record."""
+def make_job(
+    rng: random.Random, jobid: int, version: int = 2
+) -> tuple[dict[str, str], dict[str, Any]]:
+    """One sacct row (without AdminComment) and its record (format `version`)."""
     part, cls, _, bw_mean, bw_sd, hosts = _pick(rng, PARTITIONS, 2)
     gpus_per_node, nnodes, _ = _pick(rng, SHAPES, 2)
     workload = _workload(rng, gpus_per_node, nnodes)
@@ -187,7 +196,11 @@ def make_job(rng: random.Random, jobid: int) -> tuple[dict[str, str], dict[str, 
         "exit_code": 0,
         "workload": workload,
     }
-    record = {"v": 1, "job": job, "nodes": node_records, "units": units, "complete": True}
+    if version == 1:
+        record = {"v": 1, "job": job, "nodes": node_records, "units": units, "complete": True}
+    else:  # as the deliverer builds it: sacct's times, then every node merged and summarised
+        job["elapsed_s"] = elapsed
+        record = merge_node_records(job, node_records, units=units)
     total_gpus = ranks
     tres = f"billing={max(total_gpus, 1)},cpu={max(total_gpus, 1) * 12},mem={64 * nnodes}G,node={nnodes}"
     if total_gpus:
@@ -210,30 +223,37 @@ def make_job(rng: random.Random, jobid: int) -> tuple[dict[str, str], dict[str, 
     return row, record
 
 
-def dump_lines(jobs: int, seed: int, first_id: int = 1000) -> Iterator[str]:
+def dump_lines(jobs: int, seed: int, first_id: int = 1000, version: int = 2) -> Iterator[str]:
     """Header then one line per job, in the default sacct layout."""
+    from slurm_ai.accounting.deliver import encode_fitting  # v2 only; heavier imports
+
+    if version not in VERSIONS:
+        raise ValueError(f"record version {version}: not one of {VERSIONS}")
     rng = random.Random(seed)
     yield DELIMITER.join(FIELDS) + "\n"
     for i in range(jobs):
-        row, record = make_job(rng, first_id + i)
-        comment = encode_record(record)
+        row, record = make_job(rng, first_id + i, version)
+        comment = encode_record(record) if version == 1 else encode_fitting(record)
         if i % 50 == 7:  # another tool's content beside ours (Princeton jobstats)
             comment = "JS1:H4sIAAAAAAAAA6tWKkktLlGyUlAqS8wpTgUA " + comment
         row["AdminComment"] = comment
         yield DELIMITER.join(row[f] for f in FIELDS) + "\n"
 
 
-def write_dump(out: TextIO, jobs: int, seed: int) -> None:
-    for line in dump_lines(jobs, seed):
+def write_dump(out: TextIO, jobs: int, seed: int, version: int = 2) -> None:
+    for line in dump_lines(jobs, seed, version=version):
         out.write(line)
 
 
 @click.command()
 @click.option("--jobs", type=int, default=1000, show_default=True)
 @click.option("--seed", type=int, default=1, show_default=True)
-def main(jobs: int, seed: int) -> None:
+@click.option(
+    "--record-version", "version", type=click.Choice(["1", "2"]), default="2", show_default=True
+)
+def main(jobs: int, seed: int, version: str) -> None:
     """Write a synthetic sacct dump with valid records to stdout."""
-    write_dump(sys.stdout, jobs, seed)
+    write_dump(sys.stdout, jobs, seed, int(version))
 
 
 if __name__ == "__main__":  # pragma: no cover
