@@ -4,6 +4,7 @@
  *   token.c    a record token to its JSON (hex digits, inflate)
  *   json.c     the strict JSON reader (the small steps inline, below)
  *   figures.c  a record's figures from its JSON (facts._dict_figures)
+ *   summary.c  a v2 record's figures from its summary (facts._summary_figures)
  *   row.c      a sacct row's facts (facts.row_facts) for the usual row
  *   tally.c    Tally: a range's cells counted as aggregate.py counts them
  *   scanner.c  Scanner: a dump range read and cut into rows (dumpfile.py's rule)
@@ -25,7 +26,13 @@
  *     escape, more than MAX_NODES nodes (the repeated-name check is quadratic),
  *   - a value facts.py would put through `in frozenset` that is a list or object
  *     (Python raises TypeError there: it must see it), a number we read that is an int
- *     of more than 15 digits (not exact as a double), a version that is not the literal 1.
+ *     of more than 15 digits (not exact as a double), a version that is not the literal 1
+ *     or 2, a v2 record whose summary is missing or not an object (facts.py then reads
+ *     its nodes), a record whose "complete" is not true (rare: a job with nodes lost;
+ *     facts.py marks it, JobFacts.complete, which the C path does not carry),
+ *   - in a v2 summary: a repeated key we read, a count table of more than
+ *     MAX_SUMMARY_KEYS keys (or more than MAX_CLASSES classes / MAX_MODELS models that
+ *     count), a worst_source that is a list or object.
  * The input is user-influenced (AdminComment): every read is bounds-checked against the
  * end of its buffer, and nothing is written past a buffer's size.
  */
@@ -52,6 +59,7 @@
 #define MAX_NODES 256
 #define MAX_MODELS 32
 #define MAX_CLASSES 32
+#define MAX_SUMMARY_KEYS 64 /* keys of one v2 summary count table (summary.py writes <= 17) */
 #define MAX_INT_DIGITS 600 /* below the smallest int digit limit Python allows (640) */
 #define EXACT_INT_DIGITS 15 /* ints up to 10^15 - 1 are exact as doubles */
 
@@ -146,6 +154,31 @@ typedef struct {
 extern const char *const UNIT_NAMES[4], *const WORKLOAD_NAMES[4], *const SOURCE_NAMES[4];
 extern Figs figs; /* the one Figs being read (the GIL guards it) */
 int read_figures(Py_ssize_t n, Figs *f);
+
+/* ------------------------------------------------------------------ summary.c */
+
+/* What facts._summary_figures reads of a v2 summary object. */
+typedef struct {
+    int present;       /* the record had a summary object */
+    unsigned seen, seen_gpus, seen_energy, seen_health, seen_verdicts, seen_busbw;
+    int has_count;     /* "nodes": an int >= 0 */
+    Py_ssize_t count;
+    Name keys[MAX_SUMMARY_KEYS]; /* the count table being read (repeats decline) */
+    int n_keys;
+    Name classes[MAX_CLASSES]; /* platform classes with a positive count */
+    int n_classes;
+    Name models[MAX_MODELS];   /* GPU models with a positive count, and it */
+    int n_models;
+    long rec_gpus;
+    int has_energy;
+    double energy, measured, estimated;
+    int health, source; /* as in Figs */
+    Val busbw_vals[3];  /* busbw_min: gbps, ranks, size_bytes (J_NONE: absent) */
+} Summ;
+
+extern Summ summ; /* the one Summ being read (the GIL guards it) */
+int read_summary(Cur *c, Summ *s);
+int summary_figures(const Summ *s, Py_ssize_t names, Figs *f);
 
 /* ------------------------------------------------------------------ row.c */
 

@@ -1,5 +1,6 @@
 /* A record's figures (facts._dict_figures) read from its JSON: node names, platform
- * classes, GPU models, energy, health, units and workload, as facts.py reads them. */
+ * classes, GPU models, energy, health, units and workload, as facts.py reads them; a v2
+ * record's node figures from its summary (summary.c). */
 #include "fastrow.h"
 
 const char *const UNIT_NAMES[4] = {"tokens", "epochs", "samples", "requests"};
@@ -363,9 +364,34 @@ static const char *const JOB_KEYS[] = {"workload"};
 typedef struct {
     Figs *f;
     unsigned seen;
-    int version_ok;
+    int version; /* 0 not read (yet), 1 or 2 */
     int decline; /* a form facts.py reads its own way */
+    int light;   /* v2: node names counted only (f->node_count; names kept up to MAX_NODES) */
 } RecordCtx;
+
+/* A v2 record's node: its name counted, its record skipped (the summary has its figures). */
+static int node_name_member(Cur *c, const Val *key, void *ctx) {
+    RecordCtx *r = ctx;
+    Figs *f = r->f;
+    r->light = 1;
+    if (f->node_count < MAX_NODES) f->node_names[f->node_count] = (Name){key->s, key->n, 0};
+    f->node_count++;
+    return skip_value(c);
+}
+
+/* len() of the v2 record's nodes object as json.loads builds it (repeated names count
+ * once): the count, or -1 (decline) when a name repeats or there were too many to check. */
+static Py_ssize_t node_names(const RecordCtx *r) {
+    const Figs *f = r->f;
+    if (!r->light) return f->node_count; /* read as v1's: repeated names declined there */
+    if (f->node_count > MAX_NODES) return -1;
+    for (Py_ssize_t i = 0; i < f->node_count; i++)
+        for (Py_ssize_t j = 0; j < i; j++)
+            if (f->node_names[i].n == f->node_names[j].n &&
+                memcmp(f->node_names[i].s, f->node_names[j].s, (size_t)f->node_names[i].n) == 0)
+                return -1;
+    return f->node_count;
+}
 
 static int record_member(Cur *c, const Val *key, void *ctx) {
     RecordCtx *r = ctx;
@@ -374,9 +400,11 @@ static int record_member(Cur *c, const Val *key, void *ctx) {
         if (!first_time(&r->seen, 1)) return -1;
         Val v;
         if (read_value(c, &v) < 0) return -1;
-        r->version_ok = v.type == J_INT && v.n == 1 && v.s[0] == '1';
-        /* v2 records are written with "v" first: decline before reading their nodes. */
-        return r->version_ok ? 0 : -1;
+        /* the literal 1 or 2; record.py writes "v" first, so a v2 record's nodes are
+         * only counted (its figures are its summary's); else they are read as v1's */
+        if (v.type != J_INT || v.n != 1 || (v.s[0] != '1' && v.s[0] != '2')) return -1;
+        r->version = v.s[0] - '0';
+        return 0;
     }
     if (key_is(key, "complete")) {
         /* Only complete records here: facts.py marks the others (JobFacts.complete). */
@@ -398,7 +426,14 @@ static int record_member(Cur *c, const Val *key, void *ctx) {
     if (key_is(key, "nodes")) {
         if (!first_time(&r->seen, 4)) return -1;
         if (!at_object(c)) return skip_value(c);
+        if (r->version == 2) return each_member(c, node_name_member, r);
         return each_member(c, nodes_member, f);
+    }
+    if (key_is(key, "summary")) {
+        /* v1: not read by facts.py; v2 (or "v" not read yet): its figures */
+        if (!first_time(&r->seen, 16)) return -1;
+        if (r->version == 1 || !at_object(c)) return skip_value(c);
+        return read_summary(c, &summ);
     }
     if (key_is(key, "units")) {
         if (!first_time(&r->seen, 8)) return -1;
@@ -417,11 +452,19 @@ int read_figures(Py_ssize_t n, Figs *f) {
     /* json.loads(bytes) picks UTF-16/32 from NULs and BOMs: the first byte must be
      * ASCII '{' or whitespace, and no NUL passes the reader below. */
     if (!at_object(&c)) return -1;
-    RecordCtx r = {f, 0, 0, 0};
+    RecordCtx r = {f, 0, 0, 0, 0};
+    summ.present = 0;
     if (each_member(&c, record_member, &r) < 0) return -1;
     skip_ws(&c);
     if (c.p != c.end) return -1; /* json.loads: "Extra data" */
-    if (!r.version_ok || r.decline) return -1;
+    if (!r.version || r.decline) return -1;
+    if (r.version == 2) {
+        /* facts.py reads a v2 record without a summary object node by node: decline */
+        if (!summ.present) return -1;
+        Py_ssize_t names = summ.has_count ? 0 : node_names(&r);
+        if (names < 0) return -1;
+        return summary_figures(&summ, names, f);
+    }
     return 0;
 }
 
