@@ -140,7 +140,9 @@ def main() -> None:
             pass
     base = time.perf_counter() - t
     cores = args.workers or len(os.sched_getaffinity(0))
-    print(f"jobs: {args.jobs}, record v{args.record_version}, dump {dump.stat().st_size / 1e9:.2f} GB, cores: {cores}")
+    print(
+        f"jobs: {args.jobs}, record v{args.record_version}, dump {dump.stat().st_size / 1e9:.2f} GB, cores: {cores}"
+    )
     print(f"baseline (read lines only): {base:.2f} s; load average {os.getloadavg()[0]:.2f}")
     # (workers, label, setup). Pairs that differ by one thing run next to each other
     # in time (the machine is shared): intervals off then on; C then pure Python.

@@ -63,8 +63,8 @@ def encode_record(record: dict[str, Any]) -> str:
     """Record -> AdminComment token. Raises RecordError when it is too large."""
     if not isinstance(record.get("v"), int):
         raise RecordError("record has no integer format version 'v'")
-    # "v" first, the rest key-sorted: a reader that only takes some versions (the
-    # report's C extension takes v1) can decline on the first key, before the nodes.
+    # "v" first, the rest key-sorted: a reader knows the version before the nodes (the
+    # report's C extension only counts a v2 record's nodes: it reads the summary).
     rest = finite_json({k: v for k, v in record.items() if k != "v"})
     raw = (f'{{"v":{record["v"]}' + ("," + rest[1:] if rest != "{}" else "}")).encode()
     token = TOKEN_PREFIX + zlib.compress(raw, 9).hex()

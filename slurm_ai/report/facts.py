@@ -234,6 +234,9 @@ def _worse_source(current: str | None, provenance: Any) -> str | None:
 def _summary_figures(record: dict[str, Any], summary: dict[str, Any]) -> _Figures:
     """The figures of a v2 record: from its summary (summary.py), whichever form.
 
+    The C extension reads the summary the same way (native/summary.c): a change
+    here needs the same change there (tests/report/test_fastrow.py compares them).
+
     A v2 record may hold only some nodes in full (summarised form), so its
     figures come from the summary, which covers every node present; the same
     record in full form gives the same figures. Totals there are math.fsum of

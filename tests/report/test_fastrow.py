@@ -365,7 +365,10 @@ ODD_V2: list[tuple[str, bool]] = [
     ),
     ('{"v":2,"summary":{"health":{"busbw_min":{"gbps":-0.0,"ranks":-0.0,"size_bytes":-0}}}}', True),
     ('{"v":2,"summary":{"health":{"busbw_min":{"gbps":-1,"ranks":8}}}}', True),
-    ('{"v":2,"summary":{"health":{"busbw_min":{"gbps":1e300,"ranks":1e300,"size_bytes":2.9}}}}', True),
+    (
+        '{"v":2,"summary":{"health":{"busbw_min":{"gbps":1e300,"ranks":1e300,"size_bytes":2.9}}}}',
+        True,
+    ),
     ('{"v":2,"summary":{"health":{"busbw_min":{"gbps":5,"ranks":true,"size_bytes":"1"}}}}', True),
     ('{"v":2,"summary":{"health":{"busbw_min":{"gbps":5,"ranks":-1e400}}}}', True),
     ('{"v":2,"summary":{"health":{"busbw_min":{"gbps":5,"gbps":6}}}}', False),

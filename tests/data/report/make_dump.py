@@ -1,5 +1,7 @@
 """Regenerate dump.txt: synthetic jobs plus every kind of bad row the report must survive.
 
+Its synthetic records are v1 (record.py still reads them), as in the checked-in dump.
+
     python tests/data/report/make_dump.py > tests/data/report/dump.txt
 
 Then refresh the golden files: UPDATE_GOLDEN=1 pytest tests/report
@@ -26,20 +28,20 @@ def line(row: dict[str, str]) -> str:
 
 def main() -> None:
     out = sys.stdout
-    for text in dump_lines(150, seed=7, first_id=5000):
+    for text in dump_lines(150, seed=7, first_id=5000, version=1):
         out.write(text)
     rng = random.Random(99)
     jid = 9000
 
     def nxt(comment: str, **over: str) -> None:
         nonlocal jid
-        row, _ = make_job(rng, jid)
+        row, _ = make_job(rng, jid, 1)
         row.update(over)
         row["AdminComment"] = comment
         out.write(line(row))
         jid += 1
 
-    _, record = make_job(rng, 0)
+    _, record = make_job(rng, 0, 1)
     good = encode_record(record)
     body = good[len("sai1:") :]
     nxt("")  # no record at all
