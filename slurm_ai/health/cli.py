@@ -7,6 +7,7 @@ worker processes).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import socket
@@ -218,12 +219,27 @@ def _job(
     partition: str | None,
     config: Any,
 ) -> int:
-    from slurm_ai.health import jobscope
+    from slurm_ai.health import jobscope, stepwatch
+
+    if stepwatch.should_supervise(os.environ):
+        return _supervise(settings, opts, timeout, config)
     from slurm_ai.health.history import HealthStore
+    from slurm_ai.health.phases import PhaseReporter, pipe_writer
 
     backend_name = opts["backend"] or settings.backend
+    watch_fd = stepwatch.child_reporter_fd(os.environ)
+    procid = os.environ.get("SLURM_PROCID", "")
+    reporter = None
+    if watch_fd is not None:
+        reporter = PhaseReporter(
+            pipe_writer(watch_fd),
+            int(procid) if procid.isdecimal() else None,
+            os.environ.get("SLURM_AI_HEALTH_FAULT") or None,
+        )
 
     def on_timeout(rank: int | None) -> None:
+        if reporter is not None:
+            return  # the supervisor prints the verdict (stepwatch.py)
         if rank in (0, None):
             message = (
                 f"{backend_name} all-reduce across the job did not finish within {timeout:g} s"
@@ -267,6 +283,7 @@ def _job(
             master_addr=opts["master_addr"],
             slurm_env=config.slurm_env(),
             on_timeout=on_timeout,
+            reporter=reporter,
         )
     except Exception as exc:  # fail open with a clear verdict, never a traceback
         report = jobscope.error_report(exc)
@@ -276,4 +293,35 @@ def _job(
             click.echo(f"rank {rank}: verdict: error ({report.reason})", err=True)
     if rank == 0:
         _print_report(report, opts["as_json"], "job")
-    return EXIT_CODES[report.verdict]
+    code = EXIT_CODES[report.verdict]
+    if watch_fd is not None:
+        jobscope.flush()
+        with contextlib.suppress(OSError):
+            os.write(watch_fd, f"verdict {code}\n".encode())
+    return code
+
+
+def _supervise(settings: HealthSettings, opts: dict[str, Any], timeout: float, config: Any) -> int:
+    """This srun task supervises its rank (stepwatch.py): the step ends on time."""
+    import sys
+
+    from slurm_ai.health import stepwatch
+    from slurm_ai.health.errors import HealthCheckError
+    from slurm_ai.health.rendezvous import job_rendezvous, scontrol_node_addr
+
+    slurm_env = config.slurm_env()
+
+    def coordinator_addr() -> str | None:
+        try:
+            return job_rendezvous(
+                os.environ,
+                master_addr=opts["master_addr"],
+                node_addr=lambda node: scontrol_node_addr(node, slurm_env),
+            ).master_addr
+        except HealthCheckError:
+            return None
+
+    sup = stepwatch.make_supervisor(
+        os.environ, timeout, bool(opts["as_json"]), coordinator_addr, "scancel", slurm_env
+    )
+    return stepwatch.supervise(sup, list(sys.orig_argv), os.environ)
