@@ -15,6 +15,7 @@ from typing import Any
 
 import click
 
+from slurm_ai import jsontext
 from slurm_ai.cli import load_ctx_config
 from slurm_ai.errors import ConfigError, SlurmAIError
 from slurm_ai.health.measure import SweepSpec, format_table, parse_size, size_sweep
@@ -35,7 +36,7 @@ def _print_report(report: Any, as_json: bool, scope: str) -> None:
     if as_json:
         data = report.to_json()
         data["scope"] = scope
-        click.echo(json.dumps(data, indent=2, sort_keys=True))
+        click.echo(jsontext.dumps(data, indent=2, sort_keys=True))
         return
     for check in report.checks:
         if check.check != "allreduce" or check.verdict is not Verdict.PASS:

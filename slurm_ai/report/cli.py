@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import sys
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
@@ -10,6 +9,7 @@ from pathlib import Path
 
 import click
 
+from slurm_ai import jsontext
 from slurm_ai.accounting.sacct import (
     Layout,
     SacctQuery,
@@ -219,7 +219,7 @@ def job(ctx: click.Context, jobid: str, as_json: bool, from_file: str | None) ->
     if found is None:
         raise click.ClickException(f"job {jobid} not found in accounting")
     if as_json:
-        click.echo(json.dumps(job_json(found), indent=2, sort_keys=True))
+        click.echo(jsontext.dumps(job_json(found), indent=2, sort_keys=True))
     else:
         sys.stdout.flush()
         click.echo(render_job(found, prices), nl=False)

@@ -4,14 +4,27 @@ from __future__ import annotations
 
 from typing import Any
 
-from slurm_ai.report.facts import BAD, NONE, job_facts, read_record
+from slurm_ai.report.facts import BAD, FIGURE_MAX, NONE, job_facts, read_record
 from slurm_ai.report.prices import Prices
-from slurm_ai.report.render import fmt
+from slurm_ai.report.render import fmt as _fmt
+
+MAX_DURATION_S = 1e10  # three centuries: a longer sacct time is corrupt
+
+
+def fmt(value: Any, digits: int = 4) -> str:
+    """render.fmt for a record's raw value: past FIGURE_MAX it is not a measurement
+    (facts.py counts it as missing; here it shows as "?", not as 1e+300)."""
+    number = isinstance(value, (int, float)) and not isinstance(value, bool)
+    if number and not -FIGURE_MAX < value < FIGURE_MAX:
+        return "?"
+    return _fmt(value, digits)
 
 
 def _dur(s: float | None) -> str:
     if s is None:
         return "-"
+    if not -MAX_DURATION_S < s < MAX_DURATION_S:
+        return "?"
     s = int(s)
     return f"{s // 3600:d}:{s % 3600 // 60:02d}:{s % 60:02d}"
 
