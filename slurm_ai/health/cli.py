@@ -11,7 +11,7 @@ import contextlib
 import json
 import os
 import socket
-from typing import Any
+from typing import Any, NoReturn
 
 import click
 
@@ -302,7 +302,9 @@ def _job(
     return code
 
 
-def _supervise(settings: HealthSettings, opts: dict[str, Any], timeout: float, config: Any) -> int:
+def _supervise(
+    settings: HealthSettings, opts: dict[str, Any], timeout: float, config: Any
+) -> NoReturn:
     """This srun task supervises its rank (stepwatch.py): the step ends on time."""
     import sys
 
@@ -325,4 +327,9 @@ def _supervise(settings: HealthSettings, opts: dict[str, Any], timeout: float, c
     sup = stepwatch.make_supervisor(
         os.environ, timeout, bool(opts["as_json"]), coordinator_addr, "scancel", slurm_env
     )
-    return stepwatch.supervise(sup, list(sys.orig_argv), os.environ)
+    code = stepwatch.supervise(sup, list(sys.orig_argv), os.environ)
+    # Exit now: srun -K's SIGTERM may arrive during the interpreter's shutdown, which
+    # uninstalls the handler that keeps this code (srun would then say 143).
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)

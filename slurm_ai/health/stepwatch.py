@@ -40,8 +40,9 @@ import sys
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
-from slurm_ai.health.phases import PHASES, SILENT_S, describe, proc_state
+from slurm_ai.health.phases import PHASE_NAMES, PHASES, SILENT_S, describe, proc_state
 from slurm_ai.health.rendezvous import PORT_SPAN, port_for_job
 
 WATCH_FD_ENV = "SLURM_AI_HEALTH_WATCH_FD"
@@ -50,6 +51,7 @@ ROLLCALL_S = 0.25
 GRACE_S = 0.5  # after the deadline, before a non-coordinator gives up on the coordinator
 STAGGER_S = 0.3
 CANCEL_AFTER_S = 1.0
+MAX_OUTPUT = 1 << 20
 WATCH_PORT_BASE = 10000  # rendezvous ports are 20000..29999; these 10000..19999
 
 
@@ -94,6 +96,7 @@ class Supervisor:
     def __post_init__(self) -> None:
         self.own = RankView(self.rank, self.node, None)
         self.views[self.rank] = self.own
+        self.started = time.monotonic()
         self.last_beat = time.monotonic()
         self.coord_seen = time.monotonic()
         self.sock: socket.socket | None = None
@@ -101,6 +104,9 @@ class Supervisor:
         # traceback's 1, faulthandler's 1, a signal) is a rank that died.
         self.verdict_code: int | None = None
         self.decided: int | None = None  # this task's exit code once it is known
+        self.child_out = bytearray()
+        self.announced: int | None = None  # non-coordinator: the coordinator's "end CODE"
+        self.addrs: dict[int, Any] = {}  # coordinator: where each rank reports from
 
     # -- the roll call -------------------------------------------------------------
     def open(self) -> None:
@@ -141,6 +147,9 @@ class Supervisor:
             now = time.monotonic()
             if self.rank != 0:
                 self.coord_seen = now  # an acknowledgement: the coordinator is alive
+                if data.startswith(b"end ") and data[4:].strip().isdigit():
+                    # The step's exit code, before srun -K's kill reaches this task.
+                    self.decided = self.announced = int(data[4:])
                 continue
             with contextlib.suppress(ValueError, KeyError, TypeError):
                 item = json.loads(data)
@@ -152,6 +161,7 @@ class Supervisor:
                     view.state = str(item.get("s", "running"))[:16]
                     view.exit = str(item.get("x", ""))[:100]
                     view.seen = now
+                    self.addrs[rank] = addr
                     with contextlib.suppress(OSError):
                         self.sock.sendto(b"ack", addr)
 
@@ -176,6 +186,39 @@ class Supervisor:
                 self.own.phase = parts[1]
                 self.last_beat = time.monotonic()
         return True
+
+    def read_output(self, fd: int) -> bool:
+        """Collect the rank's stdout; False at EOF."""
+        try:
+            data = os.read(fd, 65536)
+        except BlockingIOError:
+            return True
+        except OSError:
+            return False
+        if len(self.child_out) < MAX_OUTPUT:
+            self.child_out += data
+        return bool(data)
+
+    def announce(self, code: int) -> None:
+        """Coordinator: tell every rank the step's exit code before exiting (srun -K
+        then ends them with SIGTERM, and each exits with this code, not 143)."""
+        if self.sock is None or self.rank != 0:
+            return
+        for addr in self.addrs.values():
+            with contextlib.suppress(OSError):
+                self.sock.sendto(f"end {code}".encode(), addr)
+
+    def forward_output(self) -> None:
+        with contextlib.suppress(OSError):
+            sys.stdout.buffer.write(bytes(self.child_out))
+            sys.stdout.flush()
+
+    def collect(self, seconds: float) -> None:
+        """Roll calls for `seconds`: what the other ranks know (who died)."""
+        until = time.monotonic() + seconds
+        while time.monotonic() < until:
+            self.exchange()
+            time.sleep(ROLLCALL_S / 2)
 
     def child_state(self, pid: int) -> str:
         state = proc_state(pid)
@@ -226,7 +269,10 @@ class Supervisor:
         names = self.culprits(now) if self.rank == 0 else []
         if self.rank != 0:
             names = [f"rank 0 on {self.first_node} (the coordinator) stopped answering"]
-        who = "; ".join(names) if names else f"all {self.world} ranks still waiting"
+        phases = {v.phase for v in self.views.values()}
+        common = phases.pop() if len(phases) == 1 else None
+        where = f" in {PHASE_NAMES.get(common, common)}" if common else ""
+        who = "; ".join(names) if names else f"all {self.world} ranks still waiting{where}"
         reason = f"{who}: the all-reduce across the job did not finish within {self.timeout:g} s"
         return Outcome(4, "timeout", reason, self.rank == 0)
 
@@ -242,6 +288,7 @@ class Supervisor:
             text = json.dumps(
                 {
                     "scope": "job",
+                    "duration_s": round(time.monotonic() - self.started, 3),
                     "verdict": outcome.verdict,
                     "reason": outcome.reason,
                     "checks": [
@@ -306,10 +353,19 @@ def supervise(sup: Supervisor, argv: list[str], env: Mapping[str, str]) -> int:
 
     started = time.monotonic()
     deadline = started + sup.timeout
+    # The rank's stdout comes here, not to srun: a rank that fails because a peer died
+    # (gloo: connection reset) would print "error"; the coordinator prints the cause.
     proc = subprocess.Popen(
-        argv, env=child_env, pass_fds=(write_fd,), preexec_fn=_die_with_parent_preexec()
+        argv,
+        env=child_env,
+        pass_fds=(write_fd,),
+        stdout=subprocess.PIPE,
+        preexec_fn=_die_with_parent_preexec(),
     )
     os.close(write_fd)
+    assert proc.stdout is not None
+    out_fd = proc.stdout.fileno()
+    os.set_blocking(out_fd, False)
     sup.open()
 
     # srun forwards SIGTERM/SIGINT (scancel, Ctrl-C): end the rank with us.
@@ -317,6 +373,8 @@ def supervise(sup: Supervisor, argv: list[str], env: Mapping[str, str]) -> int:
         # srun -K ending the step after the verdict: exit with the decided code (srun
         # reports the highest exit code of the step, and 143 would hide the timeout).
         _kill(proc)
+        with contextlib.suppress(Exception):
+            sup.exchange()  # the coordinator's "end CODE" may be waiting
         if sup.decided is None and time.monotonic() >= deadline:
             sup.decided = 4  # ended after the deadline: a timeout (this task was stopped)
         os._exit(sup.decided if sup.decided is not None else 128 + signum)
@@ -325,17 +383,34 @@ def supervise(sup: Supervisor, argv: list[str], env: Mapping[str, str]) -> int:
         signal.signal(sig, end)
     open_pipe = True
     next_roll = 0.0
+    last_tick = time.monotonic()
     try:
         while True:
             now = time.monotonic()
+            frozen, last_tick = now - last_tick > SILENT_S, now
+            if frozen and now >= deadline:
+                # This task itself was stopped past its deadline (kill -STOP, then srun
+                # -K's SIGCONT): a peer has given the verdict; add none of our own.
+                sup.decided = 4
+                _kill(proc)
+                print(
+                    f"slurm-ai healthcheck: rank {sup.rank} on {sup.node} was stopped "
+                    "past the deadline",
+                    file=sys.stderr,
+                    flush=True,
+                )
+                return 4
             if open_pipe:
                 open_pipe = sup.read_child(read_fd)
+            sup.read_output(out_fd)
             code = proc.poll()
             if code is not None:
                 while open_pipe:  # the verdict line may still be in the pipe
                     open_pipe = sup.read_child(read_fd) and bool(
                         select.select([read_fd], [], [], 0.2)[0]
                     )
+                while sup.read_output(out_fd) and select.select([out_fd], [], [], 0.2)[0]:
+                    pass
                 return _child_ended(sup, proc, code, deadline)
             sup.own.state = sup.child_state(proc.pid)
             if now >= next_roll:
@@ -345,7 +420,7 @@ def supervise(sup: Supervisor, argv: list[str], env: Mapping[str, str]) -> int:
                     return _finish(sup, proc, _dead_outcome(sup))
             if now >= deadline:
                 return _at_deadline(sup, proc)
-            wait = [read_fd] if open_pipe else []
+            wait = [read_fd, out_fd] if open_pipe else [out_fd]
             timeout = max(0.0, min(0.05, deadline - now))
             if sup.sock is not None:
                 wait.append(sup.sock.fileno())
@@ -361,39 +436,65 @@ def supervise(sup: Supervisor, argv: list[str], env: Mapping[str, str]) -> int:
 
 
 def _dead_outcome(sup: Supervisor) -> Outcome:
-    names = [
-        describe(r, v.node, f"died ({v.exit})", v.phase)
-        for r, v in sorted(sup.views.items())
-        if v.state == "dead"
-    ]
+    dead = [v for _, v in sorted(sup.views.items()) if v.state == "dead"]
+    # Killed by a signal first: a rank that exited because its peer vanished is a
+    # consequence, not the cause.
+    dead.sort(key=lambda v: not v.exit.startswith("killed"))
+    names = [describe(v.rank, v.node, f"died ({v.exit})", v.phase) for v in dead]
     return Outcome(2, "fail", "; ".join(names) + ": the all-reduce across the job failed", True)
 
 
 def _finish(sup: Supervisor, proc: subprocess.Popen[bytes], outcome: Outcome) -> int:
     sup.decided = outcome.code
-    _kill(proc)
+    # The verdict first: killing a PMIx client, or the others' exits after the
+    # announcement, make srun end the step, this task included.
     sup.emit(outcome)
+    _kill(proc)
+    sup.announce(outcome.code)
     if outcome.print_it and sup.world > 1:
         sup.cancel_step_later()
     return outcome.code
 
 
-def _child_ended(sup: Supervisor, proc: subprocess.Popen[bytes], code: int, deadline: float) -> int:
-    if 0 <= code <= 4 and sup.verdict_code == code:
-        return code  # the rank judged and (rank 0) printed the verdict itself
-    sup.own.state, sup.own.exit = "dead", _exit_text(code)
-    sup.decided = 2
-    if sup.rank == 0 or sup.sock is None:
-        return _finish(sup, proc, _dead_outcome(sup))
-    # Tell the coordinator, which prints; if it does not end the step soon, print here.
-    until = min(deadline, time.monotonic()) + 2 * ROLLCALL_S + GRACE_S + sup.rank * STAGGER_S
+def _await_coordinator(sup: Supervisor, seconds: float) -> int | None:
+    """A non-coordinator's end: keep reporting until the coordinator announces the
+    step's exit code (then exit with it), or `seconds` pass (it stopped answering)."""
+    until = time.monotonic() + seconds
     while time.monotonic() < until:
         sup.exchange()
-        time.sleep(ROLLCALL_S / 2)
-    alive = time.monotonic() - sup.coord_seen < SILENT_S
-    outcome = _dead_outcome(sup)
-    outcome.print_it = not alive
-    return _finish(sup, proc, outcome)
+        if sup.announced is not None:
+            return sup.announced
+        time.sleep(ROLLCALL_S / 4)
+    return None
+
+
+def _child_ended(sup: Supervisor, proc: subprocess.Popen[bytes], code: int, deadline: float) -> int:
+    judged = 0 <= code <= 4 and sup.verdict_code == code
+    if not judged:
+        sup.own.state, sup.own.exit = "dead", _exit_text(code)
+        sup.decided = 2
+    if sup.rank == 0:
+        if sup.sock is not None and (not judged or code >= 3):
+            # An error or death of rank 0 may be a peer's death seen from here.
+            sup.collect(2 * ROLLCALL_S + 0.1)
+        if not judged or any(v.state == "dead" for v in sup.views.values()):
+            return _finish(sup, proc, _dead_outcome(sup))
+        sup.decided = code
+        sup.forward_output()
+        sup.announce(code)
+        return code  # rank 0 judged; its verdict is in its output
+    if judged:
+        sup.decided = code
+        sup.forward_output()
+    if sup.sock is None:
+        return code if judged else _finish(sup, proc, _dead_outcome(sup))
+    wait = max(0.0, deadline - time.monotonic()) + GRACE_S + 2 * ROLLCALL_S
+    announced = _await_coordinator(sup, wait + sup.rank * STAGGER_S)
+    if announced is not None:
+        return announced
+    if judged:
+        return code
+    return _finish(sup, proc, _dead_outcome(sup))  # the coordinator is gone: say it here
 
 
 def _at_deadline(sup: Supervisor, proc: subprocess.Popen[bytes]) -> int:
@@ -401,22 +502,17 @@ def _at_deadline(sup: Supervisor, proc: subprocess.Popen[bytes]) -> int:
         sup.exchange()
         outcome = sup.timeout_outcome(time.monotonic())
         return _finish(sup, proc, outcome)
+    # This rank's view stays as it was (stopped, silent, its phase) for the coordinator,
+    # whose deadline may come a little later than this one.
+    # The rank is killed only after the verdict is out (see _finish).
     sup.decided = 4
-    _kill(proc)
-    # The coordinator decides; wait for srun -K to end us, unless it stopped answering.
-    until = time.monotonic() + GRACE_S + (sup.rank - 1) * STAGGER_S
-    sup.own.state = "timeout"
-    while time.monotonic() < until:
-        sup.exchange()
-        time.sleep(ROLLCALL_S / 2)
+    announced = _await_coordinator(sup, GRACE_S + 2 * ROLLCALL_S + (sup.rank - 1) * STAGGER_S)
+    if announced is not None:
+        _kill(proc)
+        return announced
     outcome = sup.timeout_outcome(time.monotonic())
-    outcome.print_it = time.monotonic() - sup.coord_seen > SILENT_S
-    if outcome.print_it:
-        sup.emit(outcome)
-        sup.cancel_step_later()
-    else:
-        sup.emit(outcome)
-    return outcome.code
+    outcome.print_it = True  # the coordinator stopped answering: someone must say so
+    return _finish(sup, proc, outcome)
 
 
 def child_reporter_fd(env: Mapping[str, str]) -> int | None:
