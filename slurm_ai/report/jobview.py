@@ -20,6 +20,15 @@ def fmt(value: Any, digits: int = 4) -> str:
     return _fmt(value, digits)
 
 
+def _show(value: Any) -> str:
+    """A record's count or index as written, "?" when it is no usable number."""
+    if isinstance(value, list):
+        return "[" + ", ".join(_show(v) for v in value) + "]"
+    if isinstance(value, float) or (isinstance(value, int) and not isinstance(value, bool)):
+        return fmt(value)
+    return "?" if value is None else str(value)
+
+
 def _dur(s: float | None) -> str:
     if s is None:
         return "-"
@@ -75,14 +84,14 @@ def render_job(row: dict[str, str], prices: Prices) -> str:
         for gpu in node.get("gpus", []) if isinstance(node.get("gpus"), list) else []:
             if isinstance(gpu, dict):
                 out.append(
-                    f"    gpu {gpu.get('index', '?')}        {gpu.get('model', '?')} {fmt(gpu.get('energy_j'))} J"
+                    f"    gpu {_show(gpu.get('index', '?'))}        {gpu.get('model', '?')} {fmt(gpu.get('energy_j'))} J"
                 )
         health = node.get("health") if isinstance(node.get("health"), dict) else {}
         assert isinstance(health, dict)
         if health:
             out.append(
                 f"    health       {health.get('verdict', '?')} busbw {fmt(health.get('busbw_gbps'))} GB/s "
-                f"({health.get('backend', '?')}, {health.get('ranks', '?')} ranks, {fmt(health.get('size_bytes'))} B)"
+                f"({health.get('backend', '?')}, {_show(health.get('ranks', '?'))} ranks, {fmt(health.get('size_bytes'))} B)"
                 + (f": {health.get('reason')}" if health.get("reason") else "")
             )
             source = _health_source(health.get("provenance"))
@@ -92,8 +101,10 @@ def render_job(row: dict[str, str], prices: Prices) -> str:
         assert isinstance(plan, dict)
         if plan:
             out.append(
-                f"    plan         {plan.get('ranks', '?')} ranks, GPUs {plan.get('gpus', '?')}, "
-                f"{plan.get('cpus_per_rank', '?')} CPUs/rank, NUMA {plan.get('numa', '?')}, NICs {plan.get('nics', '?')}"
+                f"    plan         {_show(plan.get('ranks', '?'))} ranks, "
+                f"GPUs {_show(plan.get('gpus', '?'))}, "
+                f"{_show(plan.get('cpus_per_rank', '?'))} CPUs/rank, "
+                f"NUMA {_show(plan.get('numa', '?'))}, NICs {plan.get('nics', '?')}"
             )
             for warning in plan.get("warnings") or []:
                 out.append(f"    plan warning {warning}")
