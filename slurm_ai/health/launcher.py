@@ -21,6 +21,7 @@ from __future__ import annotations
 import json
 import os
 import pwd
+import re
 import shutil
 import socket
 import sys
@@ -36,6 +37,9 @@ from slurm_ai.health.rendezvous import free_port
 from slurm_ai.health.worker import LAUNCHER_ENV
 from slurm_ai.proc import CommandResult, run_group
 
+# Open MPI's report of a rank that died: "process rank 1 with PID 0 on node vm exited on
+# signal 9 (Killed)" (4.1; the PID is wrong under the isolated launcher).
+_MPIRUN_SIGNALLED = re.compile(r"process rank (\d+) with PID \d+ on node \S+ exited on signal")
 _STRIP_PREFIXES = ("SLURM_", "PMIX_", "PMI_", "OMPI_", "SLURMD_")
 
 
@@ -202,14 +206,19 @@ def parse_results(
 ) -> SweepResult:
     """Rank 0's result when every worker ended well; otherwise why not."""
     failed = _first_failure(results)
-    if failed is not None and failed.returncode < 0 and directory is not None:
+    if failed is not None and directory is not None:
         # A rank killed by a signal: name it and the phase it died in (torch: one
-        # command per rank, in rank order; under mpirun the rank is not known).
-        index = results.index(failed) if backend != "mpi" else None
-        views = [v for v in read_phases(directory) if index is None or v.rank == index]
-        phase = views[0].phase if len(views) == 1 else None
-        why = f"died ({_why(failed, backend)})"
-        raise HealthCheckError(describe(index, socket.gethostname(), why, phase))
+        # command per rank, in rank order; mpirun says which rank in its message).
+        index: int | None = None
+        if backend != "mpi" and failed.returncode < 0:
+            index = results.index(failed)
+        elif backend == "mpi" and (found := _MPIRUN_SIGNALLED.search(failed.stderr)):
+            index = int(found.group(1))
+        if index is not None:
+            views = [v for v in read_phases(directory) if v.rank == index]
+            phase = views[0].phase if len(views) == 1 else None
+            why = f"died ({_why(failed, backend)})"
+            raise HealthCheckError(describe(index, socket.gethostname(), why, phase))
     if reports.errors:  # a worker's own words explain more than an exit code
         raise HealthCheckError(f"{backend} worker failed: {reports.errors[0][:300]}")
     if failed is not None:
