@@ -171,3 +171,12 @@ def test_json_read_from_others_keeps_the_record_and_drops_only_the_bad_number() 
     assert jsontext.dumps({"x": [float("nan"), 1.0, {"y": float("inf")}]}) == (
         '{"x": [null, 1.0, {"y": null}]}'
     )
+
+
+def test_a_marks_file_with_nan_is_refused_not_summed() -> None:
+    from slurm_ai import jsontext
+    from slurm_ai.accounting.marks import MarkError, validate
+
+    for text in ('{"tokens": NaN}', '{"tokens": 1e400}', '{"epochs": -Infinity}'):
+        with pytest.raises(MarkError):
+            validate(jsontext.loads(text))

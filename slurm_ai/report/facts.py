@@ -50,11 +50,12 @@ UNREADABLE = "unparsed"
 
 _NUM = (int, float)
 _PREFIX_LEN = len(TOKEN_PREFIX)
-# The largest figure a record may carry (joules, GB/s, tokens, ranks, bytes): 1e15 is
-# 32 years of a 1 MW job in joules and beyond any token count, yet its square and a
-# million-job sum stay finite. A larger number is corrupt or forged: counted as missing,
-# so no sum, CV or cost downstream becomes inf or NaN (native/fastrow.h: FIGURE_MAX).
-FIGURE_MAX = 1e15
+# The largest figure a record may carry (joules, GB/s, tokens, ranks, bytes), the same
+# ceiling as a mark's (accounting/marks.py MAX_VALUE): 1e18 J is 30,000 years of a 1 MW
+# job, yet its square and a million-job sum stay finite. A larger number is corrupt or
+# forged: counted as missing, so no sum, CV or cost downstream becomes inf or NaN
+# (native/fastrow.h: FIGURE_MAX).
+FIGURE_MAX = 1e18
 _INF = FIGURE_MAX
 
 # outcome values
