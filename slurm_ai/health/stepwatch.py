@@ -77,6 +77,9 @@ class Outcome:
     verdict: str
     reason: str
     print_it: bool
+    # Some task stopped answering (its supervisor frozen): without srun -K, srun would
+    # wait for it forever, so the task that prints cancels the step (cancel_step_later).
+    unanswered: bool = False
 
 
 @dataclass
@@ -274,7 +277,8 @@ class Supervisor:
         where = f" in {PHASE_NAMES.get(common, common)}" if common else ""
         who = "; ".join(names) if names else f"all {self.world} ranks still waiting{where}"
         reason = f"{who}: the all-reduce across the job did not finish within {self.timeout:g} s"
-        return Outcome(4, "timeout", reason, self.rank == 0)
+        unanswered = any("answer" in name for name in names)
+        return Outcome(4, "timeout", reason, self.rank == 0, unanswered)
 
     def emit(self, outcome: Outcome) -> None:
         if not outcome.print_it:
@@ -451,7 +455,7 @@ def _finish(sup: Supervisor, proc: subprocess.Popen[bytes], outcome: Outcome) ->
     sup.emit(outcome)
     _kill(proc)
     sup.announce(outcome.code)
-    if outcome.print_it and sup.world > 1:
+    if outcome.print_it and outcome.unanswered and sup.world > 1:
         sup.cancel_step_later()
     return outcome.code
 

@@ -33,10 +33,10 @@ PHASE_WORDS = {"startup": "start-up", "warmup": "warm-up", "measure": "measure",
 
 
 def run_check(
-    cluster: Any, backend: str, fault: str, extra: list[str] | None = None
+    cluster: Any, backend: str, fault: str, extra: list[str] | None = None, kill: bool = True
 ) -> tuple[Any, float, str]:
     mark = uuid.uuid4().hex
-    argv = ["srun", "--immediate=60", "-K", "-N2", "-n2", "-w", "n[1-2]"]
+    argv = ["srun", "--immediate=60", *(["-K"] if kill else []), "-N2", "-n2", "-w", "n[1-2]"]
     if backend == "mpi":
         argv.append("--mpi=pmix")
     argv += [
@@ -170,4 +170,14 @@ def test_a_passing_check_under_the_supervisor_is_unchanged(slurm_cluster: Any) -
     data = json.loads(out.stdout[out.stdout.index("{") :])
     assert data["verdict"] == "pass" and data["ranks"] == 2
     assert took < BUDGET["mpi"] + MARGIN_S + LAUNCH_S
+    assert leftovers(mark) == []
+
+
+@needs_mpi
+def test_without_srun_k_a_stopped_task_still_ends_the_step(slurm_cluster: Any) -> None:
+    """No -K: the verdict is printed, then the step is cancelled (srun exits 137, not 0)."""
+    out, took, mark = run_check(slurm_cluster, "mpi", "stopall:1@measure", kill=False)
+    assert out.returncode not in (0, 1), (out.stdout, out.stderr)
+    assert "rank 1 on n2 stopped answering" in verdict_line(out.stdout)
+    assert took < BUDGET["mpi"] + MARGIN_S + LAUNCH_S, took
     assert leftovers(mark) == []

@@ -108,7 +108,7 @@ def test_the_prologs_full_check_ends_on_time_and_names_the_rank(
 
 @needs_mpi
 def test_the_health_check_program_stores_a_named_timeout(tmp_path: Path, mark: str) -> None:
-    """As slurmd runs it: `python -I -m slurm_ai.hooks healthcheck`, almost no environment."""
+    """As slurmd runs it: `python -m slurm_ai.hooks healthcheck`, almost no environment."""
     from slurm_ai.health.history import HealthStore
 
     spool = tmp_path / "spool"
@@ -130,10 +130,13 @@ def test_the_health_check_program_stores_a_named_timeout(tmp_path: Path, mark: s
         "SLURMD_NODENAME": "n1",
         "SLURM_AI_HEALTH_FAULT": "stop:1@warmup",
         "SLURM_AI_TEST_RUN": mark,
+        "PYTHONPATH": str(Path(__file__).resolve().parents[2]),
     }
     began = time.monotonic()
     proc = subprocess.run(
-        [sys.executable, "-I", "-m", "slurm_ai.hooks", "healthcheck", "--config", str(config)],
+        # As the shim runs it, but without -I: PYTHONPATH makes it this checkout's code
+        # (-I would import whichever slurm_ai is installed).
+        [sys.executable, "-m", "slurm_ai.hooks", "healthcheck", "--config", str(config)],
         env=env,
         capture_output=True,
         text=True,
