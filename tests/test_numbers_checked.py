@@ -180,3 +180,21 @@ def test_a_marks_file_with_nan_is_refused_not_summed() -> None:
     for text in ('{"tokens": NaN}', '{"tokens": 1e400}', '{"epochs": -Infinity}'):
         with pytest.raises(MarkError):
             validate(jsontext.loads(text))
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["healthcheck", "--timeout", "nan"],
+        ["healthcheck", "--min-busbw", "nan"],
+        ["healthcheck", "--max-small-time-us", "inf"],
+        ["report", "--timeout", "nan"],
+        ["agent", "--interval", "nan"],
+        ["agent", "--duration", "inf"],
+    ],
+)
+def test_a_non_finite_number_on_the_command_line_is_a_usage_error(args: list[str]) -> None:
+    """click's FloatRange lets NaN through (every comparison with NaN is false)."""
+    res = CliRunner().invoke(main, args)
+    assert res.exit_code == 2, res.output
+    assert "finite" in res.output or "range" in res.output, res.output

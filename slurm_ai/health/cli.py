@@ -16,7 +16,7 @@ from typing import Any, NoReturn
 import click
 
 from slurm_ai import jsontext
-from slurm_ai.cli import load_ctx_config
+from slurm_ai.cli import FiniteRange, load_ctx_config
 from slurm_ai.errors import ConfigError, SlurmAIError
 from slurm_ai.health.measure import SweepSpec, format_table, parse_size, size_sweep
 from slurm_ai.health.settings import Floors, HealthSettings
@@ -88,19 +88,19 @@ def _print_report(report: Any, as_json: bool, scope: str) -> None:
 )
 @click.option(
     "--min-busbw",
-    type=float,
+    type=FiniteRange(0, 1e12),
     default=None,
     help="Fail below this busbw (GB/s) at the largest size (overrides the config).",
 )
 @click.option(
     "--max-small-time-us",
-    type=float,
+    type=FiniteRange(0, 1e12),
     default=None,
     help="Fail above this time (us) at the smallest size (overrides the config).",
 )
 @click.option(
     "--timeout",
-    type=click.FloatRange(1, 3600),
+    type=FiniteRange(1, 3600),
     default=None,
     help="Hard limit for the whole check in seconds (default [health] budget_s).",
 )

@@ -17,7 +17,7 @@ from slurm_ai.accounting.sacct import (
     read_rows,
     stream_sacct,
 )
-from slurm_ai.cli import load_ctx_config
+from slurm_ai.cli import FiniteRange, load_ctx_config
 from slurm_ai.errors import SlurmAIError
 from slurm_ai.report.dumpfile import Dump, rows_in_range
 
@@ -114,7 +114,11 @@ def _time_arg(value: str | None, name: str, local: bool) -> float | None:
 )
 @click.option("--workers", type=int, default=0, help="Worker processes (default: one per core).")
 @click.option(
-    "--timeout", type=float, default=3600.0, show_default=True, help="Seconds sacct may run."
+    "--timeout",
+    type=FiniteRange(1, 86400),
+    default=3600.0,
+    show_default=True,
+    help="Seconds sacct may run.",
 )
 @click.pass_context
 def report(
