@@ -235,7 +235,9 @@ class Supervisor:
     def culprits(self, now: float) -> list[str]:
         out: list[str] = []
         views = dict(self.views)
-        for rank in range(self.world):
+        # Without a roll call (no master address, the port taken) only this rank is known.
+        ranks = range(self.world) if self.sock is not None else [self.rank]
+        for rank in ranks:
             view = views.get(rank)
             if view is None:
                 out.append(f"rank {rank} did not answer (its supervisor never reported)")
@@ -269,8 +271,8 @@ class Supervisor:
         return []
 
     def timeout_outcome(self, now: float) -> Outcome:
-        names = self.culprits(now) if self.rank == 0 else []
-        if self.rank != 0:
+        names = self.culprits(now) if self.rank == 0 or self.sock is None else []
+        if self.rank != 0 and self.sock is not None:
             names = [f"rank 0 on {self.first_node} (the coordinator) stopped answering"]
         phases = {v.phase for v in self.views.values()}
         common = phases.pop() if len(phases) == 1 else None

@@ -4,6 +4,7 @@ between tasks is tested on the cluster (test_health_faults_cluster.py)."""
 
 from __future__ import annotations
 
+import socket
 import sys
 import time
 
@@ -87,6 +88,8 @@ def test_the_coordinator_names_the_worst_cause_first() -> None:
     sup = Supervisor(
         rank=0, world=3, node="n1", timeout=5, coordinator=None, as_json=False, job_step=""
     )
+    assert sup.culprits(time.monotonic()) == []  # no roll call: only itself, running
+    sup.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)  # as after open()
     now = time.monotonic()
     sup.own.phase, sup.own.state = "startup", "silent"  # MPI_Init holding the GIL
     sup.views[1] = RankView(1, "n2", "startup", "stopped", seen=now)
@@ -99,6 +102,7 @@ def test_the_coordinator_names_the_worst_cause_first() -> None:
     sup.views[2] = RankView(2, "n3", "measure", "running", seen=now - 10)
     assert names != sup.culprits(now)
     assert "rank 2 on n3 stopped answering in measure" in sup.culprits(now)
+    sup.sock.close()
 
 
 def test_the_watch_port_differs_from_the_rendezvous_port() -> None:
