@@ -89,7 +89,7 @@ def probe(
         topo = _read_xml(topology_xml)
         if as_json:
             out = {"source": topology_xml, "topology": topo.to_dict()}
-            click.echo(json.dumps(out, indent=2, sort_keys=True))
+            click.echo(jsontext.dumps(out, indent=2, sort_keys=True))
         else:
             click.echo(render_probe(topo, None, source=f"{topology_xml} (hwloc XML)"))
         return
@@ -221,7 +221,7 @@ def _plan_explicit(
         out["summary"] = result.summary()
         out["probe_warnings"] = topo.warnings
         out["source"] = topology_xml or root
-        click.echo(json.dumps(out, indent=2, sort_keys=True))
+        click.echo(jsontext.dumps(out, indent=2, sort_keys=True))
     else:
         click.echo(render_plan(result))
         for warning in topo.warnings:
