@@ -109,6 +109,7 @@ def guest_packages(release: str) -> tuple[str, ...]:
         return GUEST_PACKAGES
     return tuple(T64_NAMES.get(name, name) for name in GUEST_PACKAGES)
 
+
 # /sbin/sai-init in the image: PID 1 until the host's Python can run.  It only
 # mounts what Python needs and then hands over to guest_boot (in the checkout,
 # so changing the boot logic does not rebuild the image).
