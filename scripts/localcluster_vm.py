@@ -324,10 +324,11 @@ def _build_image(image: RootImage, inputs: dict[str, object]) -> None:
     rootfs = work / "rootfs"
     work.mkdir(parents=True)
     log = work / "debootstrap.log"
+    packages = ",".join(guest_packages(str(inputs["release"])))
     with open(log, "wb") as out:
         proc = subprocess.run(
             [
-                "debootstrap", "--variant=minbase", f"--include={','.join(guest_packages(str(inputs['release'])))}",
+                "debootstrap", "--variant=minbase", f"--include={packages}",
                 str(inputs["release"]), str(rootfs), str(inputs["mirror"]),
             ],
             stdout=out, stderr=subprocess.STDOUT, timeout=1800, check=False,
