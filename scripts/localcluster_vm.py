@@ -91,6 +91,24 @@ GUEST_PACKAGES = (
     "libgdbm6",
     "libexpat1",
 )
+# Debian 13 renamed these for the 64-bit time_t transition (debootstrap finds no libssl3
+# there: the first Debian 13 run of the VM step failed so); releases before it keep the
+# old names.
+T64_NAMES = {
+    "libpmix2": "libpmix2t64",
+    "libssl3": "libssl3t64",
+    "libreadline8": "libreadline8t64",
+    "libgdbm6": "libgdbm6t64",
+}
+RELEASES_BEFORE_T64 = ("buster", "bullseye", "bookworm")
+
+
+def guest_packages(release: str) -> tuple[str, ...]:
+    """GUEST_PACKAGES under the names Debian `release` gives them."""
+    if release in RELEASES_BEFORE_T64:
+        return GUEST_PACKAGES
+    return tuple(T64_NAMES.get(name, name) for name in GUEST_PACKAGES)
+
 
 # /sbin/sai-init in the image: PID 1 until the host's Python can run.  It only
 # mounts what Python needs and then hands over to guest_boot (in the checkout,
@@ -268,7 +286,7 @@ def image_inputs(release: str, mirror: str) -> dict[str, object]:
         "format": ROOTFS_FORMAT,
         "release": release,
         "mirror": mirror,
-        "packages": sorted(GUEST_PACKAGES),
+        "packages": sorted(guest_packages(release)),
         "init": GUEST_INIT,
         "size_mb": ROOT_IMAGE_MB,
     }
@@ -306,10 +324,11 @@ def _build_image(image: RootImage, inputs: dict[str, object]) -> None:
     rootfs = work / "rootfs"
     work.mkdir(parents=True)
     log = work / "debootstrap.log"
+    packages = ",".join(guest_packages(str(inputs["release"])))
     with open(log, "wb") as out:
         proc = subprocess.run(
             [
-                "debootstrap", "--variant=minbase", f"--include={','.join(GUEST_PACKAGES)}",
+                "debootstrap", "--variant=minbase", f"--include={packages}",
                 str(inputs["release"]), str(rootfs), str(inputs["mirror"]),
             ],
             stdout=out, stderr=subprocess.STDOUT, timeout=1800, check=False,

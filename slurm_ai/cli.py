@@ -106,6 +106,21 @@ def main(ctx: click.Context, config_file: str | None) -> None:
     ctx.obj.setdefault("config_file", config_file)
 
 
+class FiniteRange(click.FloatRange):
+    """click.FloatRange that refuses NaN and infinities: NaN passes every comparison,
+    so FloatRange alone takes `--timeout nan` (a limit that never expires)."""
+
+    name = "finite float range"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        import math
+
+        number = super().convert(value, param, ctx)
+        if not math.isfinite(number):
+            self.fail(f"{value!r} is not a finite number", param, ctx)
+        return number
+
+
 def load_ctx_config(ctx: click.Context) -> Any:
     """The Config for a subcommand, loaded once per invocation; errors as ClickException."""
     from slurm_ai.config import load_config

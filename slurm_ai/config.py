@@ -11,6 +11,7 @@ getters below, so adding a setting touches only the module that owns it.
 
 from __future__ import annotations
 
+import math
 import os
 import tomllib
 from collections.abc import Mapping
@@ -25,6 +26,10 @@ DEFAULT_SPOOL_DIR = "/var/spool/slurm-ai"
 DEFAULT_LOG_FILE = "/var/log/slurm-ai/slurm-ai.log"
 
 T = TypeVar("T")
+# Default upper bounds of numeric settings: far above any sensible value (a year is 3e7 s,
+# a price per kWh is < 10), far below what overflows a sum or a C integer.
+FLOAT_HIGH = 1e12
+INT_HIGH = 2**31 - 1
 
 
 @dataclass(frozen=True)
@@ -57,11 +62,39 @@ class Section:
             raise ConfigError(f"[{self.name}] {key}: expected a string")
         return value
 
-    def get_int(self, key: str, default: int) -> int:
-        return self._get(key, default, (int,))
+    def get_int(self, key: str, default: int, low: int = 0, high: int = INT_HIGH) -> int:
+        """An integer in [low, high]: every numeric setting slurm-ai has is a count, a
+        size or a limit, never negative; a value past `high` is a typo, not a wish."""
+        value = self._get(key, default, (int,))
+        self._in_range(key, value, low, high)
+        return value
 
-    def get_float(self, key: str, default: float) -> float:
-        return float(self._get(key, default, (int, float)))
+    def get_float(
+        self,
+        key: str,
+        default: float,
+        low: float = 0.0,
+        high: float = FLOAT_HIGH,
+        positive: bool = False,
+    ) -> float:
+        """A finite number in [low, high] (above 0 with `positive`). TOML accepts nan
+        and inf (and 1e400 reads as inf): they would reach every sum, table and JSON
+        document downstream, so they stop here with the key's name."""
+        value = float(self._get(key, default, (int, float)))
+        if not math.isfinite(value):
+            raise ConfigError(f"[{self.name}] {key}: must be a finite number, got {value}")
+        self._in_range(key, value, low, high)
+        if positive and value <= 0:
+            raise ConfigError(f"[{self.name}] {key}: must be positive, got {value:g}")
+        return value
+
+    def _in_range(self, key: str, value: float, low: float, high: float) -> None:
+        if value < low:
+            if low == 0:
+                raise ConfigError(f"[{self.name}] {key}: must not be negative, got {value:g}")
+            raise ConfigError(f"[{self.name}] {key}: must be at least {low:g}, got {value:g}")
+        if value > high:
+            raise ConfigError(f"[{self.name}] {key}: must be at most {high:g}, got {value:g}")
 
     def get_bool(self, key: str, default: bool) -> bool:
         return self._get(key, default, (bool,))

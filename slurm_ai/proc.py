@@ -10,7 +10,7 @@ from __future__ import annotations
 import contextlib
 import os
 import subprocess
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -77,6 +77,7 @@ def run_group(
     max_output: int = 1024 * 1024,
     grace: float = 1.0,
     fail_fast: bool = False,
+    before_kill: Callable[[], None] | None = None,
 ) -> list[CommandResult]:
     """Run several commands at once as ONE new process group, with one hard timeout.
 
@@ -92,6 +93,8 @@ def run_group(
     read the return codes). `envs[i]` is the full environment of command i.
     With `fail_fast`, the first command to exit non-zero ends the others too
     (ranks waiting for a dead peer would otherwise wait until the timeout).
+    `before_kill` runs at the timeout while the processes still exist (a caller
+    reads which of them were stopped or silent, to name them).
     """
     import tempfile
 
@@ -107,7 +110,9 @@ def run_group(
             )
             for _ in commands
         ]
-        procs, timed_out = _start_and_wait(commands, envs, outputs, timeout, grace, fail_fast)
+        procs, timed_out = _start_and_wait(
+            commands, envs, outputs, timeout, grace, fail_fast, before_kill
+        )
         if timed_out:
             partial = []
             for out, _ in outputs:
@@ -136,6 +141,7 @@ def _start_and_wait(
     timeout: float,
     grace: float,
     fail_fast: bool,
+    before_kill: Callable[[], None] | None = None,
 ) -> tuple[list[subprocess.Popen[bytes]], bool]:
     import signal
     import time
@@ -180,6 +186,9 @@ def _start_and_wait(
                 break
             time.sleep(0.02)
     finally:
+        if timed_out and before_kill is not None:
+            with contextlib.suppress(Exception):  # naming the culprit never blocks the kill
+                before_kill()
         if procs:
             # Also after a normal end: no straggler may outlive the check.
             _kill_group(leader, procs, signal.SIGTERM if timed_out else signal.SIGKILL, grace)

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import json
 import os
 from typing import Any
 
 import click
 
+from slurm_ai import jsontext
 from slurm_ai.cli import load_ctx_config
 
 EXIT_WAITING = 3  # records remain in the spool because accounting is unreachable
@@ -65,7 +65,7 @@ def deliver(
                     }
                     for w in waiting
                 ]
-                click.echo(json.dumps(rows, indent=1))
+                click.echo(jsontext.dumps(rows, indent=1))
             else:
                 click.echo("\n".join(w.line(now) for w in waiting) or "nothing pending")
             return
@@ -77,7 +77,7 @@ def deliver(
         raise click.ClickException(str(exc)) from exc
     summary = stats.as_dict()
     if as_json:
-        click.echo(json.dumps(summary, sort_keys=True))
+        click.echo(jsontext.dumps(summary, sort_keys=True))
     else:
         click.echo(" ".join(f"{k}={v}" for k, v in sorted(summary.items())) or "nothing pending")
     if stats.lock_busy:

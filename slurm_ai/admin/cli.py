@@ -12,6 +12,7 @@ from typing import Any
 
 import click
 
+from slurm_ai import jsontext
 from slurm_ai.config import DEFAULT_CONFIG_PATH, DEFAULT_LOG_FILE, DEFAULT_SPOOL_DIR
 
 DEFAULT_MARK_DIR = "/var/spool/slurm-ai-marks"
@@ -423,7 +424,7 @@ def doctor(
         target.slurm_etc = _etc_from_config(config_path)
     results = doc.run_checks(target, skip)
     if as_json:
-        click.echo(json.dumps(doc.as_json(results), indent=1))
+        click.echo(jsontext.dumps(doc.as_json(results), indent=1))
     else:
         click.echo(doc.render(results))
     ctx.exit(1 if any(r.status == "fail" for r in results) else 0)

@@ -8,12 +8,12 @@ from dataclasses import replace
 
 import click
 
-from slurm_ai.cli import load_ctx_config
+from slurm_ai.cli import FiniteRange, load_ctx_config
 from slurm_ai.errors import SlurmAIError
 
 
 @click.command("agent")
-@click.option("--interval", type=click.FloatRange(0.05, 3600), help="Seconds between samples.")
+@click.option("--interval", type=FiniteRange(0.05, 3600), help="Seconds between samples.")
 @click.option("--store", "store_dir", help='Store directory ("{node}" expands to the node name).')
 @click.option("--node", help="Node name (default: the short hostname).")
 @click.option(
@@ -21,7 +21,7 @@ from slurm_ai.errors import SlurmAIError
 )
 @click.option("--listen", help="Serve /metrics on [HOST:]PORT (HOST defaults to 127.0.0.1).")
 @click.option("--once", is_flag=True, help="Take one sample, print it, exit.")
-@click.option("--duration", type=click.FloatRange(0), help="Stop after this many seconds.")
+@click.option("--duration", type=FiniteRange(0), help="Stop after this many seconds.")
 @click.option("--nvml-recorded", help="Sample a recorded NVML file instead of the GPUs (tests).")
 @click.pass_context
 def agent(

@@ -76,22 +76,23 @@ class AgentSettings:
     @classmethod
     def from_config(cls, config: Config) -> AgentSettings:
         s = config.section("agent")
-        interval = s.get_float("interval_s", DEFAULT_INTERVAL_S)
+        interval = s.get_float("interval_s", DEFAULT_INTERVAL_S, low=-1e12)
         if not 0.05 <= interval <= 3600:
             raise ConfigError("[agent] interval_s: must be between 0.05 and 3600 seconds")
-        max_mb = s.get_float("max_mb", DEFAULT_MAX_BYTES / 2**20)
+        max_mb = s.get_float("max_mb", DEFAULT_MAX_BYTES / 2**20, high=1e7)
         if max_mb <= 0:
             raise ConfigError("[agent] max_mb: must be positive")
         return cls(
             interval_s=interval,
             store_dir=s.get_str("store_dir", DEFAULT_STORE_DIR),
             max_bytes=int(max_mb * 2**20),
-            retention_s=s.get_float("retention_days", DEFAULT_RETENTION_S / 86400) * 86400,
+            retention_s=s.get_float("retention_days", DEFAULT_RETENTION_S / 86400, high=36500.0)
+            * 86400,
             textfile_dir=s.get_opt_str("textfile_dir"),
             listen=s.get_opt_str("listen"),
             nvml=s.get_bool("nvml", True),
             nvml_recorded=s.get_opt_str("nvml_recorded"),
-            nvml_timeout_s=s.get_float("nvml_timeout_s", 2.0),
+            nvml_timeout_s=s.get_float("nvml_timeout_s", 2.0, high=600.0, positive=True),
             events=s.get_bool("events", True),
             sysfs_root=s.get_str("sysfs_root", "/"),
             rapl=s.get_bool("rapl", True),

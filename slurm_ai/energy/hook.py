@@ -45,11 +45,11 @@ class EnergySettings:
         return cls(
             sysfs_root=sec.get_str("sysfs_root", "/"),
             nvml_recorded=sec.get_opt_str("nvml_recorded") or None,
-            nvml_timeout_s=sec.get_float("nvml_timeout_s", 2.0),
+            nvml_timeout_s=sec.get_float("nvml_timeout_s", 2.0, high=600.0, positive=True),
             ipmi=sec.get_str("ipmi", "auto"),
-            ipmi_timeout_s=sec.get_float("ipmi_timeout_s", 3.0),
-            cpu_tdp_w=sec.get_float("cpu_tdp_w", 0.0),
-            cpu_idle_fraction=min(1.0, max(0.0, sec.get_float("cpu_idle_fraction", 0.3))),
+            ipmi_timeout_s=sec.get_float("ipmi_timeout_s", 3.0, high=600.0, positive=True),
+            cpu_tdp_w=sec.get_float("cpu_tdp_w", 0.0, high=100000.0),
+            cpu_idle_fraction=min(1.0, max(0.0, sec.get_float("cpu_idle_fraction", 0.3, high=1.0))),
         )
 
 

@@ -7,14 +7,16 @@ worker processes).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import socket
-from typing import Any
+from typing import Any, NoReturn
 
 import click
 
-from slurm_ai.cli import load_ctx_config
+from slurm_ai import jsontext
+from slurm_ai.cli import FiniteRange, load_ctx_config
 from slurm_ai.errors import ConfigError, SlurmAIError
 from slurm_ai.health.measure import SweepSpec, format_table, parse_size, size_sweep
 from slurm_ai.health.settings import Floors, HealthSettings
@@ -34,7 +36,7 @@ def _print_report(report: Any, as_json: bool, scope: str) -> None:
     if as_json:
         data = report.to_json()
         data["scope"] = scope
-        click.echo(json.dumps(data, indent=2, sort_keys=True))
+        click.echo(jsontext.dumps(data, indent=2, sort_keys=True))
         return
     for check in report.checks:
         if check.check != "allreduce" or check.verdict is not Verdict.PASS:
@@ -86,19 +88,19 @@ def _print_report(report: Any, as_json: bool, scope: str) -> None:
 )
 @click.option(
     "--min-busbw",
-    type=float,
+    type=FiniteRange(0, 1e12),
     default=None,
     help="Fail below this busbw (GB/s) at the largest size (overrides the config).",
 )
 @click.option(
     "--max-small-time-us",
-    type=float,
+    type=FiniteRange(0, 1e12),
     default=None,
     help="Fail above this time (us) at the smallest size (overrides the config).",
 )
 @click.option(
     "--timeout",
-    type=click.FloatRange(1, 3600),
+    type=FiniteRange(1, 3600),
     default=None,
     help="Hard limit for the whole check in seconds (default [health] budget_s).",
 )
@@ -218,12 +220,27 @@ def _job(
     partition: str | None,
     config: Any,
 ) -> int:
-    from slurm_ai.health import jobscope
+    from slurm_ai.health import jobscope, stepwatch
+
+    if stepwatch.should_supervise(os.environ):
+        return _supervise(settings, opts, timeout, config)
     from slurm_ai.health.history import HealthStore
+    from slurm_ai.health.phases import PhaseReporter, pipe_writer
 
     backend_name = opts["backend"] or settings.backend
+    watch_fd = stepwatch.child_reporter_fd(os.environ)
+    procid = os.environ.get("SLURM_PROCID", "")
+    reporter = None
+    if watch_fd is not None:
+        reporter = PhaseReporter(
+            pipe_writer(watch_fd),
+            int(procid) if procid.isdecimal() else None,
+            os.environ.get("SLURM_AI_HEALTH_FAULT") or None,
+        )
 
     def on_timeout(rank: int | None) -> None:
+        if reporter is not None:
+            return  # the supervisor prints the verdict (stepwatch.py)
         if rank in (0, None):
             message = (
                 f"{backend_name} all-reduce across the job did not finish within {timeout:g} s"
@@ -267,6 +284,7 @@ def _job(
             master_addr=opts["master_addr"],
             slurm_env=config.slurm_env(),
             on_timeout=on_timeout,
+            reporter=reporter,
         )
     except Exception as exc:  # fail open with a clear verdict, never a traceback
         report = jobscope.error_report(exc)
@@ -276,4 +294,42 @@ def _job(
             click.echo(f"rank {rank}: verdict: error ({report.reason})", err=True)
     if rank == 0:
         _print_report(report, opts["as_json"], "job")
-    return EXIT_CODES[report.verdict]
+    code = EXIT_CODES[report.verdict]
+    if watch_fd is not None:
+        jobscope.flush()
+        with contextlib.suppress(OSError):
+            os.write(watch_fd, f"verdict {code}\n".encode())
+    return code
+
+
+def _supervise(
+    settings: HealthSettings, opts: dict[str, Any], timeout: float, config: Any
+) -> NoReturn:
+    """This srun task supervises its rank (stepwatch.py): the step ends on time."""
+    import sys
+
+    from slurm_ai.health import stepwatch
+    from slurm_ai.health.errors import HealthCheckError
+    from slurm_ai.health.rendezvous import job_rendezvous, scontrol_node_addr
+
+    slurm_env = config.slurm_env()
+
+    def coordinator_addr() -> str | None:
+        try:
+            return job_rendezvous(
+                os.environ,
+                master_addr=opts["master_addr"],
+                node_addr=lambda node: scontrol_node_addr(node, slurm_env),
+            ).master_addr
+        except HealthCheckError:
+            return None
+
+    sup = stepwatch.make_supervisor(
+        os.environ, timeout, bool(opts["as_json"]), coordinator_addr, "scancel", slurm_env
+    )
+    code = stepwatch.supervise(sup, list(sys.orig_argv), os.environ)
+    # Exit now: srun -K's SIGTERM may arrive during the interpreter's shutdown, which
+    # uninstalls the handler that keeps this code (srun would then say 143).
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)

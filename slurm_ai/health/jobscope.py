@@ -44,6 +44,7 @@ from slurm_ai.health.errors import HealthCheckError
 from slurm_ai.health.history import HealthStore, comparable_busbw
 from slurm_ai.health.measure import SweepResult, SweepSpec
 from slurm_ai.health.node import HealthReport, history_entry
+from slurm_ai.health.phases import PhaseReporter
 from slurm_ai.health.rendezvous import Rendezvous, job_rendezvous, scontrol_node_addr
 from slurm_ai.health.settings import Floors, HealthSettings
 from slurm_ai.health.thresholds import Calibration, calibrate, judge_sweep
@@ -204,6 +205,7 @@ def run_job_check(
     master_addr: str | None,
     slurm_env: Mapping[str, str],
     on_timeout: Callable[[int | None], None],
+    reporter: PhaseReporter | None = None,
 ) -> tuple[int, HealthReport]:
     """Run this rank; returns (rank, report). The report is the same on every rank."""
     started = time.monotonic()
@@ -211,11 +213,15 @@ def run_job_check(
     rank_guess = int(rank_hint) if rank_hint and rank_hint.isdigit() else None
     nodes_text = env.get("SLURM_STEP_NUM_NODES") or env.get("SLURM_JOB_NUM_NODES") or "1"
     nodes = int(nodes_text) if nodes_text.isdigit() else 1
-    with Watchdog(timeout, lambda: on_timeout(rank_guess)):
+    # Supervised (stepwatch.py), the supervisor ends this rank at the deadline and
+    # prints the verdict; the rank's own limits sit behind it, so a peer's hang is
+    # never mistaken for an error of this rank (gloo raises at its own timeout).
+    own = timeout + 10.0 if reporter is not None else timeout
+    with Watchdog(own, lambda: on_timeout(rank_guess)):
         gpu_checks = local_gpu_checks(options, env, timeout)
         rdv = job_rank_and_rendezvous(spec.backend, env, master_addr, slurm_env)
         share = _share(options, node_name(env), nodes, gpu_checks)
-        rank, sweep, shared = run_rank_sharing(spec, rdv, timeout, share)
+        rank, sweep, shared = run_rank_sharing(spec, rdv, own, share, reporter=reporter)
     report = HealthReport(Verdict.PASS, "", backend=spec.backend, sweep=sweep)
     checks, report.calibration = fold_shared(shared)
     report.checks = checks + judge_sweep(

@@ -21,18 +21,25 @@ from __future__ import annotations
 import json
 import os
 import pwd
+import re
 import shutil
+import socket
 import sys
+import time
 from collections.abc import Mapping
 
 from slurm_ai.errors import CommandError, CommandTimeout
 from slurm_ai.health.errors import HealthCheckError, HealthColdStart, HealthTimeout
 from slurm_ai.health.measure import SweepResult, SweepSpec
-from slurm_ai.health.rankfiles import RankReports, read_reports, report_dir
+from slurm_ai.health.phases import PHASES, SILENT_S, describe, proc_state
+from slurm_ai.health.rankfiles import RankReports, read_phases, read_reports, report_dir
 from slurm_ai.health.rendezvous import free_port
 from slurm_ai.health.worker import LAUNCHER_ENV
 from slurm_ai.proc import CommandResult, run_group
 
+# Open MPI's report of a rank that died: "process rank 1 with PID 0 on node vm exited on
+# signal 9 (Killed)" (4.1; the PID is wrong under the isolated launcher).
+_MPIRUN_SIGNALLED = re.compile(r"process rank (\d+) with PID \d+ on node \S+ exited on signal")
 _STRIP_PREFIXES = ("SLURM_", "PMIX_", "PMI_", "OMPI_", "SLURMD_")
 
 
@@ -120,10 +127,22 @@ def launch_local(
         try:
             # The grace for SIGTERM comes out of the budget: the verdict arrives in time.
             grace = min(1.0, timeout * 0.1)
+            stuck: list[str] = []
             results = run_group(
-                commands, timeout=timeout - grace, envs=envs, grace=grace, fail_fast=True
+                commands,
+                timeout=timeout - grace,
+                envs=envs,
+                grace=grace,
+                fail_fast=True,
+                before_kill=lambda: stuck.extend(stuck_ranks(reports, socket.gethostname())),
             )
         except CommandTimeout as exc:
+            if stuck:
+                # A stopped or silent rank is a hang, never a cold start: name it.
+                raise HealthTimeout(
+                    f"{'; '.join(stuck)}: the {spec.backend} check on {ranks} ranks did not "
+                    f"finish within {timeout:g} s"
+                ) from exc
             ready = read_reports(reports).ready
             if ready < ranks:
                 raise HealthColdStart(
@@ -136,7 +155,35 @@ def launch_local(
             ) from exc
         except CommandError as exc:
             raise HealthCheckError(f"cannot start the {spec.backend} workers: {exc}") from exc
-        return parse_results(results, read_reports(reports), spec.backend)
+        return parse_results(results, read_reports(reports), spec.backend, reports)
+
+
+def stuck_ranks(directory: str, node: str) -> list[str]:
+    """Ranks that are stopped, silent (no heartbeat) or behind the others, named."""
+    views = read_phases(directory)
+    if not views:
+        return []
+    now = time.time()
+    stuck = []
+    for view in views:
+        state = proc_state(view.pid)
+        if state == "stopped":
+            stuck.append(describe(view.rank, node, "is stopped (SIGSTOP)", view.phase))
+        elif state in ("gone", "zombie"):
+            stuck.append(describe(view.rank, node, "died", view.phase))
+        elif now - view.beat > SILENT_S:
+            stuck.append(describe(view.rank, node, "stopped answering", view.phase))
+    if stuck:
+        return stuck
+    order = {name: i for i, name in enumerate(PHASES)}
+    least = min(order.get(v.phase, 0) for v in views)
+    if all(order.get(v.phase, 0) == least for v in views):
+        return []  # all in the same phase: no rank to blame (a cold start, or all slow)
+    return [
+        describe(v.rank, node, "fell behind the others", v.phase)
+        for v in views
+        if order.get(v.phase, 0) == least
+    ]
 
 
 def _rank_envs(env: Mapping[str, str], ranks: int) -> list[dict[str, str]]:
@@ -154,9 +201,24 @@ def _rank_envs(env: Mapping[str, str], ranks: int) -> list[dict[str, str]]:
     ]
 
 
-def parse_results(results: list[CommandResult], reports: RankReports, backend: str) -> SweepResult:
+def parse_results(
+    results: list[CommandResult], reports: RankReports, backend: str, directory: str | None = None
+) -> SweepResult:
     """Rank 0's result when every worker ended well; otherwise why not."""
     failed = _first_failure(results)
+    if failed is not None and directory is not None:
+        # A rank killed by a signal: name it and the phase it died in (torch: one
+        # command per rank, in rank order; mpirun says which rank in its message).
+        index: int | None = None
+        if backend != "mpi" and failed.returncode < 0:
+            index = results.index(failed)
+        elif backend == "mpi" and (found := _MPIRUN_SIGNALLED.search(failed.stderr)):
+            index = int(found.group(1))
+        if index is not None:
+            views = [v for v in read_phases(directory) if v.rank == index]
+            phase = views[0].phase if len(views) == 1 else None
+            why = f"died ({_why(failed, backend)})"
+            raise HealthCheckError(describe(index, socket.gethostname(), why, phase))
     if reports.errors:  # a worker's own words explain more than an exit code
         raise HealthCheckError(f"{backend} worker failed: {reports.errors[0][:300]}")
     if failed is not None:

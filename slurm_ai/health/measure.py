@@ -19,7 +19,7 @@ with their own array library; this module never imports one.
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any, Protocol
 
@@ -238,8 +238,12 @@ def fault_for_rank(fault: str | None, rank: int) -> str | None:
     return kind if target.strip() == str(rank) and kind in kinds else None
 
 
-def run_sweep(coll: Collective, spec: SweepSpec) -> SweepResult:
-    """The measurement loop; every rank calls it, every rank gets the same rows."""
+def run_sweep(
+    coll: Collective, spec: SweepSpec, on_phase: Callable[[str], None] | None = None
+) -> SweepResult:
+    """The measurement loop; every rank calls it, every rank gets the same rows.
+    `on_phase("warmup" | "measure")` tells a watcher where this rank is (phases.py)."""
+    phase = on_phase or (lambda name: None)
     corrupt = fault_for_rank(spec.fault, coll.rank) == "corrupt"
     elem = DTYPE_BYTES[spec.dtype]
     result = SweepResult(coll.backend, coll.world, coll.device)
@@ -251,7 +255,9 @@ def run_sweep(coll: Collective, spec: SweepSpec) -> SweepResult:
         coll.allreduce()
         wrong = coll.sum_int(coll.count_wrong())
         if spec.warmup:
+            phase("warmup")
             coll.timed(spec.warmup)
+        phase("measure")
         seconds = coll.mean_float(coll.timed(spec.iters))
         algbw = algbw_gbps(count * elem, seconds)
         result.rows.append(

@@ -116,3 +116,28 @@ def _read(path: Path, limit: int) -> str:
     fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
     with os.fdopen(fd, "rb") as src:
         return src.read(limit).decode(errors="replace")
+
+
+@dataclass(frozen=True)
+class PhaseView:
+    """Where one worker was (phases.py): its rank (None before it knew), phase, pid,
+    and its last heartbeat (epoch seconds)."""
+
+    rank: int | None
+    phase: str
+    pid: int
+    beat: float
+
+
+def read_phases(directory: str) -> list[PhaseView]:
+    views: list[PhaseView] = []
+    root = Path(directory)
+    for path in sorted(root.glob("phase.*")):
+        try:
+            phase, rank, pid = _read(path, 200).split()
+            beat_path = root / f"beat.{path.name.split('.', 1)[1]}"
+            beat = beat_path.stat().st_mtime if beat_path.exists() else 0.0
+            views.append(PhaseView(int(rank) if rank.isdecimal() else None, phase, int(pid), beat))
+        except (OSError, ValueError):
+            continue
+    return sorted(views, key=lambda v: (v.rank is None, v.rank or 0))

@@ -84,6 +84,9 @@ DEFAULT_XID_FATAL = [
     140,
 ]
 DEFAULT_XID_IGNORE = [13, 31, 43, 45]
+# A check longer than an hour is a mistake (slurmd kills a HealthCheckProgram after 60 s).
+MAX_BUDGET_S = 3600.0
+HOURS_HIGH = 10 * 8760.0  # ten years
 WHEN = ("background", "every_job", "after_boot", "interval")
 LOCAL_BENCH = ("gpu", "always", "off")
 
@@ -166,7 +169,10 @@ class HealthSettings:
         outlier = s.get_str("outlier_verdict", "fail")
         if outlier not in ("fail", "warn"):
             raise ConfigError("[health] outlier_verdict: expected fail or warn")
-        floors = Floors(s.get_float("min_busbw_gbps", 0.0), s.get_float("max_small_time_us", 0.0))
+        floors = Floors(
+            s.get_float("min_busbw_gbps", 0.0),
+            s.get_float("max_small_time_us", 0.0),
+        )
         table = s.get_table("floors")
         partition_floors: dict[str, Floors] = {}
         for name in table.values:
@@ -175,43 +181,43 @@ class HealthSettings:
                 part.get_float("min_busbw_gbps", floors.min_busbw_gbps),
                 part.get_float("max_small_time_us", floors.max_small_time_us),
             )
-        budget = s.get_float("budget_s", 10.0)
-        background_budget = s.get_float("background_budget_s", 50.0)
-        if budget <= 0 or background_budget <= 0:
-            raise ConfigError("[health] budget_s and background_budget_s must be positive")
+        budget = s.get_float("budget_s", 10.0, high=MAX_BUDGET_S, positive=True)
+        background_budget = s.get_float(
+            "background_budget_s", 50.0, high=MAX_BUDGET_S, positive=True
+        )
         local_bench = s.get_str("local_bench", "gpu")
         if local_bench not in LOCAL_BENCH:
             raise ConfigError(f"[health] local_bench: expected one of {', '.join(LOCAL_BENCH)}")
         return cls(
             enabled=s.get_bool("enabled", False),
             when=when,
-            interval_hours=s.get_float("interval_hours", 24.0),
-            max_age_hours=s.get_float("max_age_hours", 24.0),
+            interval_hours=s.get_float("interval_hours", 24.0, high=HOURS_HIGH),
+            max_age_hours=s.get_float("max_age_hours", 24.0, high=HOURS_HIGH),
             background_budget_s=background_budget,
             epilog_refresh=s.get_bool("epilog_refresh", True),
             auto_resume=s.get_bool("auto_resume", True),
             partitions=s.get_str_list("partitions", []),
-            min_gpus=s.get_int("min_gpus", 0),
+            min_gpus=s.get_int("min_gpus", 0, high=4096),
             budget_s=budget,
             backend=s.get_str("backend", "auto"),
-            ranks=s.get_int("ranks", 0),
+            ranks=s.get_int("ranks", 0, high=256),
             min_size=_size(s, "min_size", "64K"),
             cpu_max_size=_size(s, "cpu_max_size", "16M"),
             gpu_max_size=_size(s, "gpu_max_size", "256M"),
-            size_factor=max(2, s.get_int("size_factor", 4)),
-            iters=max(1, s.get_int("iters", 5)),
-            warmup=max(0, s.get_int("warmup", 2)),
+            size_factor=max(2, s.get_int("size_factor", 4, high=1024)),
+            iters=max(1, s.get_int("iters", 5, high=10000)),
+            warmup=max(0, s.get_int("warmup", 2, high=1000)),
             dtype=dtype,
             floors=floors,
             partition_floors=partition_floors,
             calibrate=s.get_bool("calibrate", True),
-            calib_min_samples=max(3, s.get_int("calib_min_samples", 10)),
-            calib_k=s.get_float("calib_k", 3.0),
-            calib_min_drop=s.get_float("calib_min_drop", 0.10),
+            calib_min_samples=max(3, s.get_int("calib_min_samples", 10, high=100000)),
+            calib_k=s.get_float("calib_k", 3.0, high=100.0),
+            calib_min_drop=s.get_float("calib_min_drop", 0.10, high=1.0),
             outlier_verdict=outlier,
-            history_max=max(10, s.get_int("history_max", 500)),
+            history_max=max(10, s.get_int("history_max", 500, high=1000000)),
             gpu_checks=s.get_bool("gpu_checks", True),
-            expected_gpus=s.get_int("expected_gpus", 0),
+            expected_gpus=s.get_int("expected_gpus", 0, high=4096),
             xid_fatal=s.get_int_list("xid_fatal", DEFAULT_XID_FATAL),
             xid_ignore=s.get_int_list("xid_ignore", DEFAULT_XID_IGNORE),
             kmsg=s.get_str("kmsg", "/dev/kmsg"),
@@ -221,13 +227,13 @@ class HealthSettings:
             textfile_dir=s.get_str("textfile_dir", ""),
             mpirun=s.get_str("mpirun", "mpirun"),
             local_bench=local_bench,
-            bench_gemm_n=max(16, s.get_int("bench_gemm_n", 8192)),
+            bench_gemm_n=max(16, s.get_int("bench_gemm_n", 8192, high=65536)),
             bench_mem_size=_size(s, "bench_mem_size", "1G"),
-            bench_seconds=max(0.01, s.get_float("bench_seconds", 2.0)),
+            bench_seconds=max(0.01, s.get_float("bench_seconds", 2.0, high=MAX_BUDGET_S)),
             bench_floors=BenchFloors(
                 gemm_min_tflops=s.get_float("gemm_min_tflops", 0.0),
                 mem_min_gbps=s.get_float("mem_min_gbps", 0.0),
-                gemm_min_fraction=s.get_float("gemm_min_fraction", 0.5),
-                mem_min_fraction=s.get_float("mem_min_fraction", 0.5),
+                gemm_min_fraction=s.get_float("gemm_min_fraction", 0.5, high=1.0),
+                mem_min_fraction=s.get_float("mem_min_fraction", 0.5, high=1.0),
             ),
         )

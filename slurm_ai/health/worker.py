@@ -29,6 +29,7 @@ from typing import Any
 
 from slurm_ai.health import rankfiles
 from slurm_ai.health.measure import FAULT_ENV, SweepResult, SweepSpec, fault_for_rank, run_sweep
+from slurm_ai.health.phases import PhaseReporter, file_writer
 from slurm_ai.health.rendezvous import Rendezvous
 from slurm_ai.proc import die_with_parent
 
@@ -72,6 +73,7 @@ def run_rank_sharing(
     timeout_s: float,
     share: Callable[[int, SweepResult], str] | None,
     on_ready: Callable[[int], None] | None = None,
+    reporter: PhaseReporter | None = None,
 ) -> tuple[int, SweepResult, list[str]]:
     """Run this rank's sweep, then gather `share(rank, result)` of every rank
     (job scope: each node's GPU checks, rank 0's calibration).
@@ -81,6 +83,8 @@ def run_rank_sharing(
     check (import torch + CUDA init took 4.6 s on an H200, the sweep < 1 s).
     """
     began = time.perf_counter()
+    if reporter is not None:
+        reporter.phase("startup", rdv.rank if rdv is not None else reporter.rank)
     if rdv is not None and fault_for_rank(spec.fault, rdv.rank) == "coldstart":
         time.sleep(3600)  # a start-up that never ends: only the launcher's timeout stops it
     coll = make_collective(spec, rdv, timeout_s)
@@ -89,7 +93,13 @@ def run_rank_sharing(
         if on_ready is not None:
             on_ready(coll.rank)
         apply_fault(spec, coll.rank)
-        result = run_sweep(coll, spec)
+        on_phase = None
+        if reporter is not None:
+            reporter.rank = coll.rank
+            on_phase = reporter.phase
+        result = run_sweep(coll, spec, on_phase)
+        if reporter is not None:
+            reporter.phase("report")
         if spec.bench is not None:
             result.local = [json.loads(t) for t in coll.allgather_text(_bench(spec, coll))]
         result.startup_s = round(coll.max_float(startup), 4)
@@ -159,12 +169,20 @@ def main(argv: list[str] | None = None) -> int:
         if not data.get("fault"):
             data["fault"] = os.environ.get(FAULT_ENV) or None
         spec = SweepSpec.from_json(data)
+        rdv = rendezvous_from_env(os.environ)
+        hint = os.environ.get("OMPI_COMM_WORLD_RANK", "")
+        reporter = PhaseReporter(
+            file_writer(reports, str(os.getpid())),
+            rdv.rank if rdv is not None else (int(hint) if hint.isdecimal() else None),
+            spec.fault,
+        )
         rank, result, _ = run_rank_sharing(
             spec,
-            rendezvous_from_env(os.environ),
+            rdv,
             args.timeout,
             None,
             on_ready=lambda rank: rankfiles.mark_ready(reports, rank),
+            reporter=reporter,
         )
         if rank == 0:
             rankfiles.write_result(reports, json.dumps(result.to_json()))

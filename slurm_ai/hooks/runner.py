@@ -19,6 +19,7 @@ import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from slurm_ai import jsontext
 from slurm_ai.config import Config
 from slurm_ai.errors import ConfigError
 from slurm_ai.hooks.context import HookContext
@@ -126,7 +127,10 @@ def run_steps(
         try:
             fragment = step(ctx)
             if fragment is not None:
-                json.dumps(fragment)  # must be JSON-able to reach the record
+                # Must be JSON-able to reach the record; a NaN or inf (a wrapped
+                # counter, a zero duration) becomes null, the rest of the step is kept.
+                fragment = jsontext.finite(fragment)
+                json.dumps(fragment, allow_nan=False)
                 ctx.fragments[name] = fragment
         except Exception as exc:
             errors.append(f"{name}: {type(exc).__name__}: {one_line(exc, 150)}")

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 import sys
 from collections.abc import Iterable, Iterator
@@ -12,6 +11,7 @@ from typing import Any
 
 import click
 
+from slurm_ai import jsontext
 from slurm_ai.accounting.sacct import (
     Layout,
     SacctQuery,
@@ -19,7 +19,7 @@ from slurm_ai.accounting.sacct import (
     read_rows,
     stream_sacct,
 )
-from slurm_ai.cli import load_ctx_config
+from slurm_ai.cli import FiniteRange, load_ctx_config
 from slurm_ai.errors import SlurmAIError
 from slurm_ai.report.dumpfile import Dump, rows_in_range
 
@@ -116,7 +116,11 @@ def _time_arg(value: str | None, name: str, local: bool) -> float | None:
 )
 @click.option("--workers", type=int, default=0, help="Worker processes (default: one per core).")
 @click.option(
-    "--timeout", type=float, default=3600.0, show_default=True, help="Seconds sacct may run."
+    "--timeout",
+    type=FiniteRange(1, 86400),
+    default=3600.0,
+    show_default=True,
+    help="Seconds sacct may run.",
 )
 @click.pass_context
 def report(
@@ -229,7 +233,7 @@ def job(
         raise click.ClickException(f"job {jobid} not found in accounting")
     waiting = _spool_waiting(config, jobid)
     if as_json:
-        click.echo(json.dumps(job_json(found, waiting, all_nodes), indent=2, sort_keys=True))
+        click.echo(jsontext.dumps(job_json(found, waiting, all_nodes), indent=2, sort_keys=True))
     else:
         sys.stdout.flush()
         click.echo(render_job(found, prices, waiting, all_nodes), nl=False)

@@ -50,7 +50,13 @@ UNREADABLE = "unparsed"
 
 _NUM = (int, float)
 _PREFIX_LEN = len(TOKEN_PREFIX)
-_INF = float("inf")
+# The largest figure a record may carry (joules, GB/s, tokens, ranks, bytes), the same
+# ceiling as a mark's (accounting/marks.py MAX_VALUE): 1e18 J is 30,000 years of a 1 MW
+# job, yet its square and a million-job sum stay finite. A larger number is corrupt or
+# forged: counted as missing, so no sum, CV or cost downstream becomes inf or NaN
+# (native/fastrow.h: FIGURE_MAX).
+FIGURE_MAX = 1e18
+_INF = FIGURE_MAX
 
 # outcome values
 OK = "ok"
@@ -125,7 +131,7 @@ def _num(value: Any) -> float | None:
     if isinstance(value, bool) or not isinstance(value, int | float):
         return None
     f = float(value)
-    return f if f == f and f not in (float("inf"), float("-inf")) else None
+    return f if -FIGURE_MAX < f < FIGURE_MAX else None  # also False for NaN
 
 
 def _int(text: str, default: int = 0) -> int:

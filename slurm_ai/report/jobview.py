@@ -5,14 +5,36 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from slurm_ai.report.facts import BAD, NONE, job_facts, read_record
+from slurm_ai.report.facts import BAD, FIGURE_MAX, NONE, job_facts, read_record
 from slurm_ai.report.prices import Prices
-from slurm_ai.report.render import fmt
+from slurm_ai.report.render import fmt as _fmt
+
+MAX_DURATION_S = 1e10  # three centuries: a longer sacct time is corrupt
+
+
+def fmt(value: Any, digits: int = 4) -> str:
+    """render.fmt for a record's raw value: past FIGURE_MAX it is not a measurement
+    (facts.py counts it as missing; here it shows as "?", not as 1e+300)."""
+    number = isinstance(value, (int, float)) and not isinstance(value, bool)
+    if number and not -FIGURE_MAX < value < FIGURE_MAX:
+        return "?"
+    return _fmt(value, digits)
+
+
+def _show(value: Any) -> str:
+    """A record's count or index as written, "?" when it is no usable number."""
+    if isinstance(value, list):
+        return "[" + ", ".join(_show(v) for v in value) + "]"
+    if isinstance(value, float) or (isinstance(value, int) and not isinstance(value, bool)):
+        return fmt(value)
+    return "?" if value is None else str(value)
 
 
 def _dur(s: float | None) -> str:
     if s is None:
         return "-"
+    if not -MAX_DURATION_S < s < MAX_DURATION_S:
+        return "?"
     s = int(s)
     return f"{s // 3600:d}:{s % 3600 // 60:02d}:{s % 60:02d}"
 
@@ -87,14 +109,14 @@ def render_job(
         for gpu in node.get("gpus", []) if isinstance(node.get("gpus"), list) else []:
             if isinstance(gpu, dict):
                 out.append(
-                    f"    gpu {gpu.get('index', '?')}        {gpu.get('model', '?')} {fmt(gpu.get('energy_j'))} J"
+                    f"    gpu {_show(gpu.get('index', '?'))}        {gpu.get('model', '?')} {fmt(gpu.get('energy_j'))} J"
                 )
         health = node.get("health") if isinstance(node.get("health"), dict) else {}
         assert isinstance(health, dict)
         if health:
             out.append(
                 f"    health       {health.get('verdict', '?')} busbw {fmt(health.get('busbw_gbps'))} GB/s "
-                f"({health.get('backend', '?')}, {health.get('ranks', '?')} ranks, {fmt(health.get('size_bytes'))} B)"
+                f"({health.get('backend', '?')}, {_show(health.get('ranks', '?'))} ranks, {fmt(health.get('size_bytes'))} B)"
                 + (f": {health.get('reason')}" if health.get("reason") else "")
             )
             source = _health_source(health.get("provenance"))
@@ -107,8 +129,10 @@ def render_job(
         assert isinstance(plan, dict)
         if plan:
             out.append(
-                f"    plan         {plan.get('ranks', '?')} ranks, GPUs {plan.get('gpus', '?')}, "
-                f"{plan.get('cpus_per_rank', '?')} CPUs/rank, NUMA {plan.get('numa', '?')}, NICs {plan.get('nics', '?')}"
+                f"    plan         {_show(plan.get('ranks', '?'))} ranks, "
+                f"GPUs {_show(plan.get('gpus', '?'))}, "
+                f"{_show(plan.get('cpus_per_rank', '?'))} CPUs/rank, "
+                f"NUMA {_show(plan.get('numa', '?'))}, NICs {plan.get('nics', '?')}"
             )
             for warning in plan.get("warnings") or []:
                 out.append(f"    plan warning {warning}")

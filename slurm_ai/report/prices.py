@@ -35,6 +35,7 @@ PRICE_KEYS = ("cost_per_kwh", "cost_per_node_hour", "cost_per_gpu_hour")
 # result ("too few jobs to say"), however narrow a few jobs' interval looks.
 # Percentiles have their own minimum n (uncertainty.py rule 2).
 DEFAULT_MIN_JOBS = 20
+PRICE_HIGH = 1e6  # per kWh, node-hour or GPU-hour, per kg CO2: no tariff comes near
 
 
 @dataclass(frozen=True)
@@ -71,19 +72,16 @@ class Prices:
 
 
 def _nonneg(section: Section, key: str, default: float) -> float:
-    from slurm_ai.errors import ConfigError
-
-    value = section.get_float(key, default)
-    if value < 0:
-        raise ConfigError(f"[{section.name}] {key}: must not be negative")
-    return value
+    # Finite and not negative (Section.get_float); the ceiling catches a slipped
+    # exponent (1e30 EUR per kWh) before it turns every cost in the report absurd.
+    return section.get_float(key, default, high=PRICE_HIGH)
 
 
 def load_min_jobs(config: Config) -> int:
     """[report] min_jobs, at least 1; ConfigError otherwise."""
     from slurm_ai.errors import ConfigError
 
-    value = config.section("report").get_int("min_jobs", DEFAULT_MIN_JOBS)
+    value = config.section("report").get_int("min_jobs", DEFAULT_MIN_JOBS, low=-(2**31))
     if value < 1:
         raise ConfigError("[report] min_jobs: must be at least 1")
     return value
@@ -95,7 +93,7 @@ def load_prices(config: Config) -> Prices:
 
     section = config.section("prices")
     kwh = _nonneg(section, "cost_per_kwh", 0.0)
-    pue = _nonneg(section, "pue", 1.0)
+    pue = section.get_float("pue", 1.0, low=1.0, high=100.0)
     if pue < 1.0:
         raise ConfigError("[prices] pue: must be at least 1.0")
     configured = "cost_per_kwh" in section.values

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import csv
 import io
-import json
+import math
 import textwrap
 from collections.abc import Callable
 from typing import Any
 
+from slurm_ai import jsontext
 from slurm_ai.report.compare import TIMES, TOO_FEW
 from slurm_ai.report.uncertainty import min_n
 
@@ -17,6 +18,8 @@ def fmt(value: Any, digits: int = 4) -> str:
     if value is None:
         return "-"
     if isinstance(value, float):
+        if not math.isfinite(value):
+            return "?"  # never "nan": a figure no reader could use
         if value == int(value) and abs(value) < 1e15:
             return f"{int(value):,}" if abs(value) >= 10000 else str(int(value))
         return f"{value:.{digits}g}"
@@ -341,7 +344,7 @@ def size_text(n: int) -> str:
 
 
 def render_json(report: dict[str, Any]) -> str:
-    return json.dumps(report, indent=2, sort_keys=True) + "\n"
+    return jsontext.dumps(report, indent=2, sort_keys=True) + "\n"
 
 
 def render_csv(report: dict[str, Any]) -> str:

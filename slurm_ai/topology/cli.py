@@ -6,13 +6,14 @@ imports only click at load time; the work modules load inside each command.
 
 from __future__ import annotations
 
-import json
 import os
 import sys
 from pathlib import Path
 from typing import Any
 
 import click
+
+from slurm_ai import jsontext
 
 
 def _settings(ctx: click.Context) -> Any:
@@ -88,7 +89,7 @@ def probe(
         topo = _read_xml(topology_xml)
         if as_json:
             out = {"source": topology_xml, "topology": topo.to_dict()}
-            click.echo(json.dumps(out, indent=2, sort_keys=True))
+            click.echo(jsontext.dumps(out, indent=2, sort_keys=True))
         else:
             click.echo(render_probe(topo, None, source=f"{topology_xml} (hwloc XML)"))
         return
@@ -111,7 +112,7 @@ def probe(
         raise click.ClickException(str(exc)) from exc
     if as_json:
         out = {"platform": platform, "topology": result.topology.to_dict(), "cached": result.cached}
-        click.echo(json.dumps(out, indent=2, sort_keys=True))
+        click.echo(jsontext.dumps(out, indent=2, sort_keys=True))
     else:
         click.echo(render_probe(result.topology, platform))
 
@@ -159,7 +160,7 @@ def plan(
         out = task.plan.to_dict()
         out["summary"] = task.plan.summary()
         out["probe_warnings"] = task.warnings
-        click.echo(json.dumps(out, indent=2, sort_keys=True))
+        click.echo(jsontext.dumps(out, indent=2, sort_keys=True))
     else:
         click.echo(render_plan(task.plan, int(local) if local and local.isdigit() else None))
         for warning in task.warnings:
@@ -220,7 +221,7 @@ def _plan_explicit(
         out["summary"] = result.summary()
         out["probe_warnings"] = topo.warnings
         out["source"] = topology_xml or root
-        click.echo(json.dumps(out, indent=2, sort_keys=True))
+        click.echo(jsontext.dumps(out, indent=2, sort_keys=True))
     else:
         click.echo(render_plan(result))
         for warning in topo.warnings:

@@ -43,7 +43,7 @@ def load_settings(config: Any) -> TopologySettings:
             f"[topology] spank_bind = {spank_bind!r}: expected one of {', '.join(SPANK_BIND_CHOICES)}"
         )
     return TopologySettings(
-        nvml_timeout_s=section.get_float("nvml_timeout_s", 5.0),
+        nvml_timeout_s=section.get_float("nvml_timeout_s", 5.0, high=600.0, positive=True),
         cache_max_age_s=section.get_float("cache_max_age_s", 3600.0),
         visible_devices=visible,
         nic_exclude=section.get_str_list("nic_exclude", []),

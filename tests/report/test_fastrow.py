@@ -776,8 +776,10 @@ def test_float_literals_read_as_float_reads_them() -> None:
         fig = fastrow.figures(token_of(record))
         assert fig is not None
         assert repr(fig[10]["tokens"]) == repr(float(text)), text
-        if float(text) >= 0 and float(text) != float("inf"):
+        if 0 <= float(text) < facts.FIGURE_MAX:
             assert repr(fig[3]) == repr(0.0 + float(text)), text
+        else:  # negative, absurd (past FIGURE_MAX) or inf: not energy, counted as none
+            assert fig[3] in (None, 0.0), text
 
 
 def test_every_prefix_and_random_bytes() -> None:

@@ -54,6 +54,8 @@
 
 /* record.py: MAX_JSON_BYTES and _ONE_SHOT_BYTES (larger records: Python's bounded path). */
 #define MAX_JSON_BYTES (4 * 1024 * 1024)
+/* facts.py FIGURE_MAX: a record figure at or past it counts as missing (NaN fails too). */
+#define FIGURE_MAX 1e18
 #define ONE_SHOT_BYTES (MAX_JSON_BYTES / 1032 - 1)
 #define MAX_DEPTH 64
 #define MAX_NODES 256

@@ -82,7 +82,7 @@ static int at_array(Cur *c) {
 static int usable(const Val *v, double *out) {
     int r = num_value(v, out);
     if (r <= 0) return r;
-    return *out >= 0 && *out < Py_HUGE_VAL;
+    return *out >= 0 && *out < FIGURE_MAX;
 }
 
 /* A list's elements, each passed to `elem` (at the element; it must consume it). */
@@ -268,7 +268,7 @@ static int num_or_zero(const Val *v, double *out) {
     double d;
     int r = num_value(v, &d);
     if (r < 0) return -1;
-    *out = (r && d < Py_HUGE_VAL && d > -Py_HUGE_VAL) ? d : 0.0;
+    *out = (r && d < FIGURE_MAX && d > -FIGURE_MAX) ? d : 0.0;
     return 0;
 }
 

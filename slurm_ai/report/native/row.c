@@ -234,7 +234,7 @@ int job_of_row(Fields *fl, PyObject *keep, Job *j) {
         if (f->units[u].type == J_NULL) continue;
         int r = num_value(&f->units[u], &num);
         if (r < 0) return -1; /* an int too long to be exact */
-        if (r == 0 || !(num > 0 && num < Py_HUGE_VAL)) continue;
+        if (r == 0 || !(num > 0 && num < FIGURE_MAX)) continue;
         j->unit[j->n_units] = u;
         j->unit_value[j->n_units++] = num;
         has_requests |= u == 3;
