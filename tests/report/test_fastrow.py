@@ -340,6 +340,11 @@ ODD_V2: list[tuple[str, bool]] = [
     ('{"v":2,"summary":{"energy":{"total_j":-1,"measured_j":-2.5,"estimated_j":1e400}}}', True),
     ('{"v":2,"summary":{"energy":{"total_j":1e400,"measured_j":true,"estimated_j":"1"}}}', True),
     ('{"v":2,"summary":{"energy":{"total_j":null,"measured_j":-1e400}}}', True),
+    # FIGURE_MAX (1e18): at or past it a figure counts as missing (facts.py)
+    ('{"v":2,"summary":{"energy":{"total_j":1e18,"measured_j":-1e18,"estimated_j":1e18}}}', True),
+    ('{"v":2,"summary":{"energy":{"total_j":9.99e17,"measured_j":-9.99e17}}}', True),
+    ('{"v":2,"summary":{"health":{"busbw_min":{"gbps":1e18,"ranks":8}}}}', True),
+    ('{"v":2,"summary":{"health":{"busbw_min":{"gbps":5,"ranks":1e18,"size_bytes":-1e18}}}}', True),
     ('{"v":2,"summary":{"energy":{"total_j":NaN}}}', False),
     ('{"v":2,"summary":{"energy":{"measured_j":Infinity}}}', False),
     ('{"v":2,"summary":{"energy":{"total_j":12345678901234567}}}', False),

@@ -33,19 +33,20 @@ static int count_value(const Val *v, double *out) {
     return *out >= 0;
 }
 
-/* facts: `type(x) in _NUM and 0 <= x < _INF` */
+/* facts: `type(x) in _NUM and 0 <= x < _INF` (_INF is FIGURE_MAX) */
 static int usable_total(const Val *v, double *out) {
     int r = num_value(v, out);
     if (r <= 0) return r;
-    return *out >= 0 && *out < Py_HUGE_VAL;
+    return *out >= 0 && *out < FIGURE_MAX;
 }
 
-/* facts: `_num(x) or 0.0` (a finite number, negative too; zero of either sign is 0.0). */
+/* facts: `_num(x) or 0.0` (a number inside +-FIGURE_MAX, negative too; zero of either
+ * sign is 0.0). */
 static int finite_or_zero(const Val *v, double *out) {
     double d;
     int r = num_value(v, &d);
     if (r < 0) return -1;
-    *out = (r && d < Py_HUGE_VAL && d > -Py_HUGE_VAL && d != 0) ? d : 0.0;
+    *out = (r && d < FIGURE_MAX && d > -FIGURE_MAX && d != 0) ? d : 0.0;
     return 0;
 }
 
