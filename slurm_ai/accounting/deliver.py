@@ -36,10 +36,10 @@ from slurm_ai.record import (
     MAX_TOKEN_CHARS,
     AdminComment,
     encode_record,
+    expected_names,
     finite_json,
     merge_node_records,
 )
-from slurm_ai.slurmenv import expand_hostlist
 
 # Full form is tried only below this much JSON: past it the token could not fit
 # (records compress about 5-10x and hex doubles), and compressing megabytes to
@@ -98,16 +98,6 @@ def names_for_log(names: list[str], limit: int = 32) -> str:
     at 4,096 nodes (every Epilog of a job logs one)."""
     more = len(names) - limit
     return ",".join(names[:limit]) + (f",+{more}" if more > 0 else "")
-
-
-def expected_nodes(job: dict[str, Any]) -> set[str] | None:
-    text = job.get("nodelist")
-    if not isinstance(text, str) or not text:
-        return None
-    try:
-        return set(expand_hostlist(text))
-    except ValueError:
-        return None
 
 
 def build_record(
@@ -292,7 +282,7 @@ class Deliverer:
                 continue
             job = data.get("job") if isinstance(data, dict) else None
             if isinstance(job, dict):
-                return expected_nodes(job)
+                return expected_names(job)
         return None
 
     # -- delivering the outbox ------------------------------------------
@@ -412,7 +402,7 @@ class Deliverer:
             len(text),
             self.backend.name,
         )
-        if not self.settings.gathers and len(expected_nodes(entry.job) or ()) > 1:
+        if not self.settings.gathers and len(expected_names(entry.job) or ()) > 1:
             # Node-local spools: other nodes write the same job too. Keep the
             # entry until a read-back after the settle time shows our nodes.
             entry.verify_after = self.clock.time() + self.settings.settle_s

@@ -171,12 +171,9 @@ class Supervisor:
     # -- the child -----------------------------------------------------------------
     def read_child(self, fd: int) -> bool:
         """Read phase lines and beats; False at EOF (the child is gone)."""
-        try:
-            data = os.read(fd, 65536)
-        except BlockingIOError:
+        data = _read_ready(fd)
+        if data is None:
             return True
-        except OSError:
-            return False
         if not data:
             return False
         for line in data.decode(errors="replace").splitlines():
@@ -192,12 +189,9 @@ class Supervisor:
 
     def read_output(self, fd: int) -> bool:
         """Collect the rank's stdout; False at EOF."""
-        try:
-            data = os.read(fd, 65536)
-        except BlockingIOError:
+        data = _read_ready(fd)
+        if data is None:
             return True
-        except OSError:
-            return False
         if len(self.child_out) < MAX_OUTPUT:
             self.child_out += data
         return bool(data)
@@ -572,3 +566,14 @@ def make_supervisor(
         scancel=scancel,
         slurm_env=slurm_env,
     )
+
+
+def _read_ready(fd: int) -> bytes | None:
+    """What a non-blocking pipe holds now: None when nothing yet, b"" at its end (or when
+    it cannot be read any more), else the bytes."""
+    try:
+        return os.read(fd, 65536)
+    except BlockingIOError:
+        return None
+    except OSError:
+        return b""

@@ -134,9 +134,10 @@ def hand_over(
     spool: Any, settings: Any, config: Any, job_id: str, meta: dict[str, Any], log: Any
 ) -> None:
     """Single writer: the node that completes the set claims it and delivers."""
-    from slurm_ai.accounting.deliver import deliver_pending, expected_nodes, names_for_log
+    from slurm_ai.accounting.deliver import deliver_pending, names_for_log
+    from slurm_ai.record import expected_names
 
-    expected = expected_nodes(meta) or set()
+    expected = expected_names(meta) or set()
     present = spool.present_nodes(job_id)
     if settings.gathers and not expected <= present:
         log.info(
