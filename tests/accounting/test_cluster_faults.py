@@ -5,7 +5,9 @@
   slurmd runs the Epilog= glob in reverse alphabetical order, so ours runs after it,
   while the controller is away or just back);
 - slurmd of one node killed right after the job's record landed, then started again:
-  the restart neither writes a second record nor changes the one there.
+  the restart neither writes a second record nor changes the one there;
+- slurmdbd killed (SIGKILL) while the Epilogs of a few jobs write their records, and
+  started again a few seconds later: every job gets one complete record.
 
 The lost-node case (slurmd killed during the job) is in test_cluster_delivery's
 incomplete-record tests.
@@ -21,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from clusterjobs import admin_comment, record_of, sbatch, wait_for, wait_record
+from clusterjobs import admin_comment, record_of, sbatch, slurm_ai, wait_for, wait_record
 from hooks_fixture import quiesce, replace_file
 
 pytestmark = pytest.mark.cluster
@@ -33,9 +35,9 @@ def _pid(cluster: Any, daemon: str) -> int:
     return int((Path(cluster.prefix) / "run" / f"{daemon}.pid").read_text().split()[0])
 
 
-def _stop(cluster: Any, daemon: str) -> None:
+def _stop(cluster: Any, daemon: str, sig: int = signal.SIGTERM) -> None:
     pid = _pid(cluster, daemon)
-    os.kill(pid, signal.SIGTERM)
+    os.kill(pid, sig)
     wait_for(lambda: not Path(f"/proc/{pid}").exists(), 60, what=f"{daemon} to stop")
 
 
@@ -113,3 +115,39 @@ def test_slurmd_killed_after_the_job_changes_nothing(installed_hooks: Any) -> No
     assert admin_comment(installed_hooks, job) == before
     assert record_of(installed_hooks, job) == record
     assert _records_in_accounting(installed_hooks, job) == 1
+
+
+def test_slurmdbd_killed_while_epilogs_write(installed_hooks: Any) -> None:
+    cluster = installed_hooks.cluster
+    quiesce(cluster)
+    # Short accounting timeouts: a write to the dead slurmdbd fails fast and waits in the
+    # outbox for the deliver timer, which retries once slurmdbd is back.
+    with installed_hooks.configured({"accounting": {"timeout_s": 8.0}}):
+        jobs = [
+            sbatch(installed_hooks, "-N2", "-n2", "-p", "bare", "--wrap", "srun -N2 -n2 true")
+            for _ in range(3)
+        ]
+        wait_for(
+            lambda: any(_state(cluster, job) == "COMPLETING" for job in jobs),
+            120,
+            0.1,
+            what="a job's Epilogs",
+        )
+        _stop(cluster, "slurmdbd", signal.SIGKILL)
+        try:
+            wait_for(lambda: all(_state(cluster, job) == "" for job in jobs), 120, what="jobs end")
+        finally:
+            _start_missing(cluster)
+
+        # What the site's deliver timer does (docs/operations.md): the writes that failed
+        # while slurmdbd was away wait in the outbox until a deliver run finds it back.
+        def all_delivered() -> bool:
+            slurm_ai(installed_hooks, "deliver")
+            return all(record_of(installed_hooks, job) for job in jobs)
+
+        wait_for(all_delivered, 180, interval=2, what="every record after slurmdbd is back")
+        for job in jobs:
+            record = wait_record(installed_hooks, job, {"n1", "n2"}, timeout=30)
+            assert record["complete"] is True, (job, record)
+            assert _records_in_accounting(installed_hooks, job) == 1, job
+        assert "nothing pending" in slurm_ai(installed_hooks, "deliver", "--list").stdout
