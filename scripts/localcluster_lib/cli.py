@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import json
 import math
 import os
 import re
@@ -26,6 +28,7 @@ from .common import (
     slurm_version,
     tail,
     wait_until,
+    write_if_changed,
 )
 from .config import make_dirs, write_configs
 from .daemons import (
@@ -37,7 +40,7 @@ from .daemons import (
     setup_mysql_user,
 )
 from .guests import guest_logs, prepare_vms, wait_for_guests
-from .instance import NODES, Instance
+from .instance import DEFAULT_NODES, MAX_NODES, SHAPES, Instance, port_span
 from .nodes import (
     cmd_node_exec,
     node_serving,
@@ -50,6 +53,21 @@ from .packages import ensure_packages, require_root
 from .processes import fail_daemon, out_file, pid_file, running_pid, start_daemon, stop
 
 DESCRIPTION = "Bring up a real two-node Slurm cluster on loopback, for development and tests."
+
+
+def _describe(settings: dict[str, object]) -> str:
+    return f"{settings.get('nodes')} nodes, shape {settings.get('shape')}"
+
+
+def recorded_instance(inst: Instance) -> Instance:
+    """The instance as its last `up` made it (node count, shape)."""
+    recorded = inst.recorded()
+    nodes, shape = recorded.get("nodes"), recorded.get("shape")
+    return dataclasses.replace(
+        inst,
+        node_count=nodes if isinstance(nodes, int) else DEFAULT_NODES,
+        shape=shape if shape in SHAPES else "lab",
+    )
 
 
 def all_running(inst: Instance) -> bool:
@@ -67,12 +85,22 @@ def healthy(inst: Instance) -> bool:
 
 def cmd_up(inst: Instance, vms: str = "auto") -> int:
     require_root()
-    if inst.slurm_conf.exists() and healthy(inst):
+    before = recorded_instance(inst)  # as the last `up` made it (2 lab nodes before any)
+    if before.settings() != inst.settings():
+        running = [d.name for d in daemons(before) if running_pid(before, d.name) is not None]
+        if running:
+            raise ClusterError(
+                f"cluster {inst.name!r} at {inst.prefix} runs with {_describe(before.settings())}, "
+                f"not {_describe(inst.settings())}: `localcluster down` first "
+                f"(running: {', '.join(running)})"
+            )
+    elif inst.slurm_conf.exists() and healthy(inst):
         say(f"cluster {inst.name!r} at {inst.prefix} is already up; nothing changed")
         return EXIT_OK
     started = time.monotonic()
     ensure_packages()
     make_dirs(inst)
+    write_if_changed(inst.settings_file, json.dumps(inst.settings()) + "\n")
     prepare_vms(inst, vms)
     make_dirs(inst)
     write_configs(inst)
@@ -93,7 +121,7 @@ def cmd_up(inst: Instance, vms: str = "auto") -> int:
         fail_daemon(inst, dead[0], "died after start-up")
     say(
         f"cluster {inst.name!r} is up in {time.monotonic() - started:.0f}s: nodes "
-        f"{', '.join(NODES)} in partition bare, {', '.join(inst.guests() or NODES)} in vm"
+        f"{', '.join(inst.nodes)} in partition bare, {', '.join(inst.guests() or inst.nodes)} in vm"
     )
     say(f"use it with: export SLURM_CONF={inst.slurm_conf}")
     return EXIT_OK
@@ -136,7 +164,7 @@ def cmd_down(inst: Instance) -> int:
     names = [d.name for d in reversed(daemons(inst))]
     # Agents started by a Python that has slurm-ai (e.g. a venv) must stop even
     # when `down` runs under one that lacks it and so does not list them.
-    agents = [f"agent-{n}" for n in NODES if pid_file(inst, f"agent-{n}").exists()]
+    agents = [f"agent-{n}" for n in inst.nodes if pid_file(inst, f"agent-{n}").exists()]
     names = [a for a in agents if a not in names] + names
     stopped = [name for name in names if stop(inst, name)]
     if vm.network_down(inst.vm_net):
@@ -224,7 +252,10 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
         "--port-base",
         type=int,
         default=int(env.get("SLURM_AI_CLUSTER_PORT_BASE", DEFAULT_PORT_BASE)),
-        help=f"first of 7 ports used (env SLURM_AI_CLUSTER_PORT_BASE; default {DEFAULT_PORT_BASE})",
+        help="first of the ports used: slurmctld, mysqld, slurmdbd, the VM guests' slurmd, "
+        "then one slurmd per node (N+4 ports with --nodes N; instances' port bases must be "
+        "at least that far apart, 10 leaves room for 6 nodes) "
+        f"(env SLURM_AI_CLUSTER_PORT_BASE; default {DEFAULT_PORT_BASE})",
     )
     parser.add_argument(
         "--name",
@@ -242,6 +273,14 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
         "guests where KVM works and emulated ones elsewhere (any), or never (off); "
         "env SLURM_AI_CLUSTER_VMS",
     )
+    up.add_argument(
+        "--nodes",
+        type=int,
+        default=None,
+        help=f"number of host nodes n1..nN (env SLURM_AI_CLUSTER_NODES; default: what the "
+        f"last `up` of this instance used, else {DEFAULT_NODES}); a running instance with "
+        "another count must go `down` first",
+    )
     sub.add_parser("down", help="stop the daemons this instance started")
     sub.add_parser(
         "reconfigure",
@@ -258,7 +297,7 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     logs.add_argument("-n", "--lines", type=int, default=20)
     sub.add_parser("env", help="print the export line for SLURM_CONF")
     node = sub.add_parser("_node-exec", help=argparse.SUPPRESS)
-    node.add_argument("node", choices=NODES)
+    node.add_argument("node")
     node.add_argument("argv", nargs=argparse.REMAINDER)
     return parser.parse_args(argv)
 
@@ -270,9 +309,30 @@ def make_instance(args: argparse.Namespace) -> Instance:
             "underscore (a Slurm ClusterName)",
             EXIT_USAGE,
         )
-    if not 1024 <= args.port_base <= 65535 - 7:
-        raise ClusterError(f"bad --port-base {args.port_base}: 1024..65528", EXIT_USAGE)
-    return Instance(Path(args.prefix).absolute(), args.port_base, args.name)
+    inst = recorded_instance(Instance(Path(args.prefix).absolute(), args.port_base, args.name))
+    if args.command == "up":
+        nodes = args.nodes
+        if nodes is None and os.environ.get("SLURM_AI_CLUSTER_NODES"):
+            try:
+                nodes = int(os.environ["SLURM_AI_CLUSTER_NODES"])
+            except ValueError:
+                raise ClusterError(
+                    f"bad SLURM_AI_CLUSTER_NODES {os.environ['SLURM_AI_CLUSTER_NODES']!r}: "
+                    "a number of nodes",
+                    EXIT_USAGE,
+                ) from None
+        if nodes is not None:
+            if not 1 <= nodes <= MAX_NODES:
+                raise ClusterError(f"bad --nodes {nodes}: 1..{MAX_NODES}", EXIT_USAGE)
+            inst = dataclasses.replace(inst, node_count=nodes)
+    last = 65535 - port_span(inst.node_count) + 1
+    if not 1024 <= args.port_base <= last:
+        raise ClusterError(f"bad --port-base {args.port_base}: 1024..{last}", EXIT_USAGE)
+    if args.command == "_node-exec" and args.node not in inst.nodes:
+        raise ClusterError(
+            f"unknown node {args.node!r}: one of {', '.join(inst.nodes)}", EXIT_USAGE
+        )
+    return inst
 
 
 def main(argv: Sequence[str]) -> int:

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from . import vm
 from .common import ACCT_DB, run, slurm_version, write_if_changed
-from .instance import NODES, PARTITIONS, Instance
+from .instance import PARTITIONS, Instance
 
 
 def make_dirs(inst: Instance) -> None:
@@ -25,14 +25,14 @@ def make_dirs(inst: Instance) -> None:
         inst.mysql_dir,
         inst.state_dir,
         inst.spool_dir,
-        *(inst.node_tmp(n) for n in NODES),
+        *(inst.node_tmp(n) for n in inst.nodes),
         inst.prefix / "agent",
     ):
         path.mkdir(parents=True, exist_ok=True)
     # munged refuses a key/socket directory that others can write to; others
     # must reach the socket though, so that non-root users can submit jobs.
     os.chmod(inst.munge_dir, 0o755)
-    for node in NODES:
+    for node in inst.nodes:
         # A node's /tmp must behave like /tmp: world-writable with sticky bit.
         os.chmod(inst.node_tmp(node), 0o1777)
         (inst.spool_dir / node).mkdir(exist_ok=True)
@@ -116,7 +116,7 @@ def slurm_conf_text(inst: Instance) -> str:
         # SPANK plugins come from plugstack.conf.d, as Debian's /etc/slurm has it.
         f"PlugStackConfig={inst.etc}/plugstack.conf",
     ]
-    for node in NODES:
+    for node in inst.nodes:
         lines.append(
             f"NodeName={node} NodeAddr={addr} NodeHostname={node} "
             f"Port={inst.node_port(node)} CPUs={cpus} RealMemory={mem} "
@@ -124,7 +124,7 @@ def slurm_conf_text(inst: Instance) -> str:
         )
     if inst.guests():
         lines.extend(vm.slurm_conf_lines(inst.vm_net))
-    members = {"bare": NODES, "vm": inst.guests() or NODES}
+    members = {"bare": inst.nodes, "vm": inst.guests() or inst.nodes}
     for i, part in enumerate(PARTITIONS):
         default = "YES" if i == 0 else "NO"
         lines.append(
@@ -231,7 +231,7 @@ def write_configs(inst: Instance) -> None:
         inst.cgroup_conf.unlink(missing_ok=True)
     if inst.guests():  # the host's /etc/hosts plus the nodes, for the host's nodes
         host_hosts = Path("/etc/hosts").read_text() if Path("/etc/hosts").exists() else ""
-        lines = vm.hosts_lines(inst.vm_net, NODES)
+        lines = vm.hosts_lines(inst.vm_net, inst.nodes)
         kept = [ln for ln in host_hosts.splitlines() if ln not in lines]
         write_if_changed(inst.etc / "hosts", "\n".join([*kept, *lines]) + "\n")
     mpi_text = mpi_conf_text(inst)

@@ -13,7 +13,7 @@ from pathlib import Path
 from .common import ACCT_DB, SCRIPT, ClusterError, port_in_use, run, say
 from .config import db_password
 from .guests import vm_daemons
-from .instance import NODES, Instance
+from .instance import Instance, port_span
 from .processes import Daemon, running_pid
 
 
@@ -143,7 +143,7 @@ def daemons(inst: Instance) -> list[Daemon]:
             lambda: slurmctld_works(inst),
         ),
     ]
-    for node in NODES:
+    for node in inst.nodes:
         # unshare (without --fork) execs our `_node-exec` helper, which execs
         # slurmd: the pid we record is slurmd's own pid.
         argv = (
@@ -203,7 +203,7 @@ def agent_daemons(inst: Instance, me: str) -> list[Daemon]:
     if not slurm_ai_importable():
         return []
     result = []
-    for node in NODES:
+    for node in inst.nodes:
         store = agent_store(inst, node)
         argv = (
             "unshare", "--uts", "--mount", "--propagation", "private", "--",
@@ -289,5 +289,5 @@ def check_ports(inst: Instance) -> None:
             raise ClusterError(
                 f"cannot start {daemon.name}: 127.0.0.1:{daemon.port} is already in use "
                 "(another instance or service?); choose another --port-base "
-                "(instances need port bases at least 10 apart)"
+                f"(instances need port bases at least {port_span(inst.node_count)} apart)"
             )

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from . import vm
 from .common import run, say, wait_until, write_if_changed
-from .instance import NODES, Instance
+from .instance import Instance
 from .processes import Daemon, fail_daemon, running_pid
 
 
@@ -87,7 +87,7 @@ def prepare_vms(inst: Instance, mode: str) -> None:
         inst.vm_marker.unlink(missing_ok=True)
         line = f"no VM nodes: {err}"
         write_if_changed(reason, line + "\n")
-        say(f"{line}; partition vm runs on {', '.join(NODES)}")
+        say(f"{line}; partition vm runs on {', '.join(inst.nodes)}")
         return
     reason.unlink(missing_ok=True)
     if accel == "tcg":

@@ -10,33 +10,71 @@ from pathlib import Path
 from . import vm
 from .common import MARK_VAR
 
-NODES = ("n1", "n2")
+DEFAULT_NODES = 2
+SHAPES = ("lab", "production")
+MAX_NODES = 64
 PARTITIONS = ("bare", "vm")  # first one is the default partition
+
+
+def node_names(count: int) -> tuple[str, ...]:
+    """n1 .. nN."""
+    return tuple(f"n{i}" for i in range(1, count + 1))
+
+
+def port_span(nodes: int) -> int:
+    """Ports one instance uses from its base (see Instance): instances' port bases must
+    be at least this far apart (6 with the default 2 nodes; the docs say 10, which
+    leaves room for up to 6 nodes)."""
+    return 4 + nodes
 
 
 @dataclasses.dataclass(frozen=True)
 class Instance:
-    """Paths and ports of one cluster instance, all derived from 3 settings."""
+    """Paths and ports of one cluster instance, all derived from its settings."""
 
     prefix: Path
     port_base: int
     name: str
+    node_count: int = DEFAULT_NODES
+    shape: str = "lab"  # SHAPES: how Slurm runs on the nodes (see config.py)
 
-    # Port plan: base+0 slurmctld, +2 slurmdbd, +4/+5 slurmd n1/n2, +6 mysqld.
+    # Port plan: base+0 slurmctld, +1 mysqld, +2 slurmdbd, +3 the VM guests' slurmd
+    # (each on its own guest address), +4 .. +3+N slurmd n1 .. nN.  The fixed part
+    # comes first so that a bigger N only grows the end: port_span(N) = N + 4.
+    @property
+    def nodes(self) -> tuple[str, ...]:
+        return node_names(self.node_count)
+
     @property
     def ctld_port(self) -> int:
         return self.port_base
+
+    @property
+    def mysql_port(self) -> int:
+        return self.port_base + 1
 
     @property
     def dbd_port(self) -> int:
         return self.port_base + 2
 
     def node_port(self, node: str) -> int:
-        return self.port_base + 4 + NODES.index(node)
+        return self.port_base + 4 + self.nodes.index(node)
 
     @property
-    def mysql_port(self) -> int:
-        return self.port_base + 6
+    def settings_file(self) -> Path:
+        """What `up` was asked for (node count, shape), read by every later command."""
+        return self.etc / "instance.json"
+
+    def recorded(self) -> dict[str, object]:
+        """The settings the last `up` recorded, {} before the first."""
+        try:
+            data = json.loads(self.settings_file.read_text())
+        except (OSError, ValueError):
+            return {}
+        return data if isinstance(data, dict) else {}
+
+    def settings(self) -> dict[str, object]:
+        return {"nodes": self.node_count, "shape": self.shape}
 
     @property
     def etc(self) -> Path:
@@ -134,7 +172,7 @@ class Instance:
         return setup
 
     def all_nodes(self) -> tuple[str, ...]:
-        return NODES + self.guests()
+        return self.nodes + self.guests()
 
     @property
     def node_addr(self) -> str:

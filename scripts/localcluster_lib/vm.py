@@ -158,7 +158,7 @@ class VmNet:
 
     @property
     def slurmd_port(self) -> int:
-        return self.port_base + 7
+        return self.port_base + 3  # the instance's port plan: see localcluster_lib/instance.py
 
     def guest_mac(self, node: str) -> str:
         index = GUESTS.index(node) + 1
