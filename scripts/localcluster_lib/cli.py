@@ -273,6 +273,25 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
         "guests where KVM works and emulated ones elsewhere (any), or never (off); "
         "env SLURM_AI_CLUSTER_VMS",
     )
+    shape = up.add_mutually_exclusive_group()
+    shape.add_argument(
+        "--production",
+        dest="shape",
+        action="store_const",
+        const="production",
+        help="the shape of a shared GPU site: cgroup-confined shared nodes (proctrack/cgroup, "
+        "task/cgroup, CR_Core_Memory, PrologFlags=Alloc,Contain), 2 fake GPUs per node as "
+        "GRES under ConstrainDevices, a node-local /var/spool (docs/localcluster.md)",
+    )
+    shape.add_argument(
+        "--lab",
+        dest="shape",
+        action="store_const",
+        const="lab",
+        help="the lab shape: whole CPUs, no cgroups, no GRES, one spool for all nodes "
+        "(env SLURM_AI_CLUSTER_SHAPE=lab|production; default: what the last `up` used, "
+        "else lab)",
+    )
     up.add_argument(
         "--nodes",
         type=int,
@@ -325,6 +344,13 @@ def make_instance(args: argparse.Namespace) -> Instance:
             if not 1 <= nodes <= MAX_NODES:
                 raise ClusterError(f"bad --nodes {nodes}: 1..{MAX_NODES}", EXIT_USAGE)
             inst = dataclasses.replace(inst, node_count=nodes)
+        shape = args.shape or os.environ.get("SLURM_AI_CLUSTER_SHAPE") or None
+        if shape is not None:
+            if shape not in SHAPES:
+                raise ClusterError(
+                    f"bad SLURM_AI_CLUSTER_SHAPE {shape!r}: one of {', '.join(SHAPES)}", EXIT_USAGE
+                )
+            inst = dataclasses.replace(inst, shape=shape)
     last = 65535 - port_span(inst.node_count) + 1
     if not 1024 <= args.port_base <= last:
         raise ClusterError(f"bad --port-base {args.port_base}: 1024..{last}", EXIT_USAGE)

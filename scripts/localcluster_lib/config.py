@@ -10,7 +10,7 @@ import shutil
 import socket
 from pathlib import Path
 
-from . import vm
+from . import gpus, vm
 from .common import ACCT_DB, run, slurm_version, write_if_changed
 from .instance import PARTITIONS, Instance
 
@@ -32,6 +32,9 @@ def make_dirs(inst: Instance) -> None:
     # munged refuses a key/socket directory that others can write to; others
     # must reach the socket though, so that non-root users can submit jobs.
     os.chmod(inst.munge_dir, 0o755)
+    for node in inst.nodes if inst.production else ():
+        inst.node_var_spool(node).mkdir(parents=True, exist_ok=True)
+        os.chmod(inst.node_var_spool(node), 0o755)  # as /var/spool
     for node in inst.nodes:
         # A node's /tmp must behave like /tmp: world-writable with sticky bit.
         os.chmod(inst.node_tmp(node), 0o1777)
@@ -64,6 +67,55 @@ def host_name() -> str:
     return socket.gethostname().split(".")[0]
 
 
+def shape_lines(inst: Instance, cpus: int, mem: int) -> list[str]:
+    """What differs between the two shapes (docs/localcluster.md says why)."""
+    if not inst.production:
+        return [
+            # The lab: whole CPUs counted, no cgroups: track processes by parent pid.
+            "ProctrackType=proctrack/linuxproc",
+            # task/affinity needs only sched_setaffinity, which works in containers.
+            "TaskPlugin=task/affinity",
+            "SelectTypeParameters=CR_CPU",
+        ]
+    return [
+        # A shared GPU site: jobs confined to their cgroups (cores, memory, devices),
+        # nodes shared by jobs (cores and memory are what a job asks for).
+        "ProctrackType=proctrack/cgroup",
+        "TaskPlugin=task/cgroup,task/affinity",
+        "SelectTypeParameters=CR_Core_Memory",
+        # Without a default a job that names no memory would get the whole node's.
+        f"DefMemPerCPU={max(1, mem // max(1, cpus))}",
+        # Contain: the extern step holds every process of the job on the node (ssh
+        # adopted by pam_slurm_adopt, too) in the job's cgroup; it implies Alloc, the
+        # Prolog at allocation on every node of the job rather than at its first step.
+        "PrologFlags=Alloc,Contain",
+        "GresTypes=gpu",
+    ]
+
+
+def cgroup_conf_text(inst: Instance) -> str | None:
+    """cgroup.conf for this instance's shape and Slurm, None for none."""
+    if inst.production:
+        # The host mounts cgroup v1 read-write; the guests (if any) mount cgroup2 and
+        # have no systemd: autodetect lets each slurmd pick what its node has.
+        plugin = "autodetect" if inst.guests() else "cgroup/v1"
+        lines = [f"CgroupPlugin={plugin}", "ConstrainCores=yes", "ConstrainRAMSpace=yes",
+                 "ConstrainDevices=yes"]  # fmt: skip
+        if inst.guests():
+            lines.append("IgnoreSystemd=yes")
+        return "\n".join(lines) + "\n"
+    if slurm_version() >= (24, 5):
+        # 24.05+ slurmd loads a cgroup plugin unconditionally; the lab uses no
+        # cgroups, and 22.05 rejects "disabled", so only write it on 24.05+.
+        return "CgroupPlugin=disabled\n"
+    if inst.guests():
+        # 22.05 on a guest (cgroup2 mounted, no systemd): slurmd builds its own
+        # cgroup tree instead of asking systemd over dbus.  The host's nodes
+        # have no cgroup2 and never load the plugin, so they are unaffected.
+        return "IgnoreSystemd=yes\n"
+    return None
+
+
 def slurm_conf_text(inst: Instance) -> str:
     host = host_name()
     cpus, mem = node_cpus(), node_memory_mb()
@@ -87,12 +139,8 @@ def slurm_conf_text(inst: Instance) -> str:
         f"SlurmdLogFile={inst.log_dir}/slurmd-%n.log",
         "SlurmctldDebug=info",
         "SlurmdDebug=info",
-        # No cgroups here (container, no systemd): track processes by parent pid.
-        "ProctrackType=proctrack/linuxproc",
-        # task/affinity needs only sched_setaffinity, which works in containers.
-        "TaskPlugin=task/affinity",
+        *shape_lines(inst, cpus, mem),
         "SelectType=select/cons_tres",
-        "SelectTypeParameters=CR_CPU",
         "SchedulerType=sched/backfill",
         "MpiDefault=none",
         "ReturnToService=2",
@@ -104,7 +152,7 @@ def slurm_conf_text(inst: Instance) -> str:
         "KillWait=10",
         "MinJobAge=300",
         "PrologEpilogTimeout=120",
-        "JobAcctGatherType=jobacct_gather/linux",
+        f"JobAcctGatherType=jobacct_gather/{'cgroup' if inst.production else 'linux'}",
         "JobAcctGatherFrequency=30",
         "AccountingStorageType=accounting_storage/slurmdbd",
         f"AccountingStorageHost={addr}",
@@ -120,7 +168,7 @@ def slurm_conf_text(inst: Instance) -> str:
         lines.append(
             f"NodeName={node} NodeAddr={addr} NodeHostname={node} "
             f"Port={inst.node_port(node)} CPUs={cpus} RealMemory={mem} "
-            "State=UNKNOWN"
+            f"{f'Gres=gpu:{gpus.GPUS_PER_NODE} ' if inst.production else ''}State=UNKNOWN"
         )
     if inst.guests():
         lines.extend(vm.slurm_conf_lines(inst.vm_net))
@@ -218,17 +266,16 @@ def write_configs(inst: Instance) -> None:
     write_if_changed(inst.slurm_conf, slurm_conf_text(inst))
     # slurmdbd insists on 0600 and owner SlurmUser (root) since it holds a password.
     write_if_changed(inst.slurmdbd_conf, slurmdbd_conf_text(inst, db_password(inst)), 0o600)
-    if slurm_version() >= (24, 5):
-        # 24.05+ slurmd loads a cgroup plugin unconditionally; cgroups are not
-        # usable here, and 22.05 rejects "disabled", so only write it on 24.05+.
-        write_if_changed(inst.cgroup_conf, "CgroupPlugin=disabled\n")
-    elif inst.guests():
-        # 22.05 on a guest (cgroup2 mounted, no systemd): slurmd builds its own
-        # cgroup tree instead of asking systemd over dbus.  The host's nodes
-        # have no cgroup2 and never load the plugin, so they are unaffected.
-        write_if_changed(inst.cgroup_conf, "IgnoreSystemd=yes\n")
+    cgroup_text = cgroup_conf_text(inst)
+    if cgroup_text is not None:
+        write_if_changed(inst.cgroup_conf, cgroup_text)
     else:
         inst.cgroup_conf.unlink(missing_ok=True)
+    if inst.production:
+        gpus.make_devices(inst)
+        gpus.write_gres_conf(inst)
+    else:
+        (inst.etc / "gres.conf").unlink(missing_ok=True)
     if inst.guests():  # the host's /etc/hosts plus the nodes, for the host's nodes
         host_hosts = Path("/etc/hosts").read_text() if Path("/etc/hosts").exists() else ""
         lines = vm.hosts_lines(inst.vm_net, inst.nodes)

@@ -73,6 +73,10 @@ class Instance:
             return {}
         return data if isinstance(data, dict) else {}
 
+    @property
+    def production(self) -> bool:
+        return self.shape == "production"
+
     def settings(self) -> dict[str, object]:
         return {"nodes": self.node_count, "shape": self.shape}
 
@@ -152,6 +156,11 @@ class Instance:
 
     def node_tmp(self, node: str) -> Path:
         return self.prefix / "tmp" / node
+
+    def node_var_spool(self, node: str) -> Path:
+        """Production shape: the node's own /var/spool (its local disk), so that
+        /var/spool/slurm-ai, the toolkit's default spool, is node-local."""
+        return self.prefix / "nodes" / node / "var-spool"
 
     @property
     def vm_net(self) -> vm.VmNet:

@@ -112,7 +112,8 @@ def paths_to_keep_under_tmp() -> list[Path]:
 
 def cmd_node_exec(inst: Instance, node: str, argv: list[str]) -> NoReturn:
     """Internal: runs inside `unshare --uts --mount`; give the node its own
-    hostname and /tmp, then become slurmd (or the node's agent)."""
+    hostname and /tmp (and in the production shape its own /var/spool), then
+    become slurmd (or the node's agent)."""
     node_tmp = inst.node_tmp(node)
     keep = paths_to_keep_under_tmp()
     for path in keep:
@@ -124,5 +125,7 @@ def cmd_node_exec(inst: Instance, node: str, argv: list[str]) -> NoReturn:
     run(["mount", "--rbind" if keep else "--bind", str(node_tmp), "/tmp"])
     if inst.guests():  # the node names resolve on every node, as on a real cluster
         run(["mount", "--bind", str(inst.etc / "hosts"), "/etc/hosts"])
+    if inst.production:  # the node's local disk: its own /var/spool (slurm-ai's spool)
+        run(["mount", "--bind", str(inst.node_var_spool(node)), "/var/spool"])
     socket.sethostname(node)
     os.execvp(argv[0], argv)  # noqa: S606 (argv list, no shell)

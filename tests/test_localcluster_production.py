@@ -1,0 +1,177 @@
+"""The production shape of scripts/localcluster (`up --production`) on the real machine:
+jobs share a node inside their own cgroups, fake GPUs go through Slurm's GRES and
+ConstrainDevices, and each node has its own /var/spool.
+
+The session cluster serves when it is production-shaped; otherwise a throwaway
+production instance (own prefix and ports) runs for this module."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import shutil
+import socket
+import textwrap
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from cluster_support import SlurmCluster
+
+pytestmark = pytest.mark.cluster
+
+CGROUP_CPUSET = Path("/sys/fs/cgroup/cpuset")
+
+
+def ports_free(base: int, count: int = 6) -> bool:
+    for port in range(base, base + count):
+        with socket.socket() as sock:
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                return False
+    return True
+
+
+def shape_of(cluster: SlurmCluster) -> str:
+    try:
+        return str(json.loads((cluster.prefix / "etc" / "instance.json").read_text())["shape"])
+    except (OSError, ValueError, KeyError):
+        return "lab"
+
+
+@pytest.fixture(scope="module")
+def production(slurm_cluster: SlurmCluster) -> Iterator[SlurmCluster]:
+    if shape_of(slurm_cluster) == "production":
+        yield slurm_cluster
+        return
+    if os.geteuid() != 0:
+        pytest.skip("starting a throwaway instance needs root")
+    if not (CGROUP_CPUSET / "cpuset.cpus").exists():
+        pytest.skip("no cgroup v1 cpuset hierarchy at /sys/fs/cgroup/cpuset")
+    base = next((b for b in range(slurm_cluster.port_base + 140, 30000, 10) if ports_free(b)), None)
+    if base is None:
+        pytest.skip("no free block of 6 ports for a throwaway instance")
+    # Not under pytest's /tmp: the per-node /tmp dirs are bind-mounted from here.
+    prefix = Path(f"/var/tmp/slurm-ai-prod-{os.getpid()}")
+    cluster = dataclasses.replace(slurm_cluster, prefix=prefix, port_base=base, name="saiprod")
+    env = pytest.MonkeyPatch()
+    env.setenv("SLURM_AI_CLUSTER_VMS", "off")
+    try:
+        up = cluster.localcluster("up", "--production", timeout=600)
+        assert up.returncode == 0, up.stdout + up.stderr
+        yield cluster
+    finally:
+        cluster.localcluster("down", timeout=180)
+        env.undo()
+        shutil.rmtree(prefix, ignore_errors=True)
+
+
+PROBE = """
+    import json, os, socket, sys
+    def cpus(text):
+        out = set()
+        for part in text.strip().split(","):
+            if part:
+                lo, _, hi = part.partition("-")
+                out.update(range(int(lo), int(hi or lo) + 1))
+        return sorted(out)
+    cg = next(l.split(":", 2)[2] for l in open("/proc/self/cgroup").read().splitlines()
+              if l.split(":")[1] == "cpuset")
+    job_dir = "/sys/fs/cgroup/cpuset" + cg.rsplit("/", 1)[0]   # .../job_<id>/step_<n> -> job
+    opened = {}
+    for path in sys.argv[1:]:
+        try:
+            os.close(os.open(path, os.O_RDWR))
+            opened[path] = 0
+        except OSError as err:
+            opened[path] = err.errno
+    print("PROBE " + json.dumps({
+        "job": os.environ["SLURM_JOB_ID"], "task": int(os.environ["SLURM_PROCID"]),
+        "host": socket.gethostname(), "cgroup": cg, "job_dir": job_dir,
+        "job_cpus": cpus(open(job_dir + "/cpuset.cpus").read()),
+        "affinity": sorted(os.sched_getaffinity(0)),
+        "cuda": os.environ.get("CUDA_VISIBLE_DEVICES"), "opened": opened,
+        "spool": sorted(os.listdir("/var/spool"))}), flush=True)
+"""
+
+
+def probes(stdout: str) -> list[dict[str, object]]:
+    return [json.loads(line[6:]) for line in stdout.splitlines() if line.startswith("PROBE ")]
+
+
+def probe_script(cluster: SlurmCluster) -> Path:
+    script = cluster.shared_dir / "production_probe.py"
+    script.write_text(textwrap.dedent(PROBE))
+    return script
+
+
+def test_two_jobs_share_n1_each_in_its_own_cpuset(production: SlurmCluster) -> None:
+    script = probe_script(production)
+    # Two 1-CPU jobs held on n1 at the same time (a 2-CPU node): each must get its own CPU.
+    wrap = f"python3 {script}; sleep 4"
+    outs = [production.shared_dir / f"share-{i}.out" for i in range(2)]
+    ids = []
+    for out in outs:
+        sub = production.run(["sbatch", "--parsable", "-w", "n1", "-n1", "-c1", "--mem=100",
+                              "-o", str(out), "--wrap", wrap])  # fmt: skip
+        assert sub.returncode == 0, sub.stderr
+        ids.append(sub.stdout.strip().split(";")[0])
+    wait = production.run(["srun", "-w", "n1", "-n1", "-c1", "--mem=50", "--dependency",
+                           f"afterany:{ids[0]}:{ids[1]}", "true"], timeout=120)  # fmt: skip
+    assert wait.returncode == 0, wait.stderr
+    seen = [probes(out.read_text())[0] for out in outs]
+    assert [s["job"] for s in seen] == ids
+    for probe in seen:
+        assert probe["host"] == "n1"
+        # Debian's slurmd (built for several slurmd per host) names its root after the node.
+        assert str(probe["cgroup"]).startswith(f"/slurm_n1/uid_{os.geteuid()}/job_{probe['job']}/")
+        assert probe["job_cpus"] and len(probe["job_cpus"]) == 1, probe  # type: ignore[arg-type]
+        assert set(probe["affinity"]) <= set(probe["job_cpus"]), probe  # type: ignore[call-overload]
+    assert seen[0]["job_cpus"] != seen[1]["job_cpus"], seen
+
+
+def test_gpus_per_task_gives_each_task_its_own_gpu(production: SlurmCluster) -> None:
+    script = probe_script(production)
+    devices = [str(production.prefix / "dev" / f"nvidia{i}") for i in range(2)]
+    out = production.run(["srun", "-w", "n1", "-n2", "--gpus-per-task=1", "--mem=100",
+                          "python3", str(script), *devices], timeout=120)  # fmt: skip
+    assert out.returncode == 0, out.stdout + out.stderr
+    tasks = sorted(probes(out.stdout), key=lambda p: int(p["task"]))  # type: ignore[call-overload]
+    assert [t["task"] for t in tasks] == [0, 1], out.stdout
+    own = []
+    for task in tasks:
+        opened = task["opened"]
+        assert isinstance(opened, dict)
+        # Its own GPU: allowed by the device cgroup, no driver behind it (ENXIO);
+        # the other: denied by the device cgroup (EPERM).
+        assert sorted(opened.values()) == [1, 6], task  # EPERM, ENXIO
+        own.append(next(path for path, err in opened.items() if err == 6))
+        # ConstrainDevices: the task sees its one GPU renumbered as 0.
+        assert task["cuda"] == "0", task
+    assert sorted(own) == devices, tasks
+
+
+def test_each_node_has_its_own_var_spool(production: SlurmCluster) -> None:
+    mark = f"spool-mark-{os.getpid()}"
+    out = production.run(["srun", "-N2", "-n2", "--mem=50", "sh", "-c",
+                          f'touch /var/spool/{mark}-$(hostname) && ls /var/spool'])  # fmt: skip
+    assert out.returncode == 0, out.stdout + out.stderr
+    listed = out.stdout.split()
+    assert sorted(name for name in listed if name.startswith(mark)) == [
+        f"{mark}-n1",
+        f"{mark}-n2",
+    ], out.stdout
+    for node in ("n1", "n2"):
+        local = production.prefix / "nodes" / node / "var-spool"
+        assert (local / f"{mark}-{node}").exists()
+        assert not (local / f"{mark}-{'n2' if node == 'n1' else 'n1'}").exists()
+        (local / f"{mark}-{node}").unlink()
+
+
+def test_nodes_offer_two_gpus_as_gres(production: SlurmCluster) -> None:
+    out = production.run(["sinfo", "-h", "-N", "-p", "bare", "-o", "%N %G %T"])
+    assert out.returncode == 0, out.stderr
+    rows = sorted(line.split() for line in out.stdout.splitlines())
+    assert [(r[0], r[1]) for r in rows] == [("n1", "gpu:2"), ("n2", "gpu:2")], out.stdout
