@@ -48,3 +48,9 @@ def test_slurm_conf_lists_every_node_with_its_port_and_spool(tmp_path: Path) -> 
     bare = next(ln for ln in text.splitlines() if ln.startswith("PartitionName=bare"))
     assert "Nodes=n1,n2,n3 " in bare
     assert f"SlurmdSpoolDir={tmp_path}/spool/%n" in text.splitlines()
+
+
+def test_the_shared_spool_marker_names_slurm_ais() -> None:
+    from slurm_ai.accounting.spoolmode import MARKER
+
+    assert config.SHARED_SPOOL_MARKER == MARKER

@@ -14,6 +14,9 @@ from . import gpus, vm
 from .common import ACCT_DB, run, slurm_version, write_if_changed
 from .instance import PARTITIONS, Instance
 
+# slurm_ai.accounting.spoolmode.MARKER (this package must not import slurm_ai).
+SHARED_SPOOL_MARKER = ".slurm-ai-shared-spool"
+
 
 def make_dirs(inst: Instance) -> None:
     for path in (
@@ -29,6 +32,11 @@ def make_dirs(inst: Instance) -> None:
         inst.prefix / "agent",
     ):
         path.mkdir(parents=True, exist_ok=True)
+    # The prefix is one filesystem every node sees (the shared filesystem of this
+    # cluster): slurm-ai's marker says so, so that a slurm-ai spool below it is taken
+    # as shared ([accounting] shared_spool = "auto"); a production node's own
+    # /var/spool is not below it and is node-local.
+    write_if_changed(inst.prefix / SHARED_SPOOL_MARKER, "written by scripts/localcluster\n")
     # munged refuses a key/socket directory that others can write to; others
     # must reach the socket though, so that non-root users can submit jobs.
     os.chmod(inst.munge_dir, 0o755)
