@@ -46,6 +46,7 @@ from .nodes import (
     node_serving,
     node_states,
     nodes_serving,
+    remove_node_cgroups,
     slurmd_start_times,
     wait_for_nodes,
 )
@@ -169,6 +170,8 @@ def cmd_down(inst: Instance) -> int:
     stopped = [name for name in names if stop(inst, name)]
     if vm.network_down(inst.vm_net):
         stopped.append(f"guest network {inst.vm_net.netns}")
+    for line in remove_node_cgroups(inst):
+        say(f"note: node cgroup left behind: {line}")
     if stopped:
         say(f"stopped {', '.join(stopped)}")
     else:

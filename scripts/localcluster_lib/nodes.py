@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime
+import hashlib
 import os
 import re
 import socket
@@ -11,7 +12,7 @@ import sys
 from pathlib import Path
 from typing import NoReturn
 
-from .common import CHECKOUT, NODES_TIMEOUT, run, say, wait_until
+from .common import CHECKOUT, NODES_TIMEOUT, ClusterError, run, say, wait_until
 from .daemons import daemons
 from .instance import Instance
 from .processes import fail_daemon
@@ -110,6 +111,67 @@ def paths_to_keep_under_tmp() -> list[Path]:
     return [c for c in inside if not any(c != o and c.is_relative_to(o) for o in inside)]
 
 
+# Controllers of the cgroup v1 hierarchy Slurm's cgroup plugins use (cpuset: cores,
+# memory: RAM, devices: GPUs, freezer: proctrack, cpuacct: jobacct_gather).
+CGROUP_V1 = Path("/sys/fs/cgroup")
+CONTROLLERS = ("cpuset", "memory", "devices", "freezer", "cpuacct", "pids")
+
+
+def node_cgroup_name(inst: Instance, node: str) -> str:
+    """The node's own cgroup below each controller's root: one per instance and node,
+    so that instances on one host (all with nodes n1, n2) never share slurm_n1/."""
+    digest = hashlib.sha1(str(inst.prefix).encode()).hexdigest()[:8]
+    return f"sai-{digest}-{node}"
+
+
+def enter_node_cgroups(inst: Instance, node: str) -> None:
+    """Production shape, inside the node's mount namespace: move this process into the
+    node's own cgroup of every controller and bind-mount that cgroup over the
+    controller's mount point, so that it is the root slurmd sees; the cgroup namespace
+    (`unshare --cgroup`, next) makes /proc/PID/cgroup paths relative to it too."""
+    name = node_cgroup_name(inst, node)
+    for ctrl in CONTROLLERS:
+        top = CGROUP_V1 / ctrl
+        if not (top / "cgroup.procs").exists():
+            continue
+        child = top / name
+        step = "mkdir"
+        try:
+            child.mkdir(exist_ok=True)
+            if ctrl == "cpuset":  # an empty cpuset takes no task: inherit the root's
+                for knob in ("cpuset.cpus", "cpuset.mems"):
+                    step = f"write {knob}"
+                    if not (child / knob).read_text().strip():
+                        (child / knob).write_text((top / knob).read_text())
+            step = "write cgroup.procs"
+            (child / "cgroup.procs").write_text(f"{os.getpid()}\n")
+        except OSError as err:
+            raise ClusterError(
+                f"node {node}: cannot make its own cgroup {child} ({step}: "
+                f"{os.strerror(err.errno or 0)}, errno {err.errno}); start with --lab"
+            ) from err
+        run(["mount", "--bind", str(child), str(top)])
+
+
+def remove_node_cgroups(inst: Instance) -> list[str]:
+    """After `down`: remove the nodes' cgroups bottom-up; what cannot go (a process
+    still in it) is returned, one line each."""
+    left = []
+    for node in inst.nodes:
+        for ctrl in CONTROLLERS:
+            top = CGROUP_V1 / ctrl / node_cgroup_name(inst, node)
+            if not top.is_dir():
+                continue
+            dirs = sorted((p for p in top.rglob("*") if p.is_dir()), key=lambda p: -len(p.parts))
+            for path in [*dirs, top]:
+                try:
+                    path.rmdir()
+                except OSError as err:
+                    left.append(f"{path}: {os.strerror(err.errno or 0)}")
+                    break
+    return left
+
+
 def cmd_node_exec(inst: Instance, node: str, argv: list[str]) -> NoReturn:
     """Internal: runs inside `unshare --uts --mount`; give the node its own
     hostname and /tmp (and in the production shape its own /var/spool), then
@@ -127,5 +189,7 @@ def cmd_node_exec(inst: Instance, node: str, argv: list[str]) -> NoReturn:
         run(["mount", "--bind", str(inst.etc / "hosts"), "/etc/hosts"])
     if inst.production:  # the node's local disk: its own /var/spool (slurm-ai's spool)
         run(["mount", "--bind", str(inst.node_var_spool(node)), "/var/spool"])
+        enter_node_cgroups(inst, node)
+        argv = ["unshare", "--cgroup", "--", *argv]  # execs argv: the pid stays slurmd's
     socket.sethostname(node)
     os.execvp(argv[0], argv)  # noqa: S606 (argv list, no shell)
