@@ -12,6 +12,7 @@ import json
 import os
 import shutil
 import socket
+import sys
 import textwrap
 from collections.abc import Iterator
 from pathlib import Path
@@ -175,3 +176,145 @@ def test_nodes_offer_two_gpus_as_gres(production: SlurmCluster) -> None:
     assert out.returncode == 0, out.stderr
     rows = sorted(line.split() for line in out.stdout.splitlines())
     assert [(r[0], r[1]) for r in rows] == [("n1", "gpu:2"), ("n2", "gpu:2")], out.stdout
+
+
+# ---------------------------------------------------------------- slurm-ai on it
+
+HOOKS_BEGIN = "# BEGIN slurm-ai hooks (tests/test_localcluster_production.py)"
+HOOKS_END = "# END slurm-ai hooks"
+NODE_SPOOL = "/var/spool/slurm-ai"  # the default: each node's own disk here
+SETTLE_S = 3.0
+
+
+@dataclasses.dataclass
+class ProductionHooks:
+    cluster: SlurmCluster
+    config_path: Path
+
+    def node_spool(self, node: str) -> Path:
+        """Node `node`'s /var/spool/slurm-ai, as this (host) process reaches it."""
+        return self.cluster.prefix / "nodes" / node / "var-spool" / "slurm-ai"
+
+
+@pytest.fixture(scope="module")
+def production_hooks(production: SlurmCluster) -> Iterator[ProductionHooks]:
+    """The hooks installed as on a site: default node-local spool /var/spool/slurm-ai,
+    the site's PrologFlags (Alloc,Contain) kept."""
+    from hooks_fixture import _reconfigure
+
+    from slurm_ai.admin.hookfiles import (
+        HookLayout,
+        default_config,
+        render_all,
+        render_slurm_conf_lines,
+        with_hook_block,
+    )
+    from slurm_ai.admin.slurmconf import load_slurm_conf
+
+    prefix = production.prefix
+    if (prefix / "etc" / "hooks.conf").exists() and "BEGIN slurm-ai hooks (tests/hooks_fixture" in (
+        prefix / "etc" / "hooks.conf"
+    ).read_text():
+        pytest.skip("the session's hooks are installed on this cluster")  # not both at once
+    layout = HookLayout(
+        etc_dir=prefix / "etc", config_path=prefix / "etc" / "slurm-ai-prod" / "config.toml",
+        python=sys.executable,
+    )  # fmt: skip
+    config = default_config(
+        spool_dir=NODE_SPOOL,
+        log_file=str(prefix / "log" / "slurm-ai-prod" / "slurm-ai.log"),
+        slurm_conf=str(production.slurm_conf),
+        mark_dir="/var/spool/slurm-ai-marks",
+        health=False,
+        # settle_s: the later pass (slurm-ai deliver, a timer on a site) reads a
+        # multi-node record back after this; short here, the test runs that pass.
+        extra={"accounting": {"max_writes_per_s": 50.0, "settle_s": SETTLE_S}},
+    )
+    for path, (text, mode) in render_all(layout, config).items():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text)
+        path.chmod(mode)
+    hooks = ProductionHooks(production, layout.config_path)
+    for node in ("n1", "n2"):
+        hooks.node_spool(node).mkdir(mode=0o700, parents=True, exist_ok=True)
+    hooks_conf = prefix / "etc" / "hooks.conf"
+    original = hooks_conf.read_text() if hooks_conf.exists() else ""
+    flags = (load_slurm_conf(production.slurm_conf).get("PrologFlags") or "").split(",")
+    assert "Contain" in flags, flags  # the production shape's
+    lines = render_slurm_conf_lines(layout, prolog_flags=flags).splitlines()
+    hooks_conf.write_text(with_hook_block(original, HOOKS_BEGIN, HOOKS_END, lines))
+    _reconfigure(production)
+    try:
+        yield hooks
+    finally:
+        hooks_conf.write_text(original)
+        _reconfigure(production)
+
+
+def test_two_jobs_sharing_n1_each_plan_over_their_own_cpu(
+    production_hooks: ProductionHooks,
+) -> None:
+    """The Prolog runs before the job's cgroup exists (PrologFlags=Contain): it plans
+    over the job's CPUs from `scontrol show job -d`, which are the cpuset the job's
+    tasks then run in."""
+    from tests.admin.clusterhelp import wait_record
+
+    cluster = production_hooks.cluster
+    script = probe_script(cluster)
+    outs = [cluster.shared_dir / f"hooked-share-{i}.out" for i in range(2)]
+    ids = []
+    for out in outs:
+        sub = cluster.run(["sbatch", "--parsable", "-w", "n1", "-n1", "-c1", "--mem=200",
+                           "-o", str(out), "--wrap", f"srun python3 {script}; sleep 3"])  # fmt: skip
+        assert sub.returncode == 0, sub.stderr
+        ids.append(sub.stdout.strip().split(";")[0])
+    records = [wait_record(cluster, job, nodes=1) for job in ids]
+    seen = [probes(out.read_text())[0] for out in outs]
+    planned = []
+    for job, record, probe in zip(ids, records, seen, strict=True):
+        plan = record["nodes"]["n1"]["plan"]
+        assert not [w for w in plan["warnings"] if "not visible" in w], plan
+        assert plan["cpus_per_rank"] == [",".join(map(str, probe["job_cpus"]))], (job, plan, probe)  # type: ignore[call-overload]
+        assert set(probe["affinity"]) <= set(probe["job_cpus"]), probe  # type: ignore[call-overload]
+        planned.append(plan["cpus_per_rank"])
+    assert planned[0] != planned[1], planned
+    # Node-local spool: n1 kept the jobs' state, n2 saw none of it.
+    for job in ids:
+        assert not (production_hooks.node_spool("n2") / "jobs" / job).exists()
+
+
+def test_a_two_node_job_on_node_local_spools_gets_one_complete_record(
+    production_hooks: ProductionHooks,
+) -> None:
+    """Each node's Epilog delivers its own part from its own spool ([accounting]
+    shared_spool = auto: /var/spool is a node's own disk here) and keeps it; the later
+    pass of `slurm-ai deliver` on each node (a timer on a site) reads the record back
+    and merges what is missing: one record, complete, both nodes."""
+    import time
+
+    from tests.admin.clusterhelp import record_of, wait_for
+
+    cluster = production_hooks.cluster
+    proc = cluster.run(["srun", "-N2", "-n2", "--mem=100", "sh", "-c", "echo JOB $SLURM_JOB_ID"])
+    assert proc.returncode == 0, proc.stderr
+    job = proc.stdout.split()[1]
+    wait_for(lambda: record_of(cluster, job), 120, f"a first record of job {job}")
+    time.sleep(SETTLE_S + 1)
+    env = {"SLURM_AI_CONFIG": str(production_hooks.config_path)}
+    later = cluster.run(["srun", "-N2", "-n2", "--mem=50", sys.executable, "-m", "slurm_ai",
+                         "deliver"], env=env, timeout=180)  # fmt: skip
+    assert later.returncode == 0, later.stdout + later.stderr
+    record = wait_for(
+        lambda: (r := record_of(cluster, job)) and len(r["nodes"]) == 2 and r, 60,
+        f"both nodes in the record of job {job}",
+    )  # fmt: skip
+    assert sorted(record["nodes"]) == ["n1", "n2"] and record["complete"] is True, record
+    # The pass that merged wrote again: the next one, after the settle time, reads the
+    # record back, finds its node in it and forgets the job.
+    time.sleep(SETTLE_S + 1)
+    again = cluster.run(["srun", "-N2", "-n2", "--mem=50", sys.executable, "-m", "slurm_ai",
+                         "deliver"], env=env, timeout=180)  # fmt: skip
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert record_of(cluster, job) == record
+    for node in ("n1", "n2"):  # nothing left waiting on either node
+        assert not (production_hooks.node_spool(node) / "outbox" / f"{job}.json").exists()
