@@ -1,9 +1,7 @@
 """The production shape of scripts/localcluster (`up --production`) on the real machine:
 jobs share a node inside their own cgroups, fake GPUs go through Slurm's GRES and
-ConstrainDevices, and each node has its own /var/spool.
-
-The session cluster serves when it is production-shaped; otherwise a throwaway
-production instance (own prefix and ports) runs for this module."""
+ConstrainDevices, and each node has its own /var/spool; slurm-ai installed on it as on
+a site. A throwaway production instance (own prefix and ports) runs for this module."""
 
 from __future__ import annotations
 
@@ -35,18 +33,11 @@ def ports_free(base: int, count: int = 6) -> bool:
     return True
 
 
-def shape_of(cluster: SlurmCluster) -> str:
-    try:
-        return str(json.loads((cluster.prefix / "etc" / "instance.json").read_text())["shape"])
-    except (OSError, ValueError, KeyError):
-        return "lab"
-
-
 @pytest.fixture(scope="module")
 def production(slurm_cluster: SlurmCluster) -> Iterator[SlurmCluster]:
-    if shape_of(slurm_cluster) == "production":
-        yield slurm_cluster
-        return
+    """A throwaway production instance, whatever the session cluster's shape: its hooks
+    and hooks.conf are this module's alone (each node's cgroups are the instance's own,
+    so it may run beside a production-shaped session cluster)."""
     if os.geteuid() != 0:
         pytest.skip("starting a throwaway instance needs root")
     if not (CGROUP_CPUSET / "cpuset.cpus").exists():
@@ -212,10 +203,6 @@ def production_hooks(production: SlurmCluster) -> Iterator[ProductionHooks]:
     from slurm_ai.admin.slurmconf import load_slurm_conf
 
     prefix = production.prefix
-    if (prefix / "etc" / "hooks.conf").exists() and "BEGIN slurm-ai hooks (tests/hooks_fixture" in (
-        prefix / "etc" / "hooks.conf"
-    ).read_text():
-        pytest.skip("the session's hooks are installed on this cluster")  # not both at once
     layout = HookLayout(
         etc_dir=prefix / "etc", config_path=prefix / "etc" / "slurm-ai-prod" / "config.toml",
         python=sys.executable,
