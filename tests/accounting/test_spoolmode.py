@@ -76,3 +76,18 @@ def test_settings_take_the_decision(tmp_path: Path) -> None:
         path=None, data={"spool": {"dir": str(spool)}, "accounting": {"shared_spool": False}}
     )
     assert AccountingSettings.from_config(fixed).shared_spool is False
+
+
+def test_doctor_says_which_mode_and_why(tmp_path: Path) -> None:
+    from slurm_ai.admin.doctor import _spool_mode_check
+
+    spool = tmp_path / "spool"
+    (tmp_path / MARKER).write_text("")
+    check = _spool_mode_check(Config(path=None, data={"spool": {"dir": str(spool)}}))
+    assert check.name == "spool-mode" and check.status == "info"
+    assert check.message.startswith("shared: marker ") and MARKER in check.message
+    fixed = {"spool": {"dir": str(spool)}, "accounting": {"shared_spool": False}}
+    check = _spool_mode_check(Config(path=None, data=fixed))
+    assert check.message == "node-local: [accounting] shared_spool = false"
+    bad = {"spool": {"dir": str(spool)}, "accounting": {"shared_spool": "yes"}}
+    assert _spool_mode_check(Config(path=None, data=bad)).status == "fail"
