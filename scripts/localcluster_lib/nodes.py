@@ -174,7 +174,7 @@ def remove_node_cgroups(inst: Instance) -> list[str]:
 
 def cmd_node_exec(inst: Instance, node: str, argv: list[str]) -> NoReturn:
     """Internal: runs inside `unshare --uts --mount`; give the node its own
-    hostname and /tmp (and in the production shape its own /var/spool), then
+    hostname, /tmp and /dev/shm (and in the production shape its own /var/spool), then
     become slurmd (or the node's agent)."""
     node_tmp = inst.node_tmp(node)
     keep = paths_to_keep_under_tmp()
@@ -185,6 +185,11 @@ def cmd_node_exec(inst: Instance, node: str, argv: list[str]) -> NoReturn:
         target.mkdir(parents=True, exist_ok=True)
         run(["mount", "--bind", str(path), str(target)])
     run(["mount", "--rbind" if keep else "--bind", str(node_tmp), "/tmp"])
+    # Its own /dev/shm too, as a real node has: Open MPI names its shared-memory
+    # segments there after the host name and the job id (vader_segment.n1.<job>.<rank>),
+    # the same in every instance on this machine, so nodes n1 of two instances
+    # running job N at once would open each other's segments.
+    run(["mount", "-t", "tmpfs", "-o", "mode=1777,nosuid,nodev", "tmpfs", "/dev/shm"])
     if inst.guests():  # the node names resolve on every node, as on a real cluster
         run(["mount", "--bind", str(inst.etc / "hosts"), "/etc/hosts"])
     if inst.production:  # the node's local disk: its own /var/spool (slurm-ai's spool)
