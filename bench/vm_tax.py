@@ -34,7 +34,7 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "scripts"))
 
-import localcluster_vm as vm  # noqa: E402
+from localcluster_lib import vm  # noqa: E402
 
 from slurm_ai.proc import run_command  # noqa: E402
 

@@ -1,4 +1,4 @@
-"""scripts/localcluster_vm.py without a cluster: the guest network plan, the
+"""scripts/localcluster_lib/vm.py without a cluster: the guest network plan, the
 root-image cache key, the mirror and route parsing, the guests' slurm.conf lines."""
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "scripts"))
-import localcluster_vm as vm
+from localcluster_lib import vm
 
 # `ip -4 -o route show table all` of a container host (recorded).
 ROUTES = """\
@@ -142,7 +142,7 @@ def test_qemu_runs_in_the_namespace_with_kvm_and_a_throwaway_disk(tmp_path: Path
     # Writable: the prefix and the checkout (jobs start there); the Python is read-only.
     shares = [argv[i + 1] for i, a in enumerate(argv) if a == "-virtfs"]
     assert shares[0].startswith(f"local,path={tmp_path / 'prefix'},mount_tag=prefix,")
-    checkout = Path(vm.__file__).resolve().parent.parent
+    checkout = Path(vm.__file__).resolve().parents[2]
     writable = {s.split(",")[1] for s in shares if "readonly=on" not in s}
     assert writable == {f"path={tmp_path / 'prefix'}", f"path={checkout}"}, shares
     python = Path(sys.base_prefix).resolve()

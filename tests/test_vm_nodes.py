@@ -25,7 +25,7 @@ from slurm_ai import cbuild
 from slurm_ai.topology import spank
 
 sys.path.insert(0, str(LOCALCLUSTER.parent))
-import localcluster_vm as vm
+from localcluster_lib import vm
 
 pytestmark = pytest.mark.cluster
 

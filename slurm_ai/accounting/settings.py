@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from slurm_ai.accounting.spoolmode import SpoolMode
+from slurm_ai.accounting.spoolmode import decide as decide_spool_mode
 from slurm_ai.config import Config
 from slurm_ai.errors import ConfigError
 
@@ -57,7 +59,8 @@ class AccountingSettings:
         return cls(
             backend=sec.get_str("backend", d.backend),
             timeout_s=sec.get_float("timeout_s", d.timeout_s),
-            shared_spool=sec.get_bool("shared_spool", d.shared_spool),
+            # true / false as configured; "auto" (the default): what the spool is.
+            shared_spool=spool_mode(config).shared,
             deliver_inline=sec.get_bool("deliver_inline", d.deliver_inline),
             inline_budget_s=sec.get_float("inline_budget_s", d.inline_budget_s),
             batch_size=max(1, sec.get_int("batch_size", d.batch_size)),
@@ -73,6 +76,12 @@ class AccountingSettings:
             detail_retention_days=sec.get_float("detail_retention_days", d.detail_retention_days),
             gather_dir=_optional_path(sec.get_str("gather_dir", "")),
         )
+
+
+def spool_mode(config: Config) -> SpoolMode:
+    """Shared or node-local spool, and why (slurm_ai.accounting.spoolmode)."""
+    configured = config.section("accounting").values.get("shared_spool", "auto")
+    return decide_spool_mode(configured, config.spool_dir)
 
 
 def _folds_case_setting(value: object) -> bool | None:

@@ -378,6 +378,19 @@ def _private_dir(name: str, path: Path, *, missing: str, readable_ok: bool = Fal
     return Check("pass", name, f"{path} (mode {mode:04o}, root)")
 
 
+def _spool_mode_check(config: Config) -> Check:
+    """Which delivery path this node takes ([accounting] shared_spool), and why."""
+    from slurm_ai.accounting.settings import spool_mode
+
+    try:
+        mode = spool_mode(config)
+    except SlurmAIError as exc:
+        return Check(
+            "fail", "spool-mode", str(exc), "[accounting] shared_spool: true, false or auto"
+        )
+    return Check("info", "spool-mode", f"{mode.name}: {mode.why}")
+
+
 def check_spool(target: DoctorTarget) -> list[Check]:
     config = target.config
     if config is None:
@@ -386,6 +399,7 @@ def check_spool(target: DoctorTarget) -> list[Check]:
         _private_dir("spool", config.spool_dir, missing="fail"),
         _private_dir("log-dir", Path(config.log_file).parent, missing="warn"),
     ]
+    out.append(_spool_mode_check(config))
     outbox = config.spool_dir / "outbox"
     try:
         entries = [e for e in os.scandir(outbox) if e.name.endswith(".json")]

@@ -129,14 +129,19 @@ def render_health_check_lines(layout: HookLayout, interval: int = HEALTH_CHECK_I
     )
 
 
-def render_slurm_conf_lines(layout: HookLayout, *, epilog_slurmctld: bool = False) -> str:
+def render_slurm_conf_lines(
+    layout: HookLayout, *, epilog_slurmctld: bool = False, prolog_flags: Sequence[str] = ()
+) -> str:
+    """`prolog_flags`: the site's PrologFlags, kept (Slurm takes the last PrologFlags=
+    line: a bare "Alloc" after a site's "Alloc,Contain" would drop Contain)."""
+    flags = list(dict.fromkeys([*(f for f in prolog_flags if f), "Alloc"]))
     lines = [
         "# slurm-ai hooks (rendered by slurm_ai.admin.hookfiles)",
         f"Prolog={layout.prolog_dir}/*",
         f"Epilog={layout.epilog_dir}/*",
         f"TaskProlog={layout.taskprolog_shim}",
         # Alloc: the Prolog runs on every node at allocation, not at the first step.
-        "PrologFlags=Alloc",
+        f"PrologFlags={','.join(flags)}",
     ]
     if epilog_slurmctld:
         lines.append(f"EpilogSlurmctld={layout.epilog_slurmctld_shim}")

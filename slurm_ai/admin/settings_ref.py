@@ -53,9 +53,11 @@ SETTINGS: tuple[Setting, ...] = (
     # accounting
     _s("accounting", "backend", "auto", "auto | native | slurm-cli | pyslurm (auto: pyslurm if it matches, else the native C writer, else sacctmgr)", "slurm_ai.accounting"),
     _s("accounting", "timeout_s", 20.0, "limit per sacct/sacctmgr call", "slurm_ai.accounting"),
-    _s("accounting", "shared_spool", True, "true: one spool filesystem for all nodes (single "
+    _s("accounting", "shared_spool", "auto", "true: one spool filesystem for all nodes (single "
        "writer merges); false: node-local spool: node records go to gather_dir when set "
-       "(single writer), else each node delivers its part",
+       "(single writer), else each node delivers its part; auto: a .slurm-ai-shared-spool "
+       "marker in the spool or above it on its mount, else the spool's filesystem type "
+       "(NFS, Lustre, GPFS, ...: shared) decides",
        "slurm_ai.accounting"),
     _s("accounting", "deliver_inline", True, "the Epilog that completes a job's record "
        "delivers it", "slurm_ai.accounting"),

@@ -1,11 +1,15 @@
 """What a job was given on this node, read from the places Slurm leaves it.
 
 CPUs, in order of trust:
-1. the job's cpuset cgroup (task/cgroup): the whole job's CPUs on this node;
+1. the job's cpuset cgroup (task/cgroup): the whole job's CPUs on this node,
+   under `slurm/` or, where slurmd is built for several slurmd per host (Debian),
+   under `slurm_<node>/`;
 2. the per-task masks in SLURM_CPU_BIND_LIST (task/affinity binds every task
    of the step and lists all their masks): their union is the step's CPUs;
 3. the caller's own affinity (os.sched_getaffinity), or in the Prolog, which
-   runs outside the job, every online CPU (with a note).
+   runs outside the job: the job's CPU_IDs on this node from `scontrol show job
+   -d` (with PrologFlags=Contain the Prolog runs before slurmstepd makes the job's
+   cgroup), else every online CPU, with a note saying why.
 GPUs: SLURM_STEP_GPUS / SLURM_JOB_GPUS (global indices on the node; in the
 Prolog also CUDA_VISIBLE_DEVICES). Tasks: SLURM_STEP_TASKS_PER_NODE or
 SLURM_TASKS_PER_NODE ("2(x3),1" form) at this node's SLURM_NODEID.
@@ -15,11 +19,11 @@ Garbage in any of them gives a warning and a best-effort allocation.
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 
-from slurm_ai.slurmenv import parse_index_list
+from slurm_ai.slurmenv import expand_hostlist, parse_index_list
 from slurm_ai.sysfs import Sysfs, parse_cpu_list, parse_cpu_mask
-from slurm_ai.topology.model import NodeTopology
+from slurm_ai.topology.model import CpuTopology, NodeTopology
 from slurm_ai.topology.plan import JobAllocation, rocm_node
 
 CGROUP = "/sys/fs/cgroup"
@@ -77,7 +81,7 @@ def _cgroup_cpus(sysfs: Sysfs, rel: str) -> list[int]:
     return []
 
 
-def cpus_from_cgroup(sysfs: Sysfs, job_id: str | None) -> list[int]:
+def cpus_from_cgroup(sysfs: Sysfs, job_id: str | None, node: str | None = None) -> list[int]:
     """The job-level cpuset of this process's cgroup (v2 or v1 cpuset)."""
     for line in (sysfs.read_text("/proc/self/cgroup") or "").splitlines():
         parts = line.split(":", 2)
@@ -91,12 +95,15 @@ def cpus_from_cgroup(sysfs: Sysfs, job_id: str | None) -> list[int]:
         if cpus:
             return cpus
     if job_id and job_id.isdigit():
-        # The Prolog runs outside the job: look the job's cgroup up by id.
+        # The Prolog runs outside the job: look the job's cgroup up by id. A slurmd
+        # built for several slurmd per host names its root after the node.
+        roots = ["slurm", *([f"slurm_{node}"] if node and "/" not in node else [])]
         for rel in (
             f"{CGROUP}/system.slice/slurmstepd.scope/job_{job_id}",
             *(
-                f"{CGROUP}/cpuset/slurm/{uid}/job_{job_id}"
-                for uid in sysfs.listdir(f"{CGROUP}/cpuset/slurm")
+                f"{CGROUP}/cpuset/{root}/{uid}/job_{job_id}"
+                for root in roots
+                for uid in sysfs.listdir(f"{CGROUP}/cpuset/{root}")
                 if uid.startswith("uid_")
             ),
         ):
@@ -104,6 +111,35 @@ def cpus_from_cgroup(sysfs: Sysfs, job_id: str | None) -> list[int]:
             if cpus:
                 return cpus
     return []
+
+
+def slurm_cpu_order(cpu: CpuTopology) -> list[int]:
+    """Online CPUs in Slurm's abstract numbering: socket by socket, core by core,
+    the threads of a core one after the other (hwloc's logical order)."""
+    cores = cpu.cores(cpu.online)
+    cores.sort(key=lambda core: (cpu.package.get(core[0], 0), core[0]))
+    return [c for core in cores for c in core]
+
+
+def cpus_from_show_job(text: str, node: str, cpu: CpuTopology) -> tuple[list[int], str]:
+    """The job's CPUs on `node` from `scontrol show job -d` output (its `Nodes=...
+    CPU_IDs=...` lines, Slurm's abstract CPU indices mapped to this node's CPUs);
+    ([], why) when they are not there."""
+    order = slurm_cpu_order(cpu)
+    for match in re.finditer(r"\bNodes=(\S+)\s+CPU_IDs=(\S+)", text):
+        try:
+            if node not in expand_hostlist(match.group(1)):
+                continue
+            ids = parse_cpu_list(match.group(2))
+        except ValueError:
+            return [], f"scontrol show job -d: unreadable {match.group(0)!r}"
+        if not ids or max(ids) >= len(order):
+            return [], (
+                f"scontrol show job -d: CPU_IDs={match.group(2)} do not fit the "
+                f"{len(order)} online CPUs of this node"
+            )
+        return sorted(order[i] for i in ids), ""
+    return [], f"scontrol show job -d lists no CPU_IDs for node {node}"
 
 
 def job_gpus(env: Mapping[str, str], in_prolog: bool) -> tuple[list[int], list[str]]:
@@ -161,19 +197,27 @@ def allocation_from_env(
     own_affinity: list[int] | None = None,
     in_prolog: bool = False,
     visible: str = "auto",
+    prolog_cpus: Callable[[], tuple[list[int], str]] | None = None,
 ) -> JobAllocation:
+    """`prolog_cpus`: in the Prolog, where the job's cgroup may not exist yet, the
+    job's CPUs from elsewhere (the hook asks `scontrol show job -d`), or ([], why)."""
     warnings: list[str] = []
     job_id = env.get("SLURM_JOB_ID") or env.get("SLURM_JOBID")
-    cpus = cpus_from_cgroup(sysfs, job_id)
+    cpus = cpus_from_cgroup(sysfs, job_id, env.get("SLURMD_NODENAME"))
     if not cpus and not in_prolog:
         cpus = sorted(set(cpus_from_cpu_bind(env)) | set(own_affinity or []))
     if not cpus:
         cpus = list(own_affinity or []) if not in_prolog else []
+    why = "no job cgroup"
+    if not cpus and in_prolog and prolog_cpus is not None:
+        cpus, found_why = prolog_cpus()
+        why = f"no job cgroup yet, and {found_why}" if not cpus else why
     if not cpus:
         cpus = list(topo.cpu.online)
         if in_prolog:
             warnings.append(
-                "job cpuset not visible to the Prolog (no job cgroup): planned over all online CPUs"
+                f"job cpuset not visible to the Prolog ({why}): planned over all online CPUs; "
+                "the SPANK plugin plans each task over the CPUs Slurm allows it"
             )
     gpus, problems = job_gpus(env, in_prolog)
     warnings.extend(problems)

@@ -45,7 +45,13 @@ def prolog_step(ctx: HookContext) -> dict[str, Any] | None:
         ctx.log.warning("topology: [platform] override ignored: %s", exc)
         fragment["platform"] = platform_record(probe.fingerprint)
         fragment["platform"]["evidence"].append(f"override ignored: {exc}")
-    alloc = allocation_from_env(os.environ, Sysfs("/"), probe.topology, in_prolog=True)
+    alloc = allocation_from_env(
+        os.environ,
+        Sysfs("/"),
+        probe.topology,
+        in_prolog=True,
+        prolog_cpus=lambda: _cpus_from_scontrol(ctx, probe.topology),
+    )
     plan = compute_plan(
         probe.topology,
         alloc,
@@ -54,6 +60,24 @@ def prolog_step(ctx: HookContext) -> dict[str, Any] | None:
     fragment["plan"] = plan.summary()
     _write_task_plan(ctx, probe.topology, alloc.gpus, settings)
     return fragment
+
+
+SHOW_JOB_TIMEOUT_S = 5.0
+
+
+def _cpus_from_scontrol(ctx: HookContext, topo: NodeTopology) -> tuple[list[int], str]:
+    """The job's CPUs on this node from `scontrol show job -d` (its CPU_IDs): with
+    PrologFlags=Contain the Prolog runs before the job's cgroup exists."""
+    from slurm_ai.proc import run_command
+    from slurm_ai.topology.alloc import cpus_from_show_job
+
+    scontrol = ctx.config.section("slurm").get_str("scontrol", "/usr/bin/scontrol")
+    argv = [scontrol, "show", "job", "-d", str(ctx.job.job_id)]
+    try:
+        result = run_command(argv, timeout=SHOW_JOB_TIMEOUT_S, extra_env=ctx.config.slurm_env())
+    except SlurmAIError as exc:
+        return [], f"`{' '.join(argv)}` failed: {exc}"
+    return cpus_from_show_job(result.stdout, ctx.node, topo.cpu)
 
 
 def _write_task_plan(

@@ -4,8 +4,9 @@ The plugin is built against this machine's <slurm/spank.h> and registered in
 the instance's plugstack.conf.d, as `slurm-ai install` does on a site (the
 instance's slurm.conf points PlugStackConfig there). The nodes here have two
 CPUs each, where Slurm's own automatic binding gives the same sets as our
-plan, so the tests that tell them apart use `--cpu-bind=none` (Slurm leaves
-the tasks unbound; the plugin still pins) and the plugin's verbose lines.
+plan, so the tests tell them apart by the plugin's verbose lines. `--cpu-bind=none`
+is the user saying "do not bind my tasks": Slurm binds nothing and neither does the
+plugin (docs/spank.md).
 """
 
 from __future__ import annotations
@@ -77,12 +78,12 @@ def srun(hooks: Any, *args: str) -> Any:
 
 
 def test_plain_srun_tasks_get_the_plan_without_a_wrapper(plugin: Any) -> None:
-    """Unbound by Slurm (--cpu-bind=none), each task still gets the plan's CPUs.
+    """Each task gets the plan's CPUs (over Slurm's automatic binding).
 
     `slurm-ai plan` runs in a second step of the same allocation with the plugin
     off, so that it sees the step's CPUs rather than a pinned task's.
     """
-    task = shlex.join(["srun", "-n2", "--cpu-bind=none", sys.executable, "-c", PRINT])
+    task = shlex.join(["srun", "-n2", sys.executable, "-c", PRINT])
     plan = shlex.join([*slurm_ai(), "plan", "--json"])
     plan_step = shlex.join(
         ["srun", "-n2", "--cpu-bind=none", "--sai-bind=off", "sh", "-c",
@@ -104,7 +105,7 @@ def test_plain_srun_tasks_get_the_plan_without_a_wrapper(plugin: Any) -> None:
 
 
 def test_two_nodes_are_pinned_on_both_and_the_record_says_plugin(plugin: Any) -> None:
-    proc = srun(plugin, "-N2", "-n4", "--cpu-bind=none", sys.executable, "-c", PRINT)
+    proc = srun(plugin, "-N2", "-n4", sys.executable, "-c", PRINT)
     assert proc.returncode == 0, proc.stderr
     got = tasks(proc.stdout)
     nodes = {node for node, _ in got}
@@ -166,9 +167,10 @@ def test_a_binding_chosen_in_srun_s_environment_is_kept(plugin: Any) -> None:
     assert sorted((k[1], v) for k, v in got.items()) == [(0, [1]), (1, [0])]  # Slurm's map
     lines = [line for line in proc.stderr.splitlines() if line.startswith("slurm-ai: task")]
     assert len(lines) == 2 and all("CPUs unchanged" in line for line in lines), proc.stderr
-    # The command line wins over the environment, as in srun: none there, so we pin.
+    # The command line wins over the environment, as in srun: only verbosity there (no
+    # binding chosen), so we pin.
     proc = plugin.cluster.run(
-        ["srun", "-N1", "-n2", "--cpu-bind=none", "--sai-bind=verbose", "true"],
+        ["srun", "-N1", "-n2", "--cpu-bind=verbose", "--sai-bind=verbose", "true"],
         env=env,
         timeout=120,
     )
@@ -184,8 +186,9 @@ def verbose_lines(stderr: str) -> list[str]:
 
 
 def test_which_cpu_bind_values_are_the_user_s_choice(plugin: Any) -> None:
-    """A value binds when one of its words is more than none/quiet/verbose; the
-    command's own arguments are not srun's, even after a flag that takes no value."""
+    """A value is the user's choice when one of its words is more than quiet/verbose
+    ("none": do not bind); the command's own arguments are not srun's, even after a
+    flag that takes no value."""
     run = [sys.executable, "-c", PRINT]
     # quiet,map_cpu: Slurm's map stays, and nothing that follows from our CPUs is set.
     proc = srun(plugin, "-N1", "-n2", "--cpu-bind=quiet,map_cpu:1,0", "--sai-bind=verbose", *run)
@@ -194,8 +197,17 @@ def test_which_cpu_bind_values_are_the_user_s_choice(plugin: Any) -> None:
     lines = verbose_lines(proc.stderr)
     assert len(lines) == 2 and all("CPUs unchanged" in line for line in lines), proc.stderr
     assert not any("OMP_NUM_THREADS" in line for line in lines), proc.stderr
-    # verbose,none chooses nothing: the plugin pins.
-    proc = srun(plugin, "-N1", "-n2", "--cpu-bind=verbose,none", "--sai-bind=verbose", "true")
+    # verbose,none: "do not bind my tasks". Slurm binds nothing, and neither does the
+    # plugin: each task keeps both of the step's CPUs.
+    for value in ("verbose,none", "none"):
+        proc = srun(plugin, "-N1", "-n2", f"--cpu-bind={value}", "--sai-bind=verbose", *run)
+        assert proc.returncode == 0, proc.stderr
+        assert sorted(tasks(proc.stdout).values()) == [[0, 1], [0, 1]], proc.stdout
+        lines = verbose_lines(proc.stderr)
+        assert len(lines) == 2 and all("CPUs unchanged" in line for line in lines), proc.stderr
+        assert not any("OMP_NUM_THREADS" in line for line in lines), proc.stderr
+    # verbose alone chooses nothing: the plugin pins.
+    proc = srun(plugin, "-N1", "-n2", "--cpu-bind=verbose", "--sai-bind=verbose", "true")
     assert proc.returncode == 0, proc.stderr
     lines = verbose_lines(proc.stderr)
     assert len(lines) == 2 and not any("unchanged" in line for line in lines), proc.stderr
@@ -371,7 +383,7 @@ def test_a_binding_in_any_heterogeneous_component_is_kept_in_all(plugin: Any) ->
     assert proc.returncode == 0, proc.stderr
     lines = verbose_lines(proc.stderr)
     assert len(lines) == 2 and all("CPUs unchanged" in line for line in lines), proc.stderr
-    proc = srun(plugin, *first, ":", "-N1", "-n1", "--sai-bind=verbose", "--cpu-bind=none", *run)
+    proc = srun(plugin, *first, ":", "-N1", "-n1", "--sai-bind=verbose", "--cpu-bind=verbose", *run)
     assert proc.returncode == 0, proc.stderr
     lines = verbose_lines(proc.stderr)
     assert len(lines) == 2 and not any("unchanged" in line for line in lines), proc.stderr
@@ -383,8 +395,7 @@ def test_a_user_variable_longer_than_8_kib_is_kept(plugin: Any) -> None:
     script = "import os; print('OMP', len(os.environ.get('OMP_NUM_THREADS', '')))"
     env = {**plugin.env(), "OMP_NUM_THREADS": value}
     proc = plugin.cluster.run(
-        ["srun", "-N1", "-n1", "--cpu-bind=none", "--sai-bind=verbose", sys.executable, "-c",
-         script],
+        ["srun", "-N1", "-n1", "--sai-bind=verbose", sys.executable, "-c", script],
         env=env,
         timeout=120,
     )  # fmt: skip

@@ -384,17 +384,23 @@ def user_binding(
     [
         (["--cpu-bind=cores", "cmd"], "cpu"),
         (["--cpu-bind", "cores", "cmd"], "cpu"),
-        (["--cpu-bind=verbose,none", "cmd"], "none"),
-        (["--cpu-bind=NONE", "cmd"], "none"),  # Slurm ignores the case
+        # "do not bind my tasks" is the user's CPU choice (docs/spank.md); verbose is not
+        (["--cpu-bind=verbose,none", "cmd"], "cpu"),
+        (["--cpu-bind=NONE", "cmd"], "cpu"),  # Slurm ignores the case
+        (["--cpu-bind=no", "cmd"], "cpu"),
+        (["--cpu-bind=verbose", "cmd"], "none"),
+        (["--cpu-bind=q", "cmd"], "none"),
+        (["--gpu-bind=none", "cmd"], "none"),  # Slurm's GPU default: no choice
         (["--cpu-bind=quiet,map_cpu:1,0", "--gpu-bind=closest", "cmd"], "cpu,gpu"),
-        (["--cpu-bind=cores", "--cpu-bind=none", "cmd"], "none"),  # the last one
+        (["--cpu-bind=cores", "--cpu-bind=verbose", "cmd"], "none"),  # the last one
+        (["--cpu-bind=none", "--cpu-bind=v", "cmd"], "none"),
         # getopt_long's unambiguous prefixes (gap 4)
         (["--cpu-b=cores", "cmd"], "cpu"),
         (["--cpu-bi", "map_cpu:1", "cmd"], "cpu"),
         (["--cpu_=map_cpu:1", "cmd"], "cpu"),
         (["--gpu-bi=closest", "cmd"], "gpu"),
         (["--gpu-b", "single:1", "cmd"], "gpu"),
-        (["--cpu-b=none", "cmd"], "none"),
+        (["--cpu-b=none", "cmd"], "cpu"),
         (["--exa", "--cpu-bind=cores", "cmd"], "cpu"),  # --exact takes no value
         (["--ntasks-per-n", "2", "--cpu-bind=cores", "cmd"], "cpu"),
         (["--tres-bind=gres/gpu:closest", "cmd"], "gpu"),
@@ -406,8 +412,9 @@ def user_binding(
         (["--", "cmd", "--cpu-bind=cores"], "none"),
         # heterogeneous steps: every component's options (gap 5)
         (["-n1", "cmd", ":", "-n1", "--cpu-bind=cores", "cmd2"], "cpu"),
-        (["-n1", "cmd", ":", "-n1", "--cpu-bind=none", "cmd2"], "none"),
-        (["--cpu-bind=cores", "cmd", ":", "--cpu-bind=none", "cmd2"], "cpu"),
+        (["-n1", "cmd", ":", "-n1", "--cpu-bind=none", "cmd2"], "cpu"),
+        (["-n1", "cmd", ":", "-n1", "--cpu-bind=verbose", "cmd2"], "none"),
+        (["--cpu-bind=cores", "cmd", ":", "--cpu-bind=verbose", "cmd2"], "cpu"),
         (["-n1", "cmd", "--cpu-bind=cores", ":", "-n1", "cmd2"], "none"),
         (["-n1", "cmd", "a", ":", "--gpu-b=closest", "cmd2", ":", "-n1", "cmd3"], "gpu"),
         (["-J", ":", "--cpu-bind=cores", "cmd"], "cpu"),  # a ":" that is a value
@@ -423,9 +430,11 @@ def test_srun_input_variables_count_unless_slurm_set_them(harness: Path) -> None
     assert user_binding(harness, ["cmd"], cpu_env="cores")[0] == "cpu"
     assert user_binding(harness, ["cmd"], gpu_env="closest")[0] == "gpu"
     assert user_binding(harness, ["cmd"], cpu_env="quiet,mask_cpu:0x1")[0] == "none"
-    assert user_binding(harness, ["--cpu-bind=none", "cmd"], cpu_env="cores")[0] == "none"
+    assert user_binding(harness, ["cmd"], cpu_env="quiet,none")[0] == "none"  # Slurm's
+    assert user_binding(harness, ["cmd"], cpu_env="none")[0] == "cpu"  # the user's
+    assert user_binding(harness, ["--cpu-bind=verbose", "cmd"], cpu_env="cores")[0] == "none"
     # Each heterogeneous component reads them.
-    args = ["--cpu-bind=none", "cmd", ":", "-n1", "cmd2"]
+    args = ["--cpu-bind=verbose", "cmd", ":", "-n1", "cmd2"]
     assert user_binding(harness, args, cpu_env="cores")[0] == "cpu"
 
 

@@ -194,26 +194,30 @@ static const struct srun_option {
 #define SHORT_WITH_VALUE "ABCDFGJLMNSTWbcdeimnopqrtwx"
 #define SHORT_ATTACHED_ONLY "IK"
 
-/* Words of a --cpu-bind/--gpu-bind value that choose no binding (Slurm
- * compares them without case). */
-static int neutral_word(const char *word, size_t n)
+/* Words of a --cpu-bind/--gpu-bind value that choose nothing (Slurm compares
+ * them without case): how loud, not how to bind. For the GPU binding "none"/"no"
+ * are Slurm's default and choose nothing either; for the CPU binding they are the
+ * user saying "do not bind my tasks" (Slurm then binds nothing), a choice. */
+static int neutral_word(const char *word, size_t n, int kind)
 {
-	static const char *const words[] = { "none", "no", "quiet", "q", "verbose", "v", "help" };
+	static const char *const words[] = { "quiet", "q", "verbose", "v", "help", "none", "no" };
+	size_t count = sizeof(words) / sizeof(words[0]) - (kind == SAI_USER_CPU ? 2 : 0);
 
-	for (size_t i = 0; i < sizeof(words) / sizeof(words[0]); i++)
+	for (size_t i = 0; i < count; i++)
 		if (strlen(words[i]) == n && !strncasecmp(word, words[i], n))
 			return 1;
 	return 0;
 }
 
-/* A value that binds: one of its comma-separated words is more than
- * none/quiet/verbose ("quiet,cores" binds; "verbose,none" does not). */
-static int binds(const char *value)
+/* A value that is the user's choice of `kind`: one of its comma-separated words is
+ * more than quiet/verbose ("quiet,cores", "verbose,none", "none" for the CPUs;
+ * "closest" but not "none" for the GPUs). */
+static int binds(const char *value, int kind)
 {
 	for (const char *w = value; *w;) {
 		size_t n = strcspn(w, ",");
 
-		if (n && !neutral_word(w, n))
+		if (n && !neutral_word(w, n, kind))
 			return 1;
 		w += n + (w[n] == ',');
 	}
@@ -277,12 +281,12 @@ static void note_value(struct state *st, int kind, const char *value, int sure)
 		return;
 	}
 	if (!sure) { /* maybe this option: it may add a choice, never take one away */
-		if (binds(value))
+		if (binds(value, kind))
 			st->chosen |= kind;
 		return;
 	}
 	st->seen |= kind;
-	if (binds(value)) /* srun takes the last one */
+	if (binds(value, kind)) /* srun takes the last one */
 		st->chosen |= kind;
 	else
 		st->chosen &= ~kind;
@@ -295,7 +299,7 @@ static void finish_component(const struct scan *s, struct state *st)
 		const char *env = s->env[k];
 
 		if (!(st->seen & bit) && env && strncmp(env, "quiet,", 6) &&
-		    strncmp(env, "verbose,", 8) && binds(env))
+		    strncmp(env, "verbose,", 8) && binds(env, bit))
 			st->chosen |= bit;
 	}
 	st->any |= st->chosen;

@@ -30,7 +30,8 @@ The guest side (`guest_boot`) runs as PID 1 in the guest after the small init
 script has mounted the shares: it configures the network, starts munged,
 slurmd and the agent, and reaps children forever.
 
-Standard library only, like scripts/localcluster.
+Standard library only, like scripts/localcluster; run as a script by the guest's init
+(`python3 scripts/localcluster_lib/vm.py guest-boot`), so it imports nothing of its package.
 """
 
 from __future__ import annotations
@@ -175,7 +176,7 @@ class VmNet:
 
     @property
     def slurmd_port(self) -> int:
-        return self.port_base + 7
+        return self.port_base + 3  # the instance's port plan: see localcluster_lib/instance.py
 
     def guest_mac(self, node: str) -> str:
         index = GUESTS.index(node) + 1
@@ -463,7 +464,7 @@ def shared_code_paths() -> list[Path]:
     base = Path(sys.base_prefix).resolve()
     if base.parent.name == "versions":  # pyenv: its shims on PATH (torchrun) need all of it
         base = base.parent.parent
-    candidates = {Path(__file__).resolve().parent.parent, Path(sys.prefix).resolve(), base}
+    candidates = {Path(__file__).resolve().parents[2], Path(sys.prefix).resolve(), base}
     spec = importlib.util.find_spec("slurm_ai")
     if spec is not None and spec.origin:
         candidates.add(Path(spec.origin).resolve().parent.parent)
@@ -477,7 +478,7 @@ def write_guest_files(prefix: Path, net: VmNet, slurm_conf: Path) -> None:
     directory.mkdir(parents=True, exist_ok=True)
     code = shared_code_paths()
     for node in GUESTS:
-        checkout = Path(__file__).resolve().parent.parent
+        checkout = Path(__file__).resolve().parents[2]
         (directory / f"{node}.mounts").write_text(
             "".join(
                 f"code{i} {path} {'rw' if path == checkout else 'ro'}\n"
@@ -526,7 +527,7 @@ def qemu_argv(
     shares: list[str] = [
         "-virtfs", f"local,path={prefix},mount_tag=prefix,security_model=passthrough,id=prefix",
     ]  # fmt: skip
-    checkout = Path(__file__).resolve().parent.parent
+    checkout = Path(__file__).resolve().parents[2]
     for i, path in enumerate(shared_code_paths()):
         # The checkout is where jobs of tests and the demo start (their cwd,
         # where sbatch writes slurm-%j.out): writable, as on the host's nodes.
@@ -664,7 +665,7 @@ def main(argv: Sequence[str]) -> int:
     if len(argv) == 3 and argv[0] == "guest-boot":
         guest_boot(Path(argv[1]), argv[2])
         return 0
-    print("usage: localcluster_vm.py guest-boot PREFIX NODE (run by the guest's init)")
+    print("usage: vm.py guest-boot PREFIX NODE (run by the guest's init)")
     return 2
 
 
