@@ -38,8 +38,11 @@ from slurm_ai.health.worker import LAUNCHER_ENV
 from slurm_ai.proc import CommandResult, run_group
 
 # Open MPI's report of a rank that died: "process rank 1 with PID 0 on node vm exited on
-# signal 9 (Killed)" (4.1; the PID is wrong under the isolated launcher).
-_MPIRUN_SIGNALLED = re.compile(r"process rank (\d+) with PID \d+ on node \S+ exited on signal")
+# signal 9 (Killed)" (4.1 on one line, the PID wrong under the isolated launcher; Open MPI
+# 5's prterun wraps the same sentence over two lines, so any white space between words).
+_MPIRUN_SIGNALLED = re.compile(
+    r"process\s+rank\s+(\d+)\s+with\s+PID\s+\d+\s+on\s+node\s+\S+\s+exited\s+on\s+signal"
+)
 _STRIP_PREFIXES = ("SLURM_", "PMIX_", "PMI_", "OMPI_", "SLURMD_")
 
 

@@ -151,3 +151,13 @@ def test_slurmdbd_killed_while_epilogs_write(installed_hooks: Any) -> None:
             assert record["complete"] is True, (job, record)
             assert _records_in_accounting(installed_hooks, job) == 1, job
         assert "nothing pending" in slurm_ai(installed_hooks, "deliver", "--list").stdout
+        # slurmctld resends its backlog to the restarted slurmdbd for a while (seen on Slurm
+        # 24.11: the next test's job was not in accounting 9 s after it ended, and its record
+        # waited for a deliver run): leave only once a new job's record is in accounting.
+        probe = sbatch(installed_hooks, "-N1", "-n1", "-p", "bare", "--wrap", "true")
+        wait_for(
+            lambda: slurm_ai(installed_hooks, "deliver") and record_of(installed_hooks, probe),
+            180,
+            interval=2,
+            what="accounting caught up after the restart",
+        )
