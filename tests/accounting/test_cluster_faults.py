@@ -53,6 +53,16 @@ def _state(cluster: Any, job: str) -> str:
     return proc.stdout.strip() if proc.returncode == 0 else ""
 
 
+def _record_within(hooks: Any, job: str, seconds: float) -> bool:
+    """Whether the job's record is in accounting within `seconds`."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if record_of(hooks, job):
+            return True
+        time.sleep(0.5)
+    return False
+
+
 def _records_in_accounting(hooks: Any, job: str) -> int:
     """How many slurm-ai records the job's AdminComment holds (one word each)."""
     text = admin_comment(hooks, job) or ""
@@ -159,8 +169,7 @@ def test_slurmdbd_killed_while_epilogs_write(installed_hooks: Any) -> None:
         deadline = time.monotonic() + 240
         while True:
             probe = sbatch(installed_hooks, "-N1", "-n1", "-p", "bare", "--wrap", "true")
-            with contextlib.suppress(AssertionError):
-                wait_for(lambda job=probe: record_of(installed_hooks, job), 20, what="probe record")
+            if _record_within(installed_hooks, probe, 20.0):
                 break
             slurm_ai(installed_hooks, "deliver")  # the probe's record, for the tests after
             assert time.monotonic() < deadline, "accounting did not catch up in 240 s"
