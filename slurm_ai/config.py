@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import math
 import os
+import socket
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -163,17 +164,34 @@ def load_config(explicit: str | None = None) -> Config:
     """
     path = config_path(explicit)
     named = explicit is not None or "SLURM_AI_CONFIG" in os.environ
+    found = True
     try:
         with open(path, "rb") as handle:
             data = tomllib.load(handle)
     except FileNotFoundError:
         if named:
             raise ConfigError(f"config file {path} does not exist") from None
-        return Config(path=None)
+        data, found = {}, False
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{path}: not valid TOML: {exc}") from exc
     except UnicodeDecodeError as exc:
         raise ConfigError(f"{path}: not UTF-8 text: {exc.reason} at byte {exc.start}") from exc
     except OSError as exc:
         raise ConfigError(f"{path}: cannot read: {exc.strerror}") from exc
-    return Config(path=path, data=data)
+    config = Config(path=path if found else None, data=data)
+    _use_nvml_recording(config)
+    return config
+
+
+def _use_nvml_recording(config: Config) -> None:
+    """`[nvml] recording`: every entry point (hooks, CLI, HealthCheckProgram, agent)
+    loads the config once, and the recording replaces the driver for all of them."""
+    from slurm_ai.nvml import use_site_recording
+
+    recording = config.section("nvml").get_opt_str("recording")
+    if recording is not None:
+        if not recording.startswith("/"):
+            raise ConfigError(f"[nvml] recording = {recording!r}: expected an absolute path")
+        node = os.environ.get("SLURMD_NODENAME") or socket.gethostname().split(".")[0]
+        recording = recording.replace("{node}", node)
+    use_site_recording(recording)

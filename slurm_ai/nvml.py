@@ -32,6 +32,14 @@ A value {"error": NAME} raises NvmlCallError(code_name=NAME); a function absent
 from the recording raises NvmlCallError("NotSupported"), as a real GPU does for
 an unsupported query. {"seq": [...]} returns successive values and then repeats
 the last one; {"hang": true} behaves like a hung call (ProbeError).
+{"per_s": R} is a counter that advances with the wall clock, R units a second
+(an energy counter in mJ of a GPU drawing R mW): unlike "seq" it agrees across
+processes, so a Prolog and an Epilog reading it see the energy in between.
+
+The site recording: `[nvml] recording` in the config (a test cluster whose
+fake GPUs have no driver, a demo) makes every `open_nvml()` without an explicit
+source answer from that file instead of the driver, in every part (topology,
+health, energy, agent). `load_config` sets it; "{node}" in the path is the node's name.
 """
 
 from __future__ import annotations
@@ -40,6 +48,7 @@ import contextlib
 import json
 import queue
 import threading
+import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future
 from pathlib import Path
@@ -49,6 +58,19 @@ from typing import Any
 from slurm_ai.errors import ProbeError
 
 DEFAULT_TIMEOUT_S = 5.0
+
+# The site's recording (see the module doc): process-wide, as the driver is.
+_site_recording: str | None = None
+
+
+def use_site_recording(path: str | None) -> None:
+    """Answer every later `open_nvml()` without a source from `path` (None: live)."""
+    global _site_recording
+    _site_recording = path
+
+
+def site_recording() -> str | None:
+    return _site_recording
 
 
 class NvmlCallError(ProbeError):
@@ -186,6 +208,8 @@ class RecordedNvml(Nvml):
             value = seq[min(pos, len(seq) - 1)]
             if isinstance(value, dict) and "error" in value:
                 raise NvmlCallError(function, str(value["error"]))
+        if isinstance(value, dict) and isinstance(value.get("per_s"), (int, float)):
+            return int(time.time() * value["per_s"])
         return _struct(value)
 
     def call(self, function: str, *args: Any) -> Any:
@@ -310,10 +334,12 @@ def _error_name(pynvml: Any, exc: Exception) -> str:
 def open_nvml(
     recorded: str | Path | dict[str, Any] | None = None, timeout: float = DEFAULT_TIMEOUT_S
 ) -> Nvml:
-    """Open NVML: live when `recorded` is None, else from a recording.
+    """Open NVML: from `recorded`, else the site recording, else live.
 
     Raises ProbeError when NVML is unavailable (no driver, no GPU, no pynvml).
     """
+    if recorded is None:
+        recorded = _site_recording
     if recorded is None:
         return LiveNvml(timeout=timeout)
     if isinstance(recorded, dict):

@@ -7,6 +7,7 @@ from `conftest` (several conftest.py files exist, one per test folder).
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
 import subprocess
 import sys
@@ -40,6 +41,26 @@ class SlurmCluster:
         path = self.prefix / "shared"
         path.mkdir(parents=True, exist_ok=True)
         return path
+
+    def instance_settings(self) -> dict[str, Any]:
+        """What its last `up` recorded (shape, nodes, the fake GPUs' NVML recording)."""
+        try:
+            data = json.loads((self.prefix / "etc" / "instance.json").read_text())
+        except (OSError, ValueError):
+            return {}
+        return data if isinstance(data, dict) else {}
+
+    @property
+    def production(self) -> bool:
+        return self.instance_settings().get("shape") == "production"
+
+    def prolog_flags(self) -> list[str]:
+        """The PrologFlags its slurm.conf sets (before any hooks.conf block)."""
+        for line in self.slurm_conf.read_text().splitlines():
+            key, _, value = line.strip().partition("=")
+            if key.strip().lower() == "prologflags":
+                return [flag for flag in value.strip().split(",") if flag]
+        return []
 
     def env(self, extra: dict[str, str] | None = None) -> dict[str, str]:
         env = dict(os.environ)

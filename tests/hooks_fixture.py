@@ -15,7 +15,7 @@ What it installs under the instance prefix (from slurm_ai.admin.hookfiles):
 <prefix>/etc/slurm-ai-taskprolog, <prefix>/etc/slurm-ai/config.toml (health
 step OFF by default: [hooks] steps = topology, agent, energy), spool
 <prefix>/spool/slurm-ai, marks <prefix>/marks, log <prefix>/log/slurm-ai/;
-then a marked block with Prolog=/Epilog=/TaskProlog=/PrologFlags=Alloc in
+then a marked block with Prolog=/Epilog=/TaskProlog=/PrologFlags (the cluster's own, plus Alloc) in
 <prefix>/etc/hooks.conf and `scontrol reconfigure`. `configured()` changes
 the config for the duration of a with-block (restored after, even on failure);
 at session end hooks.conf is restored and Slurm reconfigured.
@@ -139,6 +139,11 @@ def _reconfigure(cluster: Any) -> None:
         raise RuntimeError(f"localcluster reconfigure failed: {proc.stdout}{proc.stderr}")
 
 
+def nvml_recording(cluster: Any) -> dict[str, Any]:
+    recording = cluster.instance_settings().get("nvml_recording")
+    return {"nvml": {"recording": recording}} if recording else {}
+
+
 @pytest.fixture(scope="session")
 def installed_hooks(slurm_cluster: Any) -> Iterator[InstalledHooks]:
     if os.geteuid() != 0:
@@ -167,6 +172,8 @@ def installed_hooks(slurm_cluster: Any) -> Iterator[InstalledHooks]:
             "accounting": {"max_writes_per_s": 50.0},
             # The node agents scripts/localcluster starts (one per node, {node} expands).
             "agent": {"store_dir": str(prefix / "agent" / "{node}"), "interval_s": 5.0},
+            # The production shape's fake GPUs: NVML answers from their recordings.
+            **nvml_recording(slurm_cluster),
         },
     )
     for path, (text, mode) in render_all(layout, hooks.base_config).items():
@@ -176,7 +183,9 @@ def installed_hooks(slurm_cluster: Any) -> Iterator[InstalledHooks]:
     hooks.spool_dir.chmod(0o700)
     hooks_conf = prefix / "etc" / "hooks.conf"
     original = hooks_conf.read_text() if hooks_conf.exists() else ""
-    lines = render_slurm_conf_lines(layout).splitlines()
+    # The cluster's own PrologFlags kept (Slurm uses the last PrologFlags= line).
+    flags = slurm_cluster.prolog_flags()
+    lines = render_slurm_conf_lines(layout, prolog_flags=flags).splitlines()
     change_hooks_conf(slurm_cluster, with_hook_block(original, BEGIN, END, lines))
     try:
         yield hooks

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from pathlib import Path
 
 import pytest
 
@@ -85,3 +86,52 @@ def test_to_jsonable_handles_ctypes_structs() -> None:
     info.total, info.free, info.used = 80, 30, 50
     assert to_jsonable(info) == {"total": 80, "free": 30, "used": 50}
     assert to_jsonable(b"abc") == "abc"
+
+
+def test_a_clocked_counter_agrees_across_processes() -> None:
+    """{"per_s": R}: a counter at R units a second of wall clock, so a Prolog and an
+    Epilog (two processes, two recordings opened) see the energy in between."""
+    data = {"devices": [{"nvmlDeviceGetTotalEnergyConsumption": {"per_s": 80_000}}]}
+    first = RecordedNvml(data)
+    before = first.nvmlDeviceGetTotalEnergyConsumption(first.nvmlDeviceGetHandleByIndex(0))
+    time.sleep(0.2)
+    second = RecordedNvml(data)
+    after = second.nvmlDeviceGetTotalEnergyConsumption(second.nvmlDeviceGetHandleByIndex(0))
+    assert 0.15 * 80_000 <= after - before <= 5 * 80_000
+
+
+def test_the_site_recording_answers_every_open_without_a_source(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`[nvml] recording` (load_config sets it, "{node}" expanded) replaces the driver
+    for every open_nvml() without a source; an explicit source still wins."""
+    import json
+
+    from slurm_ai.config import load_config
+    from slurm_ai.errors import ConfigError
+    from slurm_ai.health.backends import choose_backend
+    from slurm_ai.nvml import site_recording
+
+    (tmp_path / "n7.json").write_text(json.dumps(RECORDING))
+    config = tmp_path / "config.toml"
+    config.write_text(f'[nvml]\nrecording = "{tmp_path}/{{node}}.json"\n')
+    monkeypatch.setenv("SLURMD_NODENAME", "n7")
+    try:
+        load_config(str(config))
+        assert site_recording() == str(tmp_path / "n7.json")
+        with open_nvml() as nv:
+            assert nv.source == "unit test" and nv.device_count() == 2
+        with open_nvml({"devices": []}) as nv:
+            assert nv.device_count() == 0
+        # Recorded GPUs have no driver: the all-reduce never picks NCCL on them.
+        assert choose_backend("auto", 2) != "nccl"
+        config.write_text('[nvml]\nrecording = "relative.json"\n')
+        with pytest.raises(ConfigError, match="absolute path"):
+            load_config(str(config))
+        config.write_text("")
+        load_config(str(config))
+        assert site_recording() is None  # a config without it: the driver again
+    finally:
+        from slurm_ai.nvml import use_site_recording
+
+        use_site_recording(None)

@@ -40,7 +40,7 @@ from .daemons import (
     setup_mysql_user,
 )
 from .guests import guest_logs, prepare_vms, wait_for_guests
-from .instance import DEFAULT_NODES, MAX_NODES, SHAPES, Instance, port_span
+from .instance import DEFAULT_NODES, DEFAULT_SHAPE, MAX_NODES, SHAPES, Instance, port_span
 from .nodes import (
     cmd_node_exec,
     node_serving,
@@ -67,7 +67,7 @@ def recorded_instance(inst: Instance) -> Instance:
     return dataclasses.replace(
         inst,
         node_count=nodes if isinstance(nodes, int) else DEFAULT_NODES,
-        shape=shape if shape in SHAPES else "lab",
+        shape=shape if shape in SHAPES else DEFAULT_SHAPE,
     )
 
 
@@ -284,7 +284,8 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
         const="production",
         help="the shape of a shared GPU site: cgroup-confined shared nodes (proctrack/cgroup, "
         "task/cgroup, CR_Core_Memory, PrologFlags=Alloc,Contain), 2 fake GPUs per node as "
-        "GRES under ConstrainDevices, a node-local /var/spool (docs/localcluster.md)",
+        "GRES under ConstrainDevices, a node-local /var/spool (docs/localcluster.md); "
+        "the default",
     )
     shape.add_argument(
         "--lab",
@@ -293,7 +294,7 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
         const="lab",
         help="the lab shape: whole CPUs, no cgroups, no GRES, one spool for all nodes "
         "(env SLURM_AI_CLUSTER_SHAPE=lab|production; default: what the last `up` used, "
-        "else lab)",
+        "else production)",
     )
     up.add_argument(
         "--nodes",

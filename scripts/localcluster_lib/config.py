@@ -282,6 +282,7 @@ def write_configs(inst: Instance) -> None:
     if inst.production:
         gpus.make_devices(inst)
         gpus.write_gres_conf(inst)
+        gpus.write_recordings(inst)
     else:
         (inst.etc / "gres.conf").unlink(missing_ok=True)
     if inst.guests():  # the host's /etc/hosts plus the nodes, for the host's nodes

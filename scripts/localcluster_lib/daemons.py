@@ -212,6 +212,8 @@ def agent_daemons(inst: Instance, me: str) -> list[Daemon]:
             "--store", str(inst.prefix / "agent" / "{node}"),
             "--interval", str(AGENT_INTERVAL_S),
         )  # fmt: skip
+        if inst.production:  # the fake GPUs, as slurm-ai's `[nvml] recording` names them
+            argv += ("--nvml-recorded", str(inst.etc / "nvml" / f"{node}.json"))
         result.append(
             Daemon(
                 f"agent-{node}",

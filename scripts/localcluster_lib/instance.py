@@ -12,6 +12,8 @@ from .common import MARK_VAR
 
 DEFAULT_NODES = 2
 SHAPES = ("lab", "production")
+# What a GPU site runs (docs/localcluster.md); `--lab` where a test needs the old shape.
+DEFAULT_SHAPE = "production"
 MAX_NODES = 64
 PARTITIONS = ("bare", "vm")  # first one is the default partition
 
@@ -36,7 +38,7 @@ class Instance:
     port_base: int
     name: str
     node_count: int = DEFAULT_NODES
-    shape: str = "lab"  # SHAPES: how Slurm runs on the nodes (see config.py)
+    shape: str = DEFAULT_SHAPE  # SHAPES: how Slurm runs on the nodes (see config.py)
 
     # Port plan: base+0 slurmctld, +1 mysqld, +2 slurmdbd, +3 the VM guests' slurmd
     # (each on its own guest address), +4 .. +3+N slurmd n1 .. nN.  The fixed part
@@ -78,7 +80,11 @@ class Instance:
         return self.shape == "production"
 
     def settings(self) -> dict[str, object]:
-        return {"nodes": self.node_count, "shape": self.shape}
+        settings: dict[str, object] = {"nodes": self.node_count, "shape": self.shape}
+        if self.production:
+            # slurm-ai's `[nvml] recording` for the fake GPUs (gpus.py writes the files).
+            settings["nvml_recording"] = f"{self.etc}/nvml/{{node}}.json"
+        return settings
 
     @property
     def etc(self) -> Path:

@@ -453,7 +453,7 @@ def _waiting_for_nodes(config: Config) -> Check:
 
 
 def check_nvml(target: DoctorTarget) -> list[Check]:
-    from slurm_ai.nvml import open_nvml
+    from slurm_ai.nvml import open_nvml, site_recording
 
     recorded: str | None = None
     if target.config is not None:
@@ -473,10 +473,13 @@ def check_nvml(target: DoctorTarget) -> list[Check]:
     except Exception as exc:  # an NVML call error on a node that has GPUs
         return [Check("fail", "nvml", f"NVML opened but a call failed: {exc}",
                       "nvidia-smi -q; check the driver")]  # fmt: skip
+    source = recorded or site_recording()
+    # A recording is not the driver: say so wherever a person looks.
+    origin = f" (from the recording {source}, not the driver)" if source else ""
     if count == 0:
-        return [Check("info", "nvml", "NVML works, no GPU on this node")]
+        return [Check("info", "nvml", f"NVML works, no GPU on this node{origin}")]
     models = ", ".join(sorted(set(names)))
-    return [Check("pass", "nvml", f"{count} GPU(s) readable: {models}")]
+    return [Check("pass", "nvml", f"{count} GPU(s) readable: {models}{origin}")]
 
 
 def check_rapl(target: DoctorTarget) -> list[Check]:

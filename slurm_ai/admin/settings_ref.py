@@ -90,6 +90,11 @@ SETTINGS: tuple[Setting, ...] = (
     _s("accounting", "gather_dir", UNSET, "node-local spools: a directory all nodes share "
        "for their node records only; one writer per job then (calls per job do not grow "
        "with nodes); unset: each node delivers its own part", "slurm_ai.accounting"),
+    # nvml
+    _s("nvml", "recording", UNSET, "an NVML recording (`slurm-ai capture`'s nvml.json) that "
+       "answers instead of the driver in every part (topology, health, energy, agent): test "
+       "clusters with fake GPUs, demos; `{node}` expands to the node's name; the health check's "
+       "all-reduce then runs on CPUs", "slurm_ai.nvml"),
     # energy
     _s("energy", "sysfs_root", "/", "root of /sys for RAPL reads (tests point it elsewhere)",
        "slurm_ai.energy"),
@@ -246,6 +251,7 @@ SECTION_TITLES: dict[str, str] = {
     "slurm": "Slurm commands",
     "hooks": "Prolog/Epilog steps",
     "accounting": "Records into Slurm accounting (docs/accounting.md)",
+    "nvml": "NVML's source: the driver, or a recording (docs/localcluster.md)",
     "energy": "Energy sources (docs/accounting.md)",
     "topology": "Topology and affinity (docs/topology.md)",
     "platform": "Platform override: label partitions/nodes (docs/topology.md)",

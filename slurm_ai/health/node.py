@@ -131,8 +131,12 @@ def run_node_check(
         gpu.count = gpu_count(options.nvml_recording, budget)
     report = HealthReport(Verdict.PASS, "")
     if options.allreduce:
+        from slurm_ai.nvml import site_recording
+
+        # Recorded GPUs (`[nvml] recording`) have no driver: the all-reduce runs on CPUs.
+        usable_gpus = 0 if site_recording() else gpu.count
         report = _allreduce_part(
-            settings, options, store, gpu.count, budget - (time.monotonic() - started)
+            settings, options, store, usable_gpus, budget - (time.monotonic() - started)
         )
     report.checks = gpu.checks + report.checks
     if options.advance_xid_cursor:

@@ -153,7 +153,8 @@ def job_gpus(env: Mapping[str, str], in_prolog: bool) -> tuple[list[int], list[s
 def visible_style(
     env: Mapping[str, str], gpus: list[int], configured: str, rocm: bool = False
 ) -> str:
-    """How CUDA_VISIBLE_DEVICES must name GPUs for CUDA inside this task.
+    """How CUDA_VISIBLE_DEVICES must name GPUs for CUDA inside this task ("slurm":
+    not at all, Slurm gave the task fewer GPUs than the step has and named them).
 
     With a device cgroup (ConstrainDevices=yes) the task sees only its GPUs,
     renumbered from 0, and Slurm then sets CUDA_VISIBLE_DEVICES to 0..n-1:
@@ -167,6 +168,11 @@ def visible_style(
     if rocm and name not in env:
         name = "ROCR_VISIBLE_DEVICES"
     seen = (env.get(name) or "").split(",")
+    if gpus and 0 < len([s for s in seen if s.strip()]) < len(gpus):
+        # Slurm bound GPUs per task (--gpus-per-task, --ntasks-per-gpu, --gpu-bind):
+        # the task's list is Slurm's choice, and under ConstrainDevices it counts from
+        # 0 among the GPUs the task can open. Kept as Slurm wrote it.
+        return "slurm"
     if (
         seen
         and all(s.strip().startswith(("GPU-", "MIG-")) for s in seen if s.strip())

@@ -168,10 +168,10 @@ def capture(dest: Path, *, with_nvml: bool = True, note: str = "") -> dict[str, 
         from slurm_ai.topology.probe import nvidia_present
 
         if nvidia_present(sysfs):
-            from slurm_ai.nvml import open_nvml
+            from slurm_ai.nvml import LiveNvml
 
-            try:
-                recorder = RecordingNvml(open_nvml())
+            try:  # the driver itself, never the site's recording
+                recorder = RecordingNvml(LiveNvml())
                 nvml_note = "NVML recorded"
             except ProbeError as exc:
                 nvml_note = f"NVML unavailable: {exc}"

@@ -84,8 +84,14 @@ def _write_task_plan(
     ctx: HookContext, topo: NodeTopology, gpus: list[int], settings: TopologySettings
 ) -> None:
     """The SPANK plugin's input; without it the job's tasks run unpinned (logged)."""
+    devices: list[str] = []
+    if topo.gpus:
+        from slurm_ai.topology.gresconf import device_files
+
+        devices, source = device_files(ctx.config.slurm_conf, ctx.node, len(topo.gpus))
+        ctx.log.debug("topology: GPU device files from %s", source)
     try:
-        planfile.write(ctx.job_dir, planfile.render(topo, gpus, settings))
+        planfile.write(ctx.job_dir, planfile.render(topo, gpus, settings, devices))
     except (planfile.PlanFileError, SlurmAIError, OSError) as exc:
         ctx.log.warning("topology: no task plan for the SPANK plugin: %s", exc)
 

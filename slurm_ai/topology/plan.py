@@ -395,7 +395,7 @@ def _env(
     topo: NodeTopology,
 ) -> dict[str, str]:
     env: dict[str, str] = {}
-    if units:
+    if units and alloc.visible != "slurm":  # "slurm": the task's GPUs as Slurm named them
         if any(u.mig is not None for u in units):
             visible = units[:1]  # CUDA enumerates a single MIG instance per process
         elif options.own_gpu_only:

@@ -16,6 +16,7 @@ characters so no field can hold a space or a newline:
     cpu CPU NUMA CORE            # each online CPU; NUMA -1 unknown; CORE = lowest sibling
     dist A B D                   # SLIT distance where it is not 20
     gpu INDEX NUMA MIG UUID|-    # each GPU unit in Slurm's numbering
+    gpu_dev INDEX PATH           # its device file (gres.conf File=; whole GPUs only)
     gpu_env INDEX NAME VALUE     # NIC variables of a rank whose first GPU it is
     node_env NUMA NAME VALUE     # NIC variables of a GPU-less rank (-1: no single node)
     job_gpus LIST|-              # the job's GPUs as the Prolog saw them
@@ -30,6 +31,7 @@ from __future__ import annotations
 import contextlib
 import os
 import stat
+from collections.abc import Sequence
 from pathlib import Path
 
 from slurm_ai import spool
@@ -73,8 +75,19 @@ def _env_lines(kind: str, key: int, env: dict[str, str]) -> list[str]:
     ]
 
 
-def render(topo: NodeTopology, job_gpus: list[int], settings: TopologySettings) -> str:
-    """The plan file's text for this node and job. Raises PlanFileError."""
+MAX_DEV = 127  # SAI_DEV_MAX - 1
+
+
+def render(
+    topo: NodeTopology,
+    job_gpus: list[int],
+    settings: TopologySettings,
+    devices: Sequence[str] = (),
+) -> str:
+    """The plan file's text for this node and job. Raises PlanFileError.
+
+    `devices`: each GPU's device file by Slurm's index (gresconf.py), so that the
+    plugin can tell which GPUs a device cgroup lets a task open."""
     cpu = topo.cpu
     if any(not 0 <= c < MAX_CPUS for c in cpu.online):
         raise PlanFileError(f"CPU ids beyond {MAX_CPUS - 1}")
@@ -106,6 +119,7 @@ def render(topo: NodeTopology, job_gpus: list[int], settings: TopologySettings) 
             if a != b and cpu.distance(a, b) != 20
         )
     pool = nic_candidates(topo, options)
+    any_mig = any(u.mig is not None for u in units)  # MIG devices are not gres.conf's File=
     for unit in units:
         numa = gpu_numa(unit.gpu, topo)
         uuid = (
@@ -116,6 +130,9 @@ def render(topo: NodeTopology, job_gpus: list[int], settings: TopologySettings) 
         lines.append(
             f"gpu {unit.index} {-1 if numa is None else numa} {int(unit.mig is not None)} {uuid}"
         )
+        dev = devices[unit.index] if unit.index < len(devices) and not any_mig else ""
+        if dev.startswith("/") and len(dev) <= MAX_DEV and VALUE.match(dev):
+            lines.append(f"gpu_dev {unit.index} {dev}")
         lines.extend(
             _env_lines(
                 "gpu_env", unit.index, nic_env(*nic_route(topo, options, pool, unit.gpu, None))

@@ -62,8 +62,9 @@ def nvidia_present(sysfs: Sysfs) -> bool:
 def open_node_nvml(
     sysfs: Sysfs, root_dir: Path | None, timeout: float
 ) -> tuple[Nvml | None, str | None]:
-    """NVML for this root: the recording of a captured tree, or the live one."""
-    from slurm_ai.nvml import open_nvml
+    """NVML for this root: the recording of a captured tree, the site's recording
+    (`[nvml] recording`), or the live one."""
+    from slurm_ai.nvml import open_nvml, site_recording
 
     if root_dir is not None:
         recording = root_dir / "nvml.json"
@@ -73,7 +74,7 @@ def open_node_nvml(
             except ProbeError as exc:
                 return None, str(exc)
         return None, "no nvml.json in the captured tree"
-    if not nvidia_present(sysfs):
+    if site_recording() is None and not nvidia_present(sysfs):
         return None, "no NVIDIA driver loaded"
     try:
         return open_nvml(timeout=timeout), None
@@ -150,7 +151,9 @@ def cache_path(spool_dir: Path) -> Path:
 
 
 def load_cached(spool_dir: Path, max_age_s: float) -> NodeProbe | None:
-    """The cached live probe, if written in this boot and recent enough."""
+    """The cached live probe, if written in this boot, recent enough, and from the
+    NVML source in use now (a site recording set or removed since is a new probe)."""
+    from slurm_ai.nvml import site_recording
     from slurm_ai.spool import read_bytes_nofollow
 
     try:
@@ -162,6 +165,7 @@ def load_cached(spool_dir: Path, max_age_s: float) -> NodeProbe | None:
         not isinstance(data, dict)
         or data.get("version") != CACHE_VERSION
         or data.get("boot_id") != boot_id
+        or data.get("nvml_site") != site_recording()
         or time.time() - float(data.get("written", 0)) > max_age_s
     ):
         return None
@@ -175,11 +179,12 @@ def load_cached(spool_dir: Path, max_age_s: float) -> NodeProbe | None:
 
 def store_cache(spool_dir: Path, probe: NodeProbe) -> str | None:
     """Write the cache; returns a note instead of raising when the spool refuses."""
+    from slurm_ai.nvml import site_recording
     from slurm_ai.spool import atomic_write_json, ensure_private_dir
 
     try:
         ensure_private_dir(cache_path(spool_dir).parent)
-        atomic_write_json(cache_path(spool_dir), probe.to_dict())
+        atomic_write_json(cache_path(spool_dir), {**probe.to_dict(), "nvml_site": site_recording()})
     except SlurmAIError as exc:
         return f"fingerprint cache not written: {exc}"
     return None

@@ -18,7 +18,7 @@ TEMPLATES = Path(__file__).resolve().parents[2] / "sbatch_templates"
 CASES: dict[str, tuple[str, int, str, set[str], str]] = {
     "llm_training": (
         "TRAIN_ARGS=--steps 3 --batch 2 --seq 16 --dim 16 --vocab 64", 2, "training",
-        {"tokens", "epochs"}, r"trained 1 epoch\(s\), 192 tokens",
+        {"tokens", "epochs"}, r"trained 1 epoch\(s\), (\d+) tokens",
     ),
     "finetune": (
         "FT_ARGS=--steps 2 --batch 2 --seq 16 --dim 16 --vocab 64 --epochs 2", 1, "fine-tuning",
@@ -57,7 +57,13 @@ def test_templates_complete_and_leave_records(installed_hooks: Any) -> None:
         _override, nodes, workload, units, line = CASES[name]
         output = read_output(out_dir / f"{name}-{job}.out")
         assert states[job] == "COMPLETED", f"{name} job {job}: {states[job]}\n{output[-3000:]}"
-        assert re.search(line, output), f"{name}: no {line!r} in\n{output[-3000:]}"
+        found = re.search(line, output)
+        assert found, f"{name}: no {line!r} in\n{output[-3000:]}"
+        if name == "llm_training":
+            # 96 tokens a rank; torchrun starts one rank per GPU of the node (the
+            # production shape's whole nodes have 2 fake GPUs), else one.
+            ranks = nodes * (2 if cluster.production else 1)
+            assert int(found.group(1)) == 96 * ranks, output[-2000:]
         if name == "inference":  # one task: its all-reduce moves no data, and says so
             assert "verdict: unchecked (allreduce: not judged: 1 rank" in output, output[-2000:]
         else:

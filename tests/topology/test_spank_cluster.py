@@ -433,3 +433,54 @@ def test_options_read_in_doubt_are_said_in_slurmd_s_log(plugin: Any) -> None:
         "several: --ext): bindings left to Slurm: none"
     )
     assert want in logs
+
+
+GPU_PRINT = (
+    "import os;print('JOB', os.environ['SLURM_JOB_ID']);"
+    "print('GPU', os.environ['SLURM_LOCALID'], os.environ.get('CUDA_VISIBLE_DEVICES'), "
+    "sorted(os.sched_getaffinity(0)))"
+)
+
+
+def gpu_tasks(stdout: str) -> dict[int, tuple[str, list[int]]]:
+    out = {}
+    for line in stdout.splitlines():
+        if line.startswith("GPU "):
+            _, local, cuda, rest = line.split(" ", 3)
+            out[int(local)] = (cuda, ast.literal_eval(rest))
+    return out
+
+
+def test_gpus_per_task_keep_slurms_gpu_and_get_cpus_of_their_own(plugin: Any) -> None:
+    """The production shape (2 fake GPUs per node as GRES, ConstrainDevices): with
+    `--gpus-per-task=1 -n2` Slurm gives each task its own GPU, which the task sees
+    renumbered as 0 (SLURM_STEP_GPUS too). The plugin finds each task's own GPU by
+    the device cgroup (gres.conf's files in the plan), names it 0 as the task sees
+    it, and pins the two tasks apart; the record's plan lists the job's GPUs. A job
+    with one GPU: only that one, in the plan and in the energy record."""
+    if not plugin.cluster.production:
+        pytest.skip("the lab shape has no GPUs (scripts/localcluster up --production)")
+    proc = srun(plugin, "-w", "n1", "-n2", "--gpus-per-task=1", "--mem=100",
+                "--sai-bind=verbose", sys.executable, "-c", GPU_PRINT)  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    got = gpu_tasks(proc.stdout)
+    assert sorted(got) == [0, 1], proc.stdout
+    assert [cuda for cuda, _ in got.values()] == ["0", "0"], got
+    (_, a), (_, b) = got.values()
+    assert a and b and not set(a) & set(b), got
+    lines = sorted(verbose_lines(proc.stderr))
+    assert len(lines) == 2, proc.stderr
+    for rank, line in enumerate(lines):
+        assert line.startswith(f"slurm-ai: task {rank}: GPU {rank}; CPUs "), lines
+        assert "CUDA_VISIBLE_DEVICES=0;" in line, lines
+    record = wait_record(plugin.cluster, job_of(proc.stdout), nodes=1)
+    assert record["nodes"]["n1"]["plan"]["gpus"] == [0, 1], record["nodes"]["n1"]["plan"]
+
+    one = srun(plugin, "-w", "n1", "-n1", "--gpus=1", "--mem=100", sys.executable, "-c", GPU_PRINT)
+    assert one.returncode == 0, one.stderr
+    assert [cuda for cuda, _ in gpu_tasks(one.stdout).values()] == ["0"], one.stdout
+    record = wait_record(plugin.cluster, job_of(one.stdout), nodes=1)
+    plan = record["nodes"]["n1"]["plan"]
+    assert len(plan["gpus"]) == 1, plan
+    gpus = record["nodes"]["n1"]["gpus"]
+    assert len(gpus) == 1 and gpus[0]["energy_j"] > 0, gpus

@@ -16,8 +16,9 @@ from pathlib import Path
 import pytest
 
 from slurm_ai import cbuild
-from slurm_ai.sysfs import format_cpu_list
+from slurm_ai.sysfs import Sysfs, format_cpu_list
 from slurm_ai.topology import planfile, spank
+from slurm_ai.topology.alloc import allocation_from_env
 from slurm_ai.topology.hwloc_xml import read_hwloc_xml
 from slurm_ai.topology.model import NodeTopology
 from slurm_ai.topology.plan import JobAllocation, compute_plan, gpu_units
@@ -143,6 +144,63 @@ def test_auto_style_follows_a_renumbering_device_cgroup(harness: Path, tmp_path:
     env["CUDA_VISIBLE_DEVICES"] = "2,3"  # no device cgroup: global indices
     got = [run_harness(harness, plan_path, 2, r, topo.cpu.online, env) for r in (0, 1)]
     assert [g["env"]["CUDA_VISIBLE_DEVICES"] for g in got] == ["2,3", "3,2"]  # type: ignore[index]
+
+
+def test_gpus_slurm_bound_per_task_keep_slurms_names(harness: Path, tmp_path: Path) -> None:
+    """`srun -n2 --gpus-per-task=1` on GPUs 2,3: each task's CUDA_VISIBLE_DEVICES names
+    only its own GPU ("0" under ConstrainDevices, "3" without a device cgroup). That is
+    Slurm's choice: the plugin keeps it (rewriting it as "1,0" would name a GPU the
+    task cannot see, and CUDA would then see none), and pins the task next to the
+    GPU Slurm's per-task binding gives it (task i: the step's i-th GPU). Python agrees."""
+    topo = load_machine("dgx_h100").topology
+    plan_path = tmp_path / "task-plan"
+    plan_path.write_text(planfile.render(topo, [2, 3], TopologySettings()))
+    for own in (["0", "0"], ["2", "3"]):
+        for rank in (0, 1):
+            env = {"SLURM_STEP_GPUS": "2,3", "CUDA_VISIBLE_DEVICES": own[rank]}
+            got = run_harness(harness, plan_path, 2, rank, topo.cpu.online, env)
+            assert "CUDA_VISIBLE_DEVICES" not in got["env"], got  # type: ignore[operator]
+            alloc = allocation_from_env(
+                {**env, "SLURM_STEP_TASKS_PER_NODE": "2", "SLURM_NODEID": "0"},
+                Sysfs("/"), topo, own_affinity=topo.cpu.online,
+            )  # fmt: skip
+            assert alloc.visible == "slurm"
+            want = compute_plan(topo, alloc).ranks[rank]
+            assert "CUDA_VISIBLE_DEVICES" not in want.env
+            assert want.gpus == [2 + rank]
+            assert got["cpus"] == format_cpu_list(want.cpus), (got, want)
+            assert got["numa"] == str(topo.gpus[2 + rank].numa), got
+
+
+def test_a_device_cgroup_tells_each_task_its_own_gpu(harness: Path, tmp_path: Path) -> None:
+    """ConstrainDevices with per-task GPUs: both tasks of `srun -n2 --gpus-per-task=1` on
+    GPUs 0 and 4 (NUMA 0 and 1 of a DGX H100) see SLURM_STEP_GPUS=0 and
+    CUDA_VISIBLE_DEVICES=0. The plan file names each GPU's device file, and the
+    device cgroup (here --denied, in the plugin access()'s EPERM) tells which GPU is
+    the task's own: each task is pinned next to its own GPU, the two apart, and its
+    GPU keeps the name 0. The C core and compute_plan agree."""
+    topo = load_machine("dgx_h100").topology
+    devices = [f"/dev/nvidia{i}" for i in range(len(topo.gpus))]
+    plan_path = tmp_path / "task-plan"
+    plan_path.write_text(planfile.render(topo, [0, 4], TopologySettings(), devices))
+    assert "gpu_dev 4 /dev/nvidia4" in plan_path.read_text()
+    env = {"SLURM_STEP_GPUS": "0", "CUDA_VISIBLE_DEVICES": "0"}
+    cpus = []
+    for rank, (own, other) in enumerate(((0, 4), (4, 0))):
+        denied = ("--denied", f"/dev/nvidia{other}")
+        got = run_harness(harness, plan_path, 2, rank, topo.cpu.online, env, denied)
+        want = compute_plan(topo, JobAllocation(cpus=topo.cpu.online, gpus=[own], ntasks=2))
+        assert got["gpus"] == str(own) and got["numa"] == str(topo.gpus[own].numa), got
+        assert got["cpus"] == format_cpu_list(want.ranks[rank].cpus), (got, want.ranks[rank])
+        assert got["env"]["CUDA_VISIBLE_DEVICES"] == "0", got  # type: ignore[index]
+        cpus.append(set(want.ranks[rank].cpus))
+    assert cpus[0] and cpus[1] and not cpus[0] & cpus[1]
+    # Every GPU allowed (no device cgroup), or a GPU without a device file: as before.
+    got = run_harness(harness, plan_path, 2, 1, topo.cpu.online, {"SLURM_STEP_GPUS": "0,4"})
+    assert got["env"]["CUDA_VISIBLE_DEVICES"] == "4,0", got  # type: ignore[index]
+    plan_path.write_text(planfile.render(topo, [0, 4], TopologySettings()))
+    got = run_harness(harness, plan_path, 2, 1, topo.cpu.online, env, ("--denied", "/dev/nvidia0"))
+    assert got["numa"] == str(topo.gpus[0].numa), got
 
 
 def test_user_choices_win_unless_the_site_overrides(harness: Path, tmp_path: Path) -> None:
@@ -517,9 +575,6 @@ def test_a_memory_policy_set_before_the_task_is_left_alone(harness: Path) -> Non
 def test_rocr_renumbering_sets_the_style_on_amd_nodes(harness: Path, tmp_path: Path) -> None:
     """AutoDetect=rsmi: Slurm sets only ROCR_VISIBLE_DEVICES; under ConstrainDevices it
     counts 0..n-1, and the labels must follow (C core and Python alike)."""
-    from slurm_ai.sysfs import Sysfs
-    from slurm_ai.topology.alloc import allocation_from_env
-
     topo = read_hwloc_xml(MPIBIND_MACHINES["epyc-corona"])
     plan_path = tmp_path / "task-plan"
     plan_path.write_text(planfile.render(topo, [2, 3], TopologySettings()))

@@ -39,7 +39,11 @@ def choose_backend(requested: str, gpus: int, mpirun: str = "mpirun") -> str:
             need = "mpi4py, numpy and mpirun" if requested == "mpi" else "torch"
             raise ValueError(f"backend {requested} needs {need}, not found here")
         return requested
-    order = ["nccl", "mpi", "gloo"] if gpus > 0 else ["mpi", "gloo"]
+    from slurm_ai.nvml import site_recording
+
+    # GPUs answered from a recording (`[nvml] recording`) have no driver behind them.
+    on_gpus = gpus > 0 and site_recording() is None
+    order = ["nccl", "mpi", "gloo"] if on_gpus else ["mpi", "gloo"]
     for name in order:
         if have[name]:
             return name

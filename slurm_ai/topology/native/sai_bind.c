@@ -443,6 +443,13 @@ static int parse_line(char *line, struct sai_layout *l, char *err, size_t errlen
 			goto bad;
 		strcpy(u->uuid, strcmp(a[3], "-") ? a[3] : "");
 		l->nunits++;
+	} else if (!strcmp(key, "gpu_dev") && n == 2) {
+		struct sai_unit *u;
+
+		if (parse_int(a[0], 0, SAI_MAX_CPUS - 1, &x) || !(u = find_unit(l, x)) ||
+		    a[1][0] != '/' || strlen(a[1]) >= SAI_DEV_MAX || !valid_value(a[1]))
+			goto bad;
+		strcpy(u->dev, a[1]);
 	} else if (!strcmp(key, "gpu_env") && n == 3) {
 		struct sai_unit *u;
 
@@ -474,8 +481,8 @@ static int parse_line(char *line, struct sai_layout *l, char *err, size_t errlen
 			l->rocm = !strcmp(a[1], "rocm");
 		} /* unknown options: from a newer writer, ignored */
 	} else if (strcmp(key, "cpu") && strcmp(key, "dist") && strcmp(key, "gpu") &&
-		   strcmp(key, "gpu_env") && strcmp(key, "node_env") && strcmp(key, "job_gpus") &&
-		   strcmp(key, "option")) {
+		   strcmp(key, "gpu_dev") && strcmp(key, "gpu_env") && strcmp(key, "node_env") &&
+		   strcmp(key, "job_gpus") && strcmp(key, "option")) {
 		return 0; /* unknown line kind: from a newer writer, ignored */
 	} else {
 		goto bad;
@@ -792,7 +799,7 @@ static const char *visible_style(const struct sai_layout *l, const struct sai_re
 	if (!seen && l->rocm && req->getenv)
 		seen = req->getenv(req->getenv_ctx, "ROCR_VISIBLE_DEVICES");
 	int idx[SAI_MAX_UNITS];
-	int n, any = 0, all_uuid = 1, sorted_is_range = 1;
+	int n, any = 0, entries = 0, all_uuid = 1, sorted_is_range = 1;
 
 	if (seen == sai_env_unreadable)
 		return NULL; /* whatever it says, it is not ours to replace blind */
@@ -810,6 +817,7 @@ static const char *visible_style(const struct sai_layout *l, const struct sai_re
 		}
 		if (len) {
 			any = 1;
+			entries++;
 			if (strncmp(p, "GPU-", 4) && strncmp(p, "MIG-", 4))
 				all_uuid = 0;
 		}
@@ -820,6 +828,11 @@ static const char *visible_style(const struct sai_layout *l, const struct sai_re
 			while (*p && *p != ',')
 				p++;
 	}
+	/* Slurm bound GPUs per task (--gpus-per-task, --ntasks-per-gpu, --gpu-bind): the
+	 * task's list is Slurm's choice, and under ConstrainDevices it counts from 0
+	 * among the GPUs the task can open. Kept as Slurm wrote it. */
+	if (ngpus > 0 && entries > 0 && entries < ngpus)
+		return "slurm";
 	if (any && all_uuid)
 		return "uuid";
 	n = parse_index_list(seen, idx, SAI_MAX_UNITS);
@@ -887,6 +900,21 @@ static void put_env(const struct sai_layout *l, const struct sai_request *req, s
 		warn(t, "not exporting %.40s: too long or too many variables", name);
 }
 
+int sai_confined_gpus(const struct sai_layout *l, int (*may_open)(const char *path), int *out)
+{
+	int n = 0;
+
+	for (int i = 0; i < l->njob_gpus && i < SAI_MAX_UNITS; i++) {
+		const struct sai_unit *u = find_unit((struct sai_layout *)l, l->job_gpus[i]);
+
+		if (!u || !u->dev[0])
+			return 0; /* cannot tell: Slurm's variables as they are */
+		if (may_open(u->dev))
+			out[n++] = u->index;
+	}
+	return n > 0 && n < l->njob_gpus ? n : 0;
+}
+
 int sai_plan_task(const struct sai_layout *l, const struct sai_request *req, struct sai_task *t,
 		  char *err, size_t errlen)
 {
@@ -901,6 +929,7 @@ int sai_plan_task(const struct sai_layout *l, const struct sai_request *req, str
 
 	t->ncpus = 0;
 	t->numa = -1;
+	t->ngpus = 0;
 	t->env.count = 0;
 	t->nwarnings = 0;
 	if (rank < 0) {
@@ -997,18 +1026,21 @@ int sai_plan_task(const struct sai_layout *l, const struct sai_request *req, str
 		for (int k = 0; k < nju; k++)
 			if ((long)k * ntasks / nju == rank)
 				mine[nmine++] = ju[k];
+	for (int i = 0; i < nmine; i++)
+		t->gpus[t->ngpus++] = mine[i]->index;
 	if (nmine) {
 		char value[SAI_VALUE_MAX] = "", one[SAI_UUID_MAX];
 		const char *style = visible_style(l, req, gpus, ngpus);
-		int mig = 0, full = 0;
+		int mig = 0, full = 0, slurms = style && !strcmp(style, "slurm");
 
 		for (int i = 0; i < nmine; i++)
 			mig |= mine[i]->mig;
-		for (int i = 0; style && i < (mig ? 1 : nmine) && !full; i++) {
+		for (int i = 0; style && !slurms && i < (mig ? 1 : nmine) && !full; i++) {
 			label(mine[i], style, ju, nju, one, sizeof(one));
 			full = append(value, sizeof(value), one);
 		}
-		for (int k = 0; style && k < nju && !mig && !l->own_gpu_only && !full; k++) {
+		for (int k = 0; style && !slurms && k < nju && !mig && !l->own_gpu_only && !full;
+		     k++) {
 			int own = 0;
 
 			for (int i = 0; i < nmine; i++)
@@ -1021,7 +1053,9 @@ int sai_plan_task(const struct sai_layout *l, const struct sai_request *req, str
 		if (full)
 			warn(t, "CUDA_VISIBLE_DEVICES longer than %d characters: the job's other GPUs "
 				"after the last that fits are not listed", SAI_VALUE_MAX - 1);
-		if (style && l->rocm) {
+		if (slurms) {
+			/* the task's GPUs stay as Slurm named them */
+		} else if (style && l->rocm) {
 			/* ROCr takes the list; HIP counts inside it (HIP_VISIBLE_DEVICES, and
 			 * CUDA_VISIBLE_DEVICES, which HIP also reads): 0..n-1, ROCr's order. */
 			char ordinals[SAI_VALUE_MAX] = "";

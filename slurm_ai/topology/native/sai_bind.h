@@ -38,6 +38,7 @@
 #define SAI_NAME_MAX 64
 #define SAI_VALUE_MAX 1024 /* 24 GPU UUIDs in CUDA_VISIBLE_DEVICES */
 #define SAI_UUID_MAX 96
+#define SAI_DEV_MAX 128 /* a GPU's device file path (gres.conf File=) */
 #define SAI_MAX_WARNINGS 8
 #define SAI_WARNING_MAX 200
 
@@ -56,6 +57,7 @@ struct sai_unit {
 	int numa;        /* -1: unknown */
 	int mig;
 	char uuid[SAI_UUID_MAX]; /* "" when unknown */
+	char dev[SAI_DEV_MAX];   /* its device file ("gpu_dev"), "" when unknown */
 	struct sai_envset env;   /* NIC variables of a rank whose first GPU this is */
 };
 
@@ -111,6 +113,8 @@ struct sai_task {
 	int ncpus;
 	int cpus[SAI_MAX_CPUS];     /* ascending */
 	int numa;                   /* -1: none (no memory policy) */
+	int ngpus;
+	int gpus[SAI_MAX_UNITS];    /* its own GPUs, by the node's numbering */
 	struct sai_envset env;      /* to set, already filtered */
 	int nwarnings;
 	char warning[SAI_MAX_WARNINGS][SAI_WARNING_MAX];
@@ -123,6 +127,14 @@ int sai_parse_plan(const char *text, size_t len, struct sai_layout *out,
 int sai_read_plan(const char *path, int require_root, struct sai_layout *out,
 		  char *err, size_t errlen);
 /* 0 on success; -1 with a reason in err (then nothing must be applied). */
+/* The job's GPUs this task may open (into out, Slurm's indices), when a device
+ * cgroup lets it open some but not all of them (ConstrainDevices with per-task or
+ * per-step GPUs: Slurm's own variables then count from 0 and name no GPU of the
+ * node). may_open(path) says whether the task may open the device file. 0: not
+ * confined, or not known (a job GPU without a device file in the plan). */
+int sai_confined_gpus(const struct sai_layout *layout, int (*may_open)(const char *path),
+		      int *out);
+
 int sai_plan_task(const struct sai_layout *layout, const struct sai_request *req,
 		  struct sai_task *out, char *err, size_t errlen);
 /* "0-3,8" into flags; -1 on bad syntax or CPUs >= SAI_MAX_CPUS. */

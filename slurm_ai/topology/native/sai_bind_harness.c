@@ -2,7 +2,8 @@
  * sai_bind_harness: the plugin's core outside Slurm, for the tests and for a
  * look at a node's plan by hand.
  *
- *   sai_bind_harness [--repeat N] [--env-max N] PLAN NTASKS RANK ALLOWED_CPUS [NAME=VALUE...]
+ *   sai_bind_harness [--repeat N] [--env-max N] [--denied PATHS] PLAN NTASKS RANK ALLOWED_CPUS
+ *                    [NAME=VALUE...]
  *   sai_bind_harness --user-binding SLURM_CPU_BIND SLURM_GPU_BIND SRUN_ARGV...
  *   sai_bind_harness --fuzz SEED ROUNDS
  *   sai_bind_harness --memory-policy
@@ -15,7 +16,9 @@
  * (default SAI_ENV_MAX_BYTES); longer ones are set but unreadable.
  * Prints "cpus LIST", "numa N|-", "env NAME=VALUE" and "warning TEXT" lines;
  * exit 1 with "error TEXT" when the plan cannot be used (the plugin then
- * leaves the task unpinned). --repeat N reads and plans N times and adds
+ * leaves the task unpinned). --denied: comma-separated device files the task may
+ * not open (its device cgroup's EPERM, as the plugin's access() sees it).
+ * --repeat N reads and plans N times and adds
  * "us_per_task T": the plugin's own work per task (bench/spank_task_start.py).
  *
  * --user-binding: what the plugin decides in srun from srun's command line
@@ -38,6 +41,23 @@ struct args {
 	int n;
 	char **kv;
 };
+
+static const char *denied = "";
+
+/* The plugin's may_open(), with the device cgroup's answer from --denied. */
+static int may_open(const char *path)
+{
+	size_t n = strlen(path);
+
+	for (const char *p = denied; *p;) {
+		size_t len = strcspn(p, ",");
+
+		if (len == n && !strncmp(p, path, n))
+			return 0;
+		p += len + (p[len] == ',');
+	}
+	return 1;
+}
 
 static const char *lookup(struct args *a, const char *name)
 {
@@ -175,6 +195,8 @@ int main(int argc, char **argv)
 	static struct sai_task task;
 	static unsigned char allowed[SAI_MAX_CPUS];
 	static char cpus[6 * SAI_MAX_CPUS];
+	static char gpus[6 * SAI_MAX_UNITS];
+	int own[SAI_MAX_UNITS], nown;
 	struct sai_request req = {0};
 	struct args env;
 	char err[256] = "";
@@ -197,14 +219,16 @@ int main(int argc, char **argv)
 			repeat = atol(argv[2]);
 		else if (argc > 2 && !strcmp(argv[1], "--env-max"))
 			env_max = (size_t)atol(argv[2]);
+		else if (argc > 2 && !strcmp(argv[1], "--denied"))
+			denied = argv[2];
 		else
 			break;
 		argc -= 2;
 		argv += 2;
 	}
 	if (argc < 5 || repeat < 1) {
-		fprintf(stderr, "usage: %s [--repeat N] [--env-max N] PLAN NTASKS RANK ALLOWED_CPUS "
-			"[NAME=VALUE...]\n", argv[0]);
+		fprintf(stderr, "usage: %s [--repeat N] [--env-max N] [--denied PATHS] PLAN NTASKS "
+			"RANK ALLOWED_CPUS [NAME=VALUE...]\n", argv[0]);
 		return 2;
 	}
 	env.n = argc - 5;
@@ -242,9 +266,15 @@ int main(int argc, char **argv)
 	req.ntasks = atoi(argv[2]);
 	req.rank = atoi(argv[3]);
 	req.allowed = allowed;
-	req.gpus = lookup(&env, "SLURM_STEP_GPUS");
-	if (!req.gpus)
-		req.gpus = lookup(&env, "SLURM_JOB_GPUS");
+	nown = sai_confined_gpus(&layout, may_open, own);
+	if (nown > 0) { /* as the plugin */
+		sai_format_cpu_list(own, nown, gpus, sizeof(gpus));
+		req.gpus = gpus;
+	} else {
+		req.gpus = lookup(&env, "SLURM_STEP_GPUS");
+		if (!req.gpus)
+			req.gpus = lookup(&env, "SLURM_JOB_GPUS");
+	}
 	req.getenv = read_env;
 	req.getenv_ctx = NULL;
 	clock_gettime(CLOCK_MONOTONIC, &t0);
@@ -258,6 +288,8 @@ int main(int argc, char **argv)
 	clock_gettime(CLOCK_MONOTONIC, &t1);
 	sai_format_cpu_list(task.cpus, task.ncpus, cpus, sizeof(cpus));
 	printf("cpus %s\n", cpus);
+	sai_format_cpu_list(task.gpus, task.ngpus, gpus, sizeof(gpus));
+	printf("gpus %s\n", task.ngpus ? gpus : "-");
 	if (task.numa >= 0)
 		printf("numa %d\n", task.numa);
 	else

@@ -408,10 +408,18 @@ static int allowed_cpus(spank_t sp, unsigned char *allowed, char *err, size_t er
 	return rc;
 }
 
+/* May this task open the device file? The device cgroup answers access() too
+ * (inode_permission() asks it), so no driver is opened: EPERM is its "no". */
+static int may_open(const char *path)
+{
+	return access(path, R_OK | W_OK) == 0 || errno != EPERM;
+}
+
 static int plan_this_task(spank_t sp)
 {
 	static unsigned char allowed[SAI_MAX_CPUS];
 	static char gpus[4096];
+	int own[SAI_MAX_UNITS], nown;
 	struct sai_request req = { 0 };
 	char err[256] = "";
 
@@ -423,9 +431,16 @@ static int plan_this_task(spank_t sp)
 	req.ntasks = (int)ntasks;
 	req.rank = (int)task_id;
 	req.allowed = allowed;
-	if (spank_getenv(sp, "SLURM_STEP_GPUS", gpus, sizeof(gpus)) == ESPANK_SUCCESS ||
-	    spank_getenv(sp, "SLURM_JOB_GPUS", gpus, sizeof(gpus)) == ESPANK_SUCCESS)
+	nown = sai_confined_gpus(&layout, may_open, own);
+	if (nown > 0) {
+		/* The GPUs the device cgroup lets this task open, by the node's numbering:
+		 * Slurm's SLURM_STEP_GPUS counts from 0 there too. */
+		sai_format_cpu_list(own, nown, gpus, sizeof(gpus));
 		req.gpus = gpus;
+	} else if (spank_getenv(sp, "SLURM_STEP_GPUS", gpus, sizeof(gpus)) == ESPANK_SUCCESS ||
+		   spank_getenv(sp, "SLURM_JOB_GPUS", gpus, sizeof(gpus)) == ESPANK_SUCCESS) {
+		req.gpus = gpus;
+	}
 	req.getenv = task_getenv;
 	req.getenv_ctx = sp;
 	if (sai_plan_task(&layout, &req, &task, err, sizeof(err))) {
@@ -504,8 +519,14 @@ int slurm_spank_task_init(spank_t sp, int ac, char **av)
 	if (why[0] && task_id == 0)
 		slurm_info("slurm-ai: %s", why);
 	if (mode == BIND_VERBOSE) {
+		if (task.ngpus) { /* the node's numbering: CUDA_VISIBLE_DEVICES may count from 0 */
+			sai_format_cpu_list(task.gpus, task.ngpus, cpus, sizeof(cpus));
+			fprintf(stderr, "slurm-ai: task %u: GPU %s; ", task_id, cpus);
+		} else {
+			fprintf(stderr, "slurm-ai: task %u: ", task_id);
+		}
 		sai_format_cpu_list(task.cpus, task.ncpus, cpus, sizeof(cpus));
-		fprintf(stderr, "slurm-ai: task %u: CPUs %s", task_id, task.ncpus ? cpus : "unchanged");
+		fprintf(stderr, "CPUs %s", task.ncpus ? cpus : "unchanged");
 		if (task.numa >= 0 && layout.nnodes > 1 && !why[0])
 			fprintf(stderr, "; memory preferred on NUMA node %d", task.numa);
 		for (int i = 0; i < task.env.count; i++)
