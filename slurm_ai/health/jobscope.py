@@ -116,6 +116,13 @@ def local_gpu_checks(
     if not options.gpu_checks or env.get("SLURM_LOCALID", "0") != "0":
         return []
     gpus, _ = parse_index_list(env.get("SLURM_STEP_GPUS") or env.get("SLURM_JOB_GPUS") or "")
+    if not gpus and not options.nvml_recording:  # a recording is another machine's GPUs
+        from slurm_ai.topology.gresconf import step_denies_every_gpu
+
+        denied = step_denies_every_gpu(env.get("SLURM_CONF"), node_name(env))
+        if denied:
+            # The node's GPUs are other jobs' (ConstrainDevices): not this check's to judge.
+            return [CheckResult("gpu", Verdict.INFO, f"no GPU ({denied})")]
     try:
         part = gpu_health(
             options.settings,

@@ -12,6 +12,7 @@ numbers minors in PCI bus order, as Slurm's NVML detection orders the GPUs).
 
 from __future__ import annotations
 
+import errno
 import os
 import re
 from pathlib import Path
@@ -83,3 +84,34 @@ def device_files(slurm_conf: str | None, node: str, gpus: int) -> tuple[list[str
     if not files:
         return default, f"{path} names no GPU file for {node}: /dev/nvidia<index>"
     return files, str(path)
+
+
+def step_denies_every_gpu(slurm_conf: str | None, node: str) -> str | None:
+    """Why this process may open none of the node's GPUs (its device cgroup answers
+    access() with EPERM for each of gres.conf's files), or None: a step that Slurm
+    gave no GPU on a node whose GPUs are other jobs'."""
+    try:
+        text = gres_conf_path(slurm_conf).read_text(errors="replace")[:MAX_BYTES]
+        files = gpu_files(text, node)
+    except (OSError, ValueError):
+        return None
+    if not files:
+        return None
+    for path in files:
+        try:
+            os.close(os.open(path, os.O_PATH))  # exists (O_PATH opens no driver)
+        except OSError:
+            return None
+        if _errno_of_access(path) != errno.EPERM:
+            return None
+    return f"none of the node's {len(files)} GPUs is this step's (device cgroup)"
+
+
+def _errno_of_access(path: str) -> int:
+    """access()'s errno (os.access hides it): the device cgroup's EPERM, or other."""
+    import ctypes
+
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.access(os.fsencode(path), os.R_OK | os.W_OK) == 0:
+        return 0
+    return ctypes.get_errno()

@@ -157,7 +157,9 @@ def test_a_restarted_node_is_checked_before_it_takes_jobs(installed_hooks: Any) 
 
 
 def _job(hooks: Any, node: str = "n1") -> str:
-    return sbatch(hooks, "-N1", "-n1", "-w", node, "-p", "bare", "--wrap", "true")
+    # The whole node, its GPUs too (production shape): the Epilog refreshes a verdict
+    # only on GPUs the job had, never on GPUs other jobs may be using.
+    return sbatch(hooks, "-N1", "-n1", "-w", node, "-p", "bare", "--exclusive", "--wrap", "true")
 
 
 def _node_health(hooks: Any, job: str) -> dict[str, Any]:
