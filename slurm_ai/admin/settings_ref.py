@@ -90,6 +90,10 @@ SETTINGS: tuple[Setting, ...] = (
     _s("accounting", "gather_dir", UNSET, "node-local spools: a directory all nodes share "
        "for their node records only; one writer per job then (calls per job do not grow "
        "with nodes); unset: each node delivers its own part", "slurm_ai.accounting"),
+    _s("accounting", "hold_dir", "/run/slurm-ai/held", "where a hook keeps its node record "
+       "(or Prolog state) when the spool cannot be written (read-only, full); the next "
+       "`slurm-ai deliver` on the node moves it into the spool once writable and delivers it",
+       "slurm_ai.accounting"),
     # energy
     _s("energy", "sysfs_root", "/", "root of /sys for RAPL reads (tests point it elsewhere)",
        "slurm_ai.energy"),
