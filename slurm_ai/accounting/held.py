@@ -131,7 +131,9 @@ def release(hold_dir: Path, spool: Spool, log: logging.Logger) -> list[str]:
         if not valid_job_id(job_id) or job_dir.is_symlink() or not job_dir.is_dir():
             continue
         moved_node = False
-        for name in _listdir(job_dir):
+        names = _listdir(job_dir)
+        with_record = {n[5:-5] for n in names if n.startswith("node-") and n.endswith(".json")}
+        for name in names:
             kind, _, rest = name.partition("-")
             node = rest[:-5] if rest.endswith(".json") else ""
             if kind not in KINDS or not valid_node(node):
@@ -147,7 +149,7 @@ def release(hold_dir: Path, spool: Spool, log: logging.Logger) -> list[str]:
             if not isinstance(data, dict):
                 spool.quarantine(path, "held file is not a JSON object")
                 continue
-            if kind == "prolog" and (job_dir / f"node-{node}.json").exists():
+            if kind == "prolog" and node in with_record:
                 # The node record holds what the Prolog measured: the state is done with.
                 with contextlib.suppress(OSError):
                     path.unlink()

@@ -89,6 +89,7 @@ def test_unwritable_spool_holds_the_node_record_until_deliver(tmp_path: Path) ->
     assert record is not None and set(record["nodes"]) == {"n2"}
     assert record["complete"] is False and "n1" in str(record.get("missing")), record
     assert held.held_jobs(hold_dir) == [] and not (hold_dir / "41").exists()
+    assert not (spool_dir / "jobs" / "41").exists()  # claimed and merged, Prolog state dropped
     assert _held_records(load_config(config)).status == "pass"
     # Node-local: kept for the read-back, which then finds n2 and forgets the job.
     stats = deliver_pending(spool, backend, settings, LOG)
@@ -106,3 +107,14 @@ def test_held_prolog_state_is_read_by_an_epilog_on_a_writable_spool(tmp_path: Pa
     record = json.loads(entry.read_text())["nodes"]["n2"]
     assert record["time"]["prolog_s"] > 0 and "errors" not in record, record
     assert not (hold_dir / "41").exists()  # used, then dropped
+
+
+def test_release_moves_the_node_record_and_drops_a_used_prolog_state(tmp_path: Path) -> None:
+    hold_dir, spool = tmp_path / "held", Spool(tmp_path / "spool", LOG)
+    held.hold(hold_dir, "42", "n2", "prolog", {"steps": {}})
+    held.hold(hold_dir, "42", "n2", "node", {"node": "n2"})
+    held.hold(hold_dir, "43", "n2", "prolog", {"steps": {}})  # a job still running
+    assert held.release(hold_dir, spool, LOG) == ["42"]
+    assert sorted(os.listdir(spool.job_dir("42"))) == ["node-n2.json"]
+    assert sorted(os.listdir(spool.job_dir("43"))) == ["prolog-n2.json"]
+    assert held.held_jobs(hold_dir) == [] and os.listdir(hold_dir) == []
