@@ -51,7 +51,10 @@ def ensure_private_dir(path: Path, *, require_root_owner: bool = True) -> Path:
 def atomic_write_bytes(path: Path, data: bytes, *, mode: int = FILE_MODE) -> None:
     """Write `data` to `path` atomically and durably."""
     directory = path.parent
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=directory)
+    try:
+        fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=directory)
+    except OSError as exc:  # a read-only or full filesystem: the callers' SpoolError
+        raise SpoolError(f"cannot write {path}: {exc.strerror}") from exc
     try:
         os.fchmod(fd, mode)
         with os.fdopen(fd, "wb") as handle:

@@ -5,11 +5,13 @@ a site. A throwaway production instance (own prefix and ports) runs for this mod
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import os
 import shutil
 import socket
+import subprocess
 import sys
 import textwrap
 from collections.abc import Iterator
@@ -174,6 +176,10 @@ def test_nodes_offer_two_gpus_as_gres(production: SlurmCluster) -> None:
 HOOKS_BEGIN = "# BEGIN slurm-ai hooks (tests/test_localcluster_production.py)"
 HOOKS_END = "# END slurm-ai hooks"
 NODE_SPOOL = "/var/spool/slurm-ai"  # the default: each node's own disk here
+# Where a hook keeps what its spool refused ([accounting] hold_dir; /run/slurm-ai/held on
+# a site, which every node and instance on this host shares): each node's own here,
+# outside the spool directory that the held-back test makes read-only.
+NODE_HOLD = "/var/spool/slurm-ai-held"
 SETTLE_S = 3.0
 
 
@@ -185,6 +191,10 @@ class ProductionHooks:
     def node_spool(self, node: str) -> Path:
         """Node `node`'s /var/spool/slurm-ai, as this (host) process reaches it."""
         return self.cluster.prefix / "nodes" / node / "var-spool" / "slurm-ai"
+
+    def node_hold(self, node: str) -> Path:
+        """Node `node`'s hold directory, as this (host) process reaches it."""
+        return self.cluster.prefix / "nodes" / node / "var-spool" / Path(NODE_HOLD).name
 
 
 @pytest.fixture(scope="module")
@@ -215,7 +225,9 @@ def production_hooks(production: SlurmCluster) -> Iterator[ProductionHooks]:
         health=False,
         # settle_s: the later pass (slurm-ai deliver, a timer on a site) reads a
         # multi-node record back after this; short here, the test runs that pass.
-        extra={"accounting": {"max_writes_per_s": 50.0, "settle_s": SETTLE_S}},
+        extra={
+            "accounting": {"max_writes_per_s": 50.0, "settle_s": SETTLE_S, "hold_dir": NODE_HOLD}
+        },
     )
     for path, (text, mode) in render_all(layout, config).items():
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -303,5 +315,93 @@ def test_a_two_node_job_on_node_local_spools_gets_one_complete_record(
                          "deliver"], env=env, timeout=180)  # fmt: skip
     assert again.returncode == 0, again.stdout + again.stderr
     assert record_of(cluster, job) == record
+    for node in ("n1", "n2"):  # nothing left waiting on either node
+        assert not (production_hooks.node_spool(node) / "outbox" / f"{job}.json").exists()
+
+
+def in_node(cluster: SlurmCluster, node: str, argv: list[str]) -> subprocess.CompletedProcess[str]:
+    """Run `argv` in node `node`'s mount namespace (its slurmd's: where its Prolog and
+    Epilog run), as scripts/localcluster_lib/nodes.py made it."""
+    pid = int((cluster.prefix / "run" / f"slurmd-{node}.pid").read_text())
+    return subprocess.run(["nsenter", "--target", str(pid), "--mount", "--", *argv],
+                          capture_output=True, text=True, timeout=60)  # fmt: skip
+
+
+@contextlib.contextmanager
+def read_only_in_node(cluster: SlurmCluster, node: str, path: str) -> Iterator[None]:
+    """`path` read-only for everyone in the node, root included (permission bits do not
+    bind root): a read-only bind mount over it, made in the node's own mount namespace."""
+    for argv in (["mount", "--bind", path, path], ["mount", "-o", "remount,bind,ro", path]):
+        done = in_node(cluster, node, argv)
+        assert done.returncode == 0, (argv, done.stderr)
+    try:
+        yield
+    finally:
+        done = in_node(cluster, node, ["umount", path])
+        assert done.returncode == 0, done.stderr
+
+
+def test_a_node_whose_spool_is_read_only_is_held_then_completes_the_record(
+    production_hooks: ProductionHooks,
+) -> None:
+    """n2's spool read-only while a two-node job runs and ends: n2's Prolog and Epilog
+    cannot write it. Its node record is held ([accounting] hold_dir), n1's part lands
+    alone (complete: false, n2 missing), `slurm-ai deliver --list` on n2 names the held
+    record and a `slurm-ai deliver` there fails naming it. Once the spool is writable,
+    the timer's pass on each node delivers n2's part: one record, complete, both nodes;
+    a later pass changes nothing."""
+    import time
+
+    from tests.admin.clusterhelp import record_of, sacct_fields, wait_for
+
+    cluster = production_hooks.cluster
+    env = {"SLURM_AI_CONFIG": str(production_hooks.config_path)}
+    deliver = [sys.executable, "-m", "slurm_ai", "deliver"]
+    production_hooks.node_spool("n2").mkdir(mode=0o700, parents=True, exist_ok=True)
+    with read_only_in_node(cluster, "n2", NODE_SPOOL):
+        probe = in_node(cluster, "n2", ["touch", f"{NODE_SPOOL}/probe"])
+        assert probe.returncode != 0 and "Read-only" in probe.stderr, probe
+        proc = cluster.run(["srun", "-N2", "-n2", "--mem=100", "sh", "-c",
+                            "echo JOB $SLURM_JOB_ID"])  # fmt: skip
+        assert proc.returncode == 0, proc.stderr
+        job = proc.stdout.split()[1]
+        held_file = production_hooks.node_hold("n2") / job / "node-n2.json"
+        wait_for(held_file.exists, 120, f"n2's node record of job {job} held")
+        assert not (production_hooks.node_spool("n2") / "jobs" / job).exists()
+        first = wait_for(lambda: record_of(cluster, job), 120, f"n1's record of job {job}")
+        assert sorted(first["nodes"]) == ["n1"] and first["complete"] is False, first
+        assert "n2" in json.dumps(first.get("missing")), first
+        listed = cluster.run(["srun", "-w", "n2", "-N1", "-n1", "--mem=50", *deliver,
+                              "--list"], env=env, timeout=120)  # fmt: skip
+        assert listed.returncode == 0, listed.stdout + listed.stderr
+        assert f"{job} held on this node" in listed.stdout, listed.stdout
+        assert "node record of n2" in listed.stdout, listed.stdout
+        refused = cluster.run(["srun", "-w", "n2", "-N1", "-n1", "--mem=50", *deliver],
+                              env=env, timeout=120)  # fmt: skip
+        assert refused.returncode != 0, refused.stdout + refused.stderr
+        assert "held in" in refused.stdout + refused.stderr, refused.stdout + refused.stderr
+        assert held_file.exists()
+        assert record_of(cluster, job) == first  # nothing delivered from n2 meanwhile
+    log = (cluster.prefix / "log" / "slurm-ai-prod" / "slurm-ai.log").read_text()
+    assert f"job={job} node=n2 ERROR event=node_record_held" in log, log[-3000:]
+    # The spool is writable again: the timer's pass on every node (as a site runs it).
+    time.sleep(SETTLE_S + 1)
+    later = cluster.run(["srun", "-N2", "-n2", "--mem=50", *deliver], env=env, timeout=180)
+    assert later.returncode == 0, later.stdout + later.stderr
+    record = wait_for(
+        lambda: (r := record_of(cluster, job)) and len(r["nodes"]) == 2 and r, 60,
+        f"both nodes in the record of job {job}",
+    )  # fmt: skip
+    assert sorted(record["nodes"]) == ["n1", "n2"] and record["complete"] is True, record
+    assert not record.get("missing"), record
+    assert record["nodes"]["n2"]["time"]["prolog_s"] > 0, record["nodes"]["n2"]
+    assert not held_file.exists() and not (production_hooks.node_hold("n2") / job).exists()
+    # The next pass after the settle time reads the record back and forgets the job.
+    time.sleep(SETTLE_S + 1)
+    again = cluster.run(["srun", "-N2", "-n2", "--mem=50", *deliver], env=env, timeout=180)
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert record_of(cluster, job) == record
+    comment = (sacct_fields(cluster, job, "AdminComment") or [""])[0]
+    assert comment.count("sai1:") == 1, comment  # exactly one record
     for node in ("n1", "n2"):  # nothing left waiting on either node
         assert not (production_hooks.node_spool(node) / "outbox" / f"{job}.json").exists()

@@ -37,6 +37,7 @@ def deliver(
 ) -> None:
     from slurm_ai.accounting.backend import select_backend
     from slurm_ai.accounting.deliver import deliver_pending
+    from slurm_ai.accounting.held import held_jobs
     from slurm_ai.accounting.outbox import Spool
     from slurm_ai.accounting.settings import AccountingSettings
     from slurm_ai.errors import SlurmAIError
@@ -47,7 +48,6 @@ def deliver(
     log = setup_log(config, "deliver", None, os.uname().nodename.split(".")[0])
     spool = Spool(settings.delivery_root(config.spool_dir), log)
     try:
-        spool.ensure()
         if list_only:
             import time
 
@@ -55,6 +55,7 @@ def deliver(
 
             now = time.time()
             waiting = waiting_jobs(spool, settings.partial_after_s)
+            kept = held_jobs(settings.hold_dir)
             if as_json:
                 rows: list[dict[str, Any]] = [
                     {
@@ -64,17 +65,24 @@ def deliver(
                         "last_error": w.last_error,
                     }
                     for w in waiting
-                ]
+                ] + [h.as_dict() for h in kept]
                 click.echo(jsontext.dumps(rows, indent=1))
             else:
-                click.echo("\n".join(w.line(now) for w in waiting) or "nothing pending")
+                lines = [w.line(now) for w in waiting] + [h.line(now) for h in kept]
+                click.echo("\n".join(lines) or "nothing pending")
             return
+        spool.ensure()
         backend = select_backend(
             settings.backend, config.slurm_env(), settings.timeout_s, settings.sacctmgr_folds_case
         )
         stats = deliver_pending(spool, backend, settings, log, budget_s=budget_s, wait_s=wait_s)
-    except SlurmAIError as exc:
-        raise click.ClickException(str(exc)) from exc
+    except (SlurmAIError, OSError) as exc:
+        # OSError: a spool that exists but cannot be written (read-only, full).
+        text = str(exc) if isinstance(exc, SlurmAIError) else f"spool {spool.root}: {exc}"
+        kept = held_jobs(settings.hold_dir)
+        if kept:
+            text += f"; {len(kept)} job(s) held in {settings.hold_dir} wait for a writable spool"
+        raise click.ClickException(text) from exc
     summary = stats.as_dict()
     if as_json:
         click.echo(jsontext.dumps(summary, sort_keys=True))

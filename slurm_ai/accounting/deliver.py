@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from slurm_ai import spool as spoolmod
+from slurm_ai.accounting import held
 from slurm_ai.accounting.backend import AccountingBackend, JobRow, fold_like_sacctmgr
 from slurm_ai.accounting.detail import DetailError, prune, read_detail, write_detail
 from slurm_ai.accounting.outbox import OutboxEntry, Spool, merge_units, valid_job_id
@@ -64,6 +65,7 @@ class DeliveryStats:
     partial: int = 0
     quarantined: int = 0
     pruned: int = 0  # detail files past their retention removed
+    released: int = 0  # held node records moved into the spool (held.py)
     lock_busy: bool = False
     backend_down: str = ""
     errors: list[str] = field(default_factory=list)
@@ -191,6 +193,7 @@ class Deliverer:
         """Finalize complete sets an Epilog did not, partial sets past their wait,
         claims left by a crash, and drop job directories that never got a node."""
         now = self.clock.time() if now is None else now
+        self.release_held(stats)
         self.spool.remove_done()
         orphans: list[str] = []
         for name in _listdir(self.spool.claimed_dir):
@@ -236,6 +239,19 @@ class Deliverer:
                 stats.quarantined += 1
         if orphans:
             self._sweep_lost(orphans[: self.settings.batch_size], stats, now)
+
+    def release_held(self, stats: DeliveryStats) -> None:
+        """Node records a hook held while the spool was not writable (held.py): into
+        the spool, then on as from the Epilog. Node-local without a gather directory,
+        this node's part is the whole set here: claimed and merged at once; otherwise
+        it joins its job's set, which the sweep below finalizes when complete."""
+        for job_id in held.release(self.settings.hold_dir, self.spool, self.log):
+            stats.released += 1
+            if self.settings.gathers:
+                continue
+            claimed = self.spool.claim(job_id, "held")
+            if claimed is not None and self.spool.finalize(claimed) is not None:
+                stats.finalized += 1
 
     def _sweep_lost(self, job_ids: list[str], stats: DeliveryStats, now: float) -> None:
         """Jobs whose every node ran its Prolog and none its Epilog (all nodes lost):

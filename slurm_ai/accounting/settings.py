@@ -11,6 +11,7 @@ from slurm_ai.config import Config
 from slurm_ai.errors import ConfigError
 
 DEFAULT_MARK_DIR = "/var/spool/slurm-ai-marks"
+DEFAULT_HOLD_DIR = "/run/slurm-ai/held"
 
 
 @dataclass(frozen=True)
@@ -36,6 +37,8 @@ class AccountingSettings:
     # Node-local spools: where Epilogs leave their node file for the job's one
     # writer (docs/accounting.md "Node-local spools"); None: each node delivers.
     gather_dir: Path | None = None
+    # Where the hooks keep what the spool refused (held.py), for `slurm-ai deliver`.
+    hold_dir: Path = Path(DEFAULT_HOLD_DIR)
 
     @property
     def gathers(self) -> bool:
@@ -75,6 +78,8 @@ class AccountingSettings:
             detail_dir=_optional_path(sec.get_str("detail_dir", "")),
             detail_retention_days=sec.get_float("detail_retention_days", d.detail_retention_days),
             gather_dir=_optional_path(sec.get_str("gather_dir", "")),
+            hold_dir=_optional_path(sec.get_str("hold_dir", DEFAULT_HOLD_DIR))
+            or Path(DEFAULT_HOLD_DIR),
         )
 
 

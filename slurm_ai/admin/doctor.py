@@ -419,7 +419,32 @@ def check_spool(target: DoctorTarget) -> list[Check]:
     else:
         out.append(Check("pass", "deliver-backlog", "no records waiting for delivery"))
     out.append(_waiting_for_nodes(config))
+    out.append(_held_records(config))
     return out
+
+
+def _held_records(config: Config) -> Check:
+    """Node records a hook kept in [accounting] hold_dir because the spool refused them."""
+    from slurm_ai.accounting.held import held_jobs
+    from slurm_ai.accounting.settings import AccountingSettings
+    from slurm_ai.errors import SlurmAIError
+
+    try:
+        settings = AccountingSettings.from_config(config)
+    except SlurmAIError:
+        settings = AccountingSettings()
+    kept = held_jobs(settings.hold_dir)
+    if not kept:
+        return Check("pass", "held-records", f"nothing held in {settings.hold_dir}")
+    now = time.time()
+    shown = "; ".join(h.line(now) for h in kept[:5])
+    more = f" (+{len(kept) - 5} more)" if len(kept) > 5 else ""
+    return Check(
+        "warn",
+        "held-records",
+        f"{len(kept)} job(s) held because the spool was not writable: {shown}{more}",
+        f"make {config.spool_dir} writable (read-only or full filesystem?), then slurm-ai deliver",
+    )
 
 
 def _waiting_for_nodes(config: Config) -> Check:

@@ -90,6 +90,10 @@ SETTINGS: tuple[Setting, ...] = (
     _s("accounting", "gather_dir", UNSET, "node-local spools: a directory all nodes share "
        "for their node records only; one writer per job then (calls per job do not grow "
        "with nodes); unset: each node delivers its own part", "slurm_ai.accounting"),
+    _s("accounting", "hold_dir", "/run/slurm-ai/held", "where a hook keeps its node record "
+       "(or Prolog state) when the spool cannot be written (read-only, full); the next "
+       "`slurm-ai deliver` on the node moves it into the spool once writable and delivers it",
+       "slurm_ai.accounting"),
     # nvml
     _s("nvml", "recording", UNSET, "an NVML recording (`slurm-ai capture`'s nvml.json) that "
        "answers instead of the driver in every part (topology, health, energy, agent): test "

@@ -9,7 +9,7 @@ import time
 from collections.abc import Mapping
 from typing import Any
 
-from slurm_ai.errors import SlurmAIError
+from slurm_ai.errors import SlurmAIError, SpoolError
 from slurm_ai.hooks import runner
 from slurm_ai.hooks.context import HookContext
 
@@ -85,13 +85,18 @@ def _epilog(
     started: float,
     t0: float,
 ) -> int:
-    from slurm_ai.accounting import marks
+    from slurm_ai.accounting import held, marks
     from slurm_ai.accounting.outbox import Spool, node_file
     from slurm_ai.accounting.settings import AccountingSettings
 
     settings = AccountingSettings.from_config(config)
     spool = Spool(config.spool_dir, log)
     prolog_state = spool.read_prolog_state(job.job_id, node)
+    held_prolog = False
+    if not prolog_state:
+        # The spool was not writable when the Prolog ran: its state was held.
+        prolog_state = held.read_held_prolog_state(settings.hold_dir, job.job_id, node)
+        held_prolog = bool(prolog_state)
     ctx = HookContext(config, job, node, config.spool_dir, log, env=dict(environ))
     steps = prolog_state.get("steps")
     ctx.prolog_state = steps if isinstance(steps, dict) else {}
@@ -112,7 +117,30 @@ def _epilog(
 
     record = build_node_record(prolog_state, fragments, errors, started, time.perf_counter() - t0)
     delivery = Spool(settings.delivery_root(config.spool_dir), log)
-    delivery.write_node_file(job.job_id, node, "node", node_file(node, meta, record, units))
+    data = node_file(node, meta, record, units)
+    try:
+        delivery.write_node_file(job.job_id, node, "node", data)
+    except SpoolError as exc:
+        # A read-only or full spool must not lose this node's part of the job: keep it
+        # in the hold directory for the next `slurm-ai deliver` (accounting/held.py).
+        try:
+            where = held.hold(settings.hold_dir, job.job_id, node, "node", data)
+        except SpoolError as hold_exc:
+            log.error(
+                "event=node_record_lost spool_error=%s hold_error=%s",
+                runner.one_line(exc),
+                runner.one_line(hold_exc),
+            )
+            return 0
+        log.error(
+            "event=node_record_held spool_error=%s held_in=%s "
+            "left_for=slurm-ai_deliver_once_the_spool_is_writable",
+            runner.one_line(exc),
+            where,
+        )
+        return 0
+    if held_prolog:
+        held.forget_prolog_state(settings.hold_dir, job.job_id, node)
     if delivery.root != spool.root:
         # Node-local spool with a gather directory: the record went there; this
         # node's Prolog state is done with.

@@ -12,7 +12,7 @@ import time
 from collections.abc import Mapping
 from typing import Any
 
-from slurm_ai.errors import SlurmAIError
+from slurm_ai.errors import SlurmAIError, SpoolError
 from slurm_ai.hooks import runner
 from slurm_ai.hooks.context import HookContext
 
@@ -53,7 +53,11 @@ def _prolog(
     from slurm_ai.accounting.outbox import Spool
 
     spool = Spool(config.spool_dir, log)
-    spool.ensure_job_dir(job.job_id)
+    try:
+        spool.ensure_job_dir(job.job_id)
+    except SpoolError as exc:
+        # Still run the steps (the health check above all); the state is held below.
+        log.warning("event=spool_unwritable error=%s", runner.one_line(exc))
     ctx = HookContext(config, job, node, config.spool_dir, log, env=dict(environ))
     _prepare_marks(ctx)
     fragments, errors, durations = runner.run_steps(ctx, "prolog", runner.step_names(config))
@@ -71,7 +75,7 @@ def _prolog(
     try:
         spool.write_node_file(job.job_id, node, "prolog", state)
     except SlurmAIError as exc:
-        log.error("event=spool_write_failed error=%s", runner.one_line(exc))
+        _hold_state(config, job.job_id, node, state, exc, log)
     log.info(
         "event=prolog_done s=%.3f steps=%s errors=%d",
         time.perf_counter() - t0,
@@ -82,6 +86,27 @@ def _prolog(
         drain_node(ctx, drain_reason(ctx.drain_reasons))
         return 1
     return 0
+
+
+def _hold_state(
+    config: Any, job_id: str, node: str, state: dict[str, Any], exc: Exception, log: Any
+) -> None:
+    """The spool refused the Prolog state: keep it in the hold directory for the
+    Epilog (accounting/held.py)."""
+    from slurm_ai.accounting import held
+    from slurm_ai.accounting.settings import AccountingSettings
+
+    try:
+        where = held.hold(AccountingSettings.from_config(config).hold_dir, job_id, node,
+                          "prolog", state)  # fmt: skip
+    except SlurmAIError as hold_exc:
+        log.error(
+            "event=spool_write_failed error=%s hold_error=%s",
+            runner.one_line(exc),
+            runner.one_line(hold_exc),
+        )
+        return
+    log.error("event=prolog_state_held spool_error=%s held_in=%s", runner.one_line(exc), where)
 
 
 def _prepare_marks(ctx: HookContext) -> None:
