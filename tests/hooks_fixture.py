@@ -139,6 +139,12 @@ def _reconfigure(cluster: Any) -> None:
         raise RuntimeError(f"localcluster reconfigure failed: {proc.stdout}{proc.stderr}")
 
 
+def hold_dir(cluster: Any) -> str:
+    """[accounting] hold_dir: each node's own, as /run is on a site (here /run is the
+    host's, shared by every node and instance; a production node's /var/spool is its own)."""
+    return "/var/spool/slurm-ai-held" if cluster.production else f"{cluster.prefix}/held"
+
+
 def nvml_recording(cluster: Any) -> dict[str, Any]:
     recording = cluster.instance_settings().get("nvml_recording")
     return {"nvml": {"recording": recording}} if recording else {}
@@ -169,7 +175,7 @@ def installed_hooks(slurm_cluster: Any) -> Iterator[InstalledHooks]:
         mark_dir=str(hooks.mark_dir),
         health=False,
         extra={
-            "accounting": {"max_writes_per_s": 50.0},
+            "accounting": {"max_writes_per_s": 50.0, "hold_dir": hold_dir(slurm_cluster)},
             # The node agents scripts/localcluster starts (one per node, {node} expands).
             "agent": {"store_dir": str(prefix / "agent" / "{node}"), "interval_s": 5.0},
             # The production shape's fake GPUs: NVML answers from their recordings.
