@@ -183,15 +183,21 @@ def load_config(explicit: str | None = None) -> Config:
     return config
 
 
+def nvml_recording(config: Config) -> str | None:
+    """`[nvml] recording` as written ("{node}" not yet expanded); ConfigError if bad."""
+    recording = config.section("nvml").get_opt_str("recording")
+    if recording is not None and not recording.startswith("/"):
+        raise ConfigError(f"[nvml] recording = {recording!r}: expected an absolute path")
+    return recording
+
+
 def _use_nvml_recording(config: Config) -> None:
     """`[nvml] recording`: every entry point (hooks, CLI, HealthCheckProgram, agent)
     loads the config once, and the recording replaces the driver for all of them."""
     from slurm_ai.nvml import use_site_recording
 
-    recording = config.section("nvml").get_opt_str("recording")
+    recording = nvml_recording(config)
     if recording is not None:
-        if not recording.startswith("/"):
-            raise ConfigError(f"[nvml] recording = {recording!r}: expected an absolute path")
         node = os.environ.get("SLURMD_NODENAME") or socket.gethostname().split(".")[0]
         recording = recording.replace("{node}", node)
     use_site_recording(recording)

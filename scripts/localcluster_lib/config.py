@@ -181,18 +181,24 @@ def slurm_conf_text(inst: Instance) -> str:
     if inst.guests():
         lines.extend(vm.slurm_conf_lines(inst.vm_net))
     members = {"bare": inst.nodes, "vm": inst.guests() or inst.nodes}
+    # Sharing nodes by memory: a guest has far less than the host's DefMemPerCPU share.
+    guest_mem = (
+        f" DefMemPerCPU={vm.GUEST_REAL_MEMORY_MB // vm.GUEST_VCPUS}"
+        if inst.production and inst.guests()
+        else ""
+    )
     for i, part in enumerate(PARTITIONS):
         default = "YES" if i == 0 else "NO"
         lines.append(
             f"PartitionName={part} Nodes={','.join(members[part])} Default={default} "
-            "MaxTime=INFINITE State=UP"
+            f"MaxTime=INFINITE State=UP{guest_mem if part == 'vm' else ''}"
         )
     if inst.guests():
         # Host nodes and guests in one job (MPI between n1 and v1); hidden, so
         # sinfo and the report show bare and vm as before.
         lines.append(
             f"PartitionName={vm.MIXED_PARTITION} Nodes={','.join(inst.all_nodes())} Default=NO "
-            "MaxTime=INFINITE State=UP Hidden=YES"
+            f"MaxTime=INFINITE State=UP Hidden=YES{guest_mem}"
         )
     # Must stay last: the toolkit's installer adds Prolog=/Epilog= lines there.
     lines.append(f"Include {inst.hooks_conf}")

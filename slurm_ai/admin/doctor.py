@@ -68,6 +68,11 @@ def _module_loaders() -> list[tuple[str, Callable[[Config], Any]]]:
 
         return AccountingSettings.from_config(c)
 
+    def nvml(c: Config) -> Any:
+        from slurm_ai.config import nvml_recording
+
+        return nvml_recording(c)
+
     def health(c: Config) -> Any:
         from slurm_ai.health.settings import HealthSettings
 
@@ -130,6 +135,7 @@ def _module_loaders() -> list[tuple[str, Callable[[Config], Any]]]:
 
     return [
         ("core", core),
+        ("nvml", nvml),
         ("hooks", hooks),
         ("accounting", accounting),
         ("energy", energy),
