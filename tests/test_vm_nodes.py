@@ -195,8 +195,9 @@ def test_spank_plugin_pins_tasks_inside_a_guest(
 ) -> None:
     """The plugin (built on the host, shared in by 9p) loads in the guest's slurmstepd,
     reads the plan its own Prolog wrote, and pins each task of a plain srun. The guests
-    share the host nodes' slurm.conf (TaskPlugin=task/affinity), so there is no job
-    cgroup to intersect with: the step's CPUs come from Slurm's affinity masks."""
+    share the host nodes' slurm.conf: under the production shape their slurmd confines
+    jobs with cgroup v2 (CgroupPlugin=autodetect, each guest's own kernel), under the
+    lab shape with Slurm's affinity masks only."""
     if cbuild.find_compiler() is None or cbuild.find_slurm_include(spank.HEADERS) is None:
         pytest.fail("needs gcc and libslurm-dev (scripts/setup-deps installs both)")
     # Asked for here, after vm_cluster: where there are no guests, nothing is installed.
