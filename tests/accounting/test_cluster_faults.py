@@ -9,6 +9,10 @@
 - slurmdbd killed (SIGKILL) while the Epilogs of a few jobs write their records, and
   started again a few seconds later: every job gets one complete record.
 
+- slurmd of one node killed before a two-node job: the job ends once the node is found
+  not responding, its other node's part lands naming it missing; a job submitted while
+  the node is down pends, runs once slurmd is back, and gets one complete record.
+
 The lost-node case (slurmd killed during the job) is in test_cluster_delivery's
 incomplete-record tests.
 """
@@ -24,7 +28,15 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from clusterjobs import admin_comment, record_of, sbatch, slurm_ai, wait_for, wait_record
+from clusterjobs import (
+    admin_comment,
+    job_done,
+    record_of,
+    sbatch,
+    slurm_ai,
+    wait_for,
+    wait_record,
+)
 from hooks_fixture import quiesce, replace_file
 
 pytestmark = pytest.mark.cluster
@@ -173,3 +185,94 @@ def test_slurmdbd_killed_while_epilogs_write(installed_hooks: Any) -> None:
                 break
             slurm_ai(installed_hooks, "deliver")  # the probe's record, for the tests after
             assert time.monotonic() < deadline, "accounting did not catch up in 240 s"
+
+
+# ---- slurmd of one node killed before a job
+
+SLURMD_TIMEOUT_S = 60  # scripts/localcluster's SlurmdTimeout
+
+
+def _node_state(cluster: Any, node: str) -> str:
+    """The node's state as `sinfo -N` shows it (one line per partition: the first)."""
+    lines = cluster.run(["sinfo", "-h", "-N", "-n", node, "-o", "%T"]).stdout.split()
+    return lines[0] if lines else ""
+
+
+def _final_state(cluster: Any, job: str) -> str:
+    proc = cluster.run(["sacct", "-X", "-n", "-P", "-j", job, "-o", "State"])
+    return proc.stdout.strip()
+
+
+@pytest.fixture
+def n2_back(installed_hooks: Any) -> Iterator[None]:
+    """Whatever the test did to n2: its slurmd running and the node in service after."""
+    cluster = installed_hooks.cluster
+    quiesce(cluster)
+    try:
+        yield
+    finally:
+        with contextlib.suppress(Exception):
+            _start_missing(cluster)
+        with contextlib.suppress(Exception):
+            if _node_state(cluster, "n2").startswith(("down", "drain")):
+                cluster.run(["scontrol", "update", "nodename=n2", "state=resume"])
+        with contextlib.suppress(Exception):
+            wait_for(lambda: _node_state(cluster, "n2") == "idle", 120, what="n2 idle again")
+
+
+def test_slurmd_killed_before_a_two_node_job(installed_hooks: Any, n2_back: None) -> None:
+    cluster = installed_hooks.cluster
+    hooks = installed_hooks
+    with hooks.configured({"accounting": {"partial_after_s": 5.0}}):
+        _stop(cluster, "slurmd-n2", signal.SIGKILL)
+        t0 = time.monotonic()
+        # Before slurmctld notices (SlurmdTimeout), n2 still looks idle: the job gets
+        # n1 and n2, its srun cannot reach n2 and fails, and the job stays COMPLETING
+        # until n2 is declared not responding; then it ends, n2 DOWN.
+        early = sbatch(hooks, "-N2", "-n2", "-p", "bare", "--wrap", "srun -N2 -n2 true")
+        wait_for(lambda: job_done(hooks, early), SLURMD_TIMEOUT_S + 180, 1, what="job to end")
+        ended_s = time.monotonic() - t0
+        assert ended_s < SLURMD_TIMEOUT_S + 120, ended_s
+        assert _final_state(cluster, early) in ("FAILED", "NODE_FAIL"), _final_state(cluster, early)
+        # n2 is NOT_RESPONDING ("*", reason "Not responding"): DOWN, or MIXED while
+        # the controller still counts the failed job's CPUs there (both seen on 22.05).
+        seen: list[str] = []
+
+        def n2_not_responding() -> bool:
+            proc = cluster.run(["sinfo", "-h", "-N", "-n", "n2", "-o", "%T|%E"])
+            seen.append(proc.stdout.split("\n")[0])
+            state, _, reason = seen[-1].partition("|")
+            return state.endswith("*") and reason == "Not responding"
+
+        wait_for(n2_not_responding, 90, 1, what=f"n2 not responding (seen {set(seen)})")
+        assert not _node_state(cluster, "n1").startswith(("drain", "down")), "n1 drained"
+
+        # n1's part waits for n2, then lands incomplete, naming n2 missing and why.
+        def early_record() -> dict[str, Any] | None:
+            slurm_ai(hooks, "deliver")
+            return record_of(hooks, early)
+
+        first = wait_for(early_record, 90, 2, what=f"the record of job {early}")
+        assert first["complete"] is False, first
+        assert set(first["nodes"]) == {"n1"} and first["missing"] == ["n2"], first
+        assert "no Epilog record" in first["absent"]["n2"]["why"], first["absent"]
+        assert _records_in_accounting(hooks, early) == 1
+
+        # While n2 is down, a two-node job pends (it is not started on n1 alone).
+        later = sbatch(hooks, "-N2", "-n2", "-p", "bare", "--wrap", "srun -N2 -n2 true")
+        time.sleep(5)
+        assert _state(cluster, later) == "PENDING", _state(cluster, later)
+        assert record_of(hooks, later) is None
+
+        _start_missing(cluster)  # slurmd back: n2 returns to service (ReturnToService=2)
+        t1 = time.monotonic()
+        record = wait_record(hooks, later, {"n1", "n2"}, timeout=180)
+        assert time.monotonic() - t1 < 180
+        assert record["complete"] is True, record
+        assert _final_state(cluster, later) == "COMPLETED"
+        assert _records_in_accounting(hooks, later) == 1
+        assert not _node_state(cluster, "n2").endswith("*"), _node_state(cluster, "n2")
+        # n2's return wrote nothing into the earlier job's record.
+        slurm_ai(hooks, "deliver")
+        assert record_of(hooks, early) == first
+        assert _records_in_accounting(hooks, early) == 1
