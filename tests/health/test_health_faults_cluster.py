@@ -154,13 +154,19 @@ def test_a_killed_rank_fails_the_check_and_is_named(
     assert leftovers(mark) == []
 
 
+# A whole task stopped (supervisor too): srun -K exits with the verdict's 4, or with 137
+# when Slurm's SIGKILL of the stopped task reaches srun first (proctrack/cgroup); the
+# verdict printed is the same (docs/health.md).
+STOPPED_TASK_EXITS = (4, 137)
+
+
 @pytest.mark.parametrize("backend", _backends())
 def test_a_whole_stopped_task_coordinator_included_still_ends(
     slurm_cluster: Any, backend: str
 ) -> None:
     """kill -STOP of rank 0's supervisor and rank: rank 1 gives the verdict, as JSON."""
     out, took, mark = run_check(slurm_cluster, backend, "stopall:0@measure", ["--json"])
-    assert out.returncode == 4, (out.stdout, out.stderr)
+    assert out.returncode in STOPPED_TASK_EXITS, (out.stdout, out.stderr)
     data = json.loads(out.stdout[out.stdout.index("{") :])
     assert data["verdict"] == "timeout" and data["scope"] == "job"
     assert "rank 0 on n1 (the coordinator) stopped answering" in data["reason"]
@@ -172,7 +178,7 @@ def test_a_whole_stopped_task_coordinator_included_still_ends(
 @needs_mpi
 def test_a_stopped_non_coordinator_task_is_named_by_rank_0(slurm_cluster: Any) -> None:
     out, took, mark = run_check(slurm_cluster, "mpi", "stopall:1@warmup")
-    assert out.returncode == 4, (out.stdout, out.stderr)
+    assert out.returncode in STOPPED_TASK_EXITS, (out.stdout, out.stderr)
     # Its last report may predate the warm-up: the phase is the last one rank 0 heard of.
     assert "rank 1 on n2 stopped answering in " in verdict_line(out.stdout)
     assert took < BUDGET["mpi"] + MARGIN_S + LAUNCH_S, took
