@@ -330,7 +330,10 @@ def in_node(cluster: SlurmCluster, node: str, argv: list[str]) -> subprocess.Com
 @contextlib.contextmanager
 def read_only_in_node(cluster: SlurmCluster, node: str, path: str) -> Iterator[None]:
     """`path` read-only for everyone in the node, root included (permission bits do not
-    bind root): a read-only bind mount over it, made in the node's own mount namespace."""
+    bind root): a read-only bind mount over it, made in the node's own mount namespace.
+    The spool is made first: a fresh instance's node has run no slurm-ai hook yet."""
+    made = in_node(cluster, node, ["mkdir", "-p", "-m", "0700", path])
+    assert made.returncode == 0, made.stderr
     for argv in (["mount", "--bind", path, path], ["mount", "-o", "remount,bind,ro", path]):
         done = in_node(cluster, node, argv)
         assert done.returncode == 0, (argv, done.stderr)
