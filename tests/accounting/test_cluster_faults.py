@@ -313,7 +313,11 @@ def test_spool_full_while_hooks_run_is_held_then_lands_once_space_is_freed(
         assert f"{job} held on this node" in listing.stdout, listing
         assert "node record of n1" in listing.stdout, listing.stdout
         doctor = fs.slurm_ai("doctor")
-        assert "held-records" in doctor.stdout and job in doctor.stdout, doctor.stdout
+        assert f"{job} held on this node" in doctor.stdout, doctor.stdout
+        space = [line for line in doctor.stdout.splitlines() if "spool-space" in line]
+        assert len(space) == 1 and space[0].startswith("WARN"), doctor.stdout
+        assert "ENOSPC" in space[0], space
+        assert f"{fs.spool}: 0.0 MiB free" in space[0], space
         # A deliver pass while the disk is still full: nothing moves, nothing is lost.
         still = fs.slurm_ai("deliver")
         assert still.returncode == 1, still
@@ -333,6 +337,10 @@ def test_spool_full_while_hooks_run_is_held_then_lands_once_space_is_freed(
         assert _records_in_accounting(hooks, job) == 1
         assert not held.exists()
         assert "nothing pending" in fs.slurm_ai("deliver", "--list").stdout
+        doctor = fs.slurm_ai("doctor")
+        space = [line for line in doctor.stdout.splitlines() if "spool-space" in line]
+        assert len(space) == 1 and space[0].startswith("PASS"), doctor.stdout
+        assert f"PASS  held-records           nothing held in {fs.hold}" in doctor.stdout
         before = admin_comment(hooks, job)
         again = fs.slurm_ai("deliver")
         assert again.returncode == 0, again
