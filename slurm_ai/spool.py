@@ -13,6 +13,7 @@
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import os
 import stat
@@ -29,13 +30,21 @@ FILE_MODE = 0o600
 MAX_JSON_BYTES = 4 * 1024 * 1024
 
 
+def os_error_text(exc: OSError) -> str:
+    """'No space left on device (ENOSPC)': the message an admin reads and the name
+    they search for."""
+    name = errno.errorcode.get(exc.errno or 0, "")
+    text = exc.strerror or str(exc)
+    return f"{text} ({name})" if name else text
+
+
 def ensure_private_dir(path: Path, *, require_root_owner: bool = True) -> Path:
     """Create `path` (0700) or check an existing one is safe to use as root."""
     try:
         path.mkdir(mode=DIR_MODE, parents=True, exist_ok=True)
         info = os.lstat(path)
     except OSError as exc:
-        raise SpoolError(f"cannot create spool directory {path}: {exc.strerror}") from exc
+        raise SpoolError(f"cannot create spool directory {path}: {os_error_text(exc)}") from exc
     if stat.S_ISLNK(info.st_mode) or not stat.S_ISDIR(info.st_mode):
         raise SpoolError(f"{path} is not a plain directory (symlink?): refusing to use it")
     if info.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
@@ -54,7 +63,7 @@ def atomic_write_bytes(path: Path, data: bytes, *, mode: int = FILE_MODE) -> Non
     try:
         fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=directory)
     except OSError as exc:  # a read-only or full filesystem: the callers' SpoolError
-        raise SpoolError(f"cannot write {path}: {exc.strerror}") from exc
+        raise SpoolError(f"cannot write {path}: {os_error_text(exc)}") from exc
     try:
         os.fchmod(fd, mode)
         with os.fdopen(fd, "wb") as handle:
@@ -66,7 +75,7 @@ def atomic_write_bytes(path: Path, data: bytes, *, mode: int = FILE_MODE) -> Non
         with contextlib.suppress(OSError):
             os.unlink(tmp_name)
         if isinstance(exc, OSError):
-            raise SpoolError(f"cannot write {path}: {exc.strerror}") from exc
+            raise SpoolError(f"cannot write {path}: {os_error_text(exc)}") from exc
         raise
     fsync_dir(directory)
 

@@ -87,13 +87,25 @@ def deliver(
     if as_json:
         click.echo(jsontext.dumps(summary, sort_keys=True))
     else:
-        click.echo(" ".join(f"{k}={v}" for k, v in sorted(summary.items())) or "nothing pending")
+        shown = " ".join(f"{k}={v}" for k, v in sorted(summary.items()) if k != "held_error")
+        if shown or not stats.held_error:  # not "nothing pending" while records stay held
+            click.echo(shown or "nothing pending")
     if stats.lock_busy:
         click.echo("another delivery is running; it will deliver what is pending", err=True)
     if stats.backend_down:
         click.echo(
             f"accounting unreachable, records wait in the spool: {stats.backend_down}", err=True
         )
+    if stats.held_error:
+        # A spool whose directories can be made but whose files cannot (a full disk):
+        # the held records stay held; a timer must see that this pass did not deliver
+        # them (as when the spool itself cannot be written, above).
+        kept = held_jobs(settings.hold_dir)
+        raise click.ClickException(
+            f"{stats.held_error}; {len(kept)} job(s) held in {settings.hold_dir} "
+            "wait for a writable spool"
+        )
+    if stats.backend_down:
         ctx.exit(EXIT_WAITING)
 
 

@@ -66,6 +66,7 @@ class DeliveryStats:
     quarantined: int = 0
     pruned: int = 0  # detail files past their retention removed
     released: int = 0  # held node records moved into the spool (held.py)
+    held_error: str = ""  # why held files stayed held (the spool still unwritable)
     lock_busy: bool = False
     backend_down: str = ""
     errors: list[str] = field(default_factory=list)
@@ -245,7 +246,10 @@ class Deliverer:
         the spool, then on as from the Epilog. Node-local without a gather directory,
         this node's part is the whole set here: claimed and merged at once; otherwise
         it joins its job's set, which the sweep below finalizes when complete."""
-        for job_id in held.release(self.settings.hold_dir, self.spool, self.log):
+        failed: list[str] = []
+        released = held.release(self.settings.hold_dir, self.spool, self.log, failed)
+        stats.held_error = failed[0] if failed else ""
+        for job_id in released:
             stats.released += 1
             if self.settings.gathers:
                 continue

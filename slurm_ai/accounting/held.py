@@ -118,12 +118,16 @@ def held_jobs(hold_dir: Path) -> list[HeldJob]:
     return out
 
 
-def release(hold_dir: Path, spool: Spool, log: logging.Logger) -> list[str]:
+def release(
+    hold_dir: Path, spool: Spool, log: logging.Logger, failed: list[str] | None = None
+) -> list[str]:
     """Move held files into the (writable again) spool: jobs/<id>/<kind>-<node>.json.
 
     Returns the job ids whose node record was moved (the caller hands them over). A
     file is removed from the hold only after the spool has it (an atomic, fsynced
-    write); a spool still unwritable leaves everything held and logs once.
+    write); a spool still unwritable (read-only, or full: its directories can still be
+    made, its files not) leaves everything held, logs once and appends the error to
+    `failed`, so that the caller does not report "nothing pending".
     """
     released: list[str] = []
     for job_id in _listdir(hold_dir):
@@ -157,12 +161,12 @@ def release(hold_dir: Path, spool: Spool, log: logging.Logger) -> list[str]:
             try:
                 spool.write_node_file(job_id, node, kind, data)
             except SpoolError as exc:
+                error = " ".join(str(exc).split())[:300]
                 log.warning(
-                    "event=held_still spool=%s error=%s held_in=%s",
-                    spool.root,
-                    " ".join(str(exc).split())[:300],
-                    hold_dir,
+                    "event=held_still spool=%s error=%s held_in=%s", spool.root, error, hold_dir
                 )
+                if failed is not None:
+                    failed.append(error)
                 return released
             with contextlib.suppress(OSError):
                 path.unlink()

@@ -426,7 +426,39 @@ def check_spool(target: DoctorTarget) -> list[Check]:
         out.append(Check("pass", "deliver-backlog", "no records waiting for delivery"))
     out.append(_waiting_for_nodes(config))
     out.append(_held_records(config))
+    out.append(_spool_space(config.spool_dir))
     return out
+
+
+# Below this much free space (16 MiB, or a tenth of a smaller filesystem) or this many
+# free inodes, a spool write fails with ENOSPC or soon will.
+SPOOL_MIN_FREE_BYTES = 16 * 1024 * 1024
+SPOOL_MIN_FREE_INODES = 64
+
+
+def _spool_space(spool_dir: Path) -> Check:
+    """Free space on the spool's filesystem: a full spool is where the hooks stop
+    writing node records (they are then held in [accounting] hold_dir)."""
+    try:
+        fs = os.statvfs(spool_dir)
+    except OSError as exc:
+        return Check("warn", "spool-space", f"cannot stat {spool_dir}: {exc.strerror}")
+    free = fs.f_bavail * fs.f_frsize
+    total = fs.f_blocks * fs.f_frsize
+    inodes = fs.f_favail if fs.f_files else None  # some filesystems count no inodes
+    text = f"{spool_dir}: {free / 2**20:.1f} MiB free of {total / 2**20:.1f} MiB"
+    if inodes is not None:
+        text += f", {inodes} inodes free"
+    low = free < min(SPOOL_MIN_FREE_BYTES, total // 10)
+    if low or (inodes is not None and inodes < SPOOL_MIN_FREE_INODES):
+        return Check(
+            "warn",
+            "spool-space",
+            f"spool filesystem full or nearly (writes fail with ENOSPC): {text}",
+            "free space there; meanwhile node records are held in [accounting] hold_dir "
+            "(slurm-ai deliver --list) and the next slurm-ai deliver moves them in",
+        )
+    return Check("pass", "spool-space", text)
 
 
 def _held_records(config: Config) -> Check:

@@ -127,14 +127,16 @@ def _epilog(
             where = held.hold(settings.hold_dir, job.job_id, node, "node", data)
         except SpoolError as hold_exc:
             log.error(
-                "event=node_record_lost spool_error=%s hold_error=%s",
+                "event=node_record_lost spool=%s spool_error=%s hold_error=%s",
+                delivery.root,
                 runner.one_line(exc),
                 runner.one_line(hold_exc),
             )
             return 0
         log.error(
-            "event=node_record_held spool_error=%s held_in=%s "
+            "event=node_record_held spool=%s spool_error=%s held_in=%s "
             "left_for=slurm-ai_deliver_once_the_spool_is_writable",
+            delivery.root,
             runner.one_line(exc),
             where,
         )

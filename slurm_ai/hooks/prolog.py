@@ -101,12 +101,18 @@ def _hold_state(
                           "prolog", state)  # fmt: skip
     except SlurmAIError as hold_exc:
         log.error(
-            "event=spool_write_failed error=%s hold_error=%s",
+            "event=spool_write_failed spool=%s error=%s hold_error=%s",
+            config.spool_dir,
             runner.one_line(exc),
             runner.one_line(hold_exc),
         )
         return
-    log.error("event=prolog_state_held spool_error=%s held_in=%s", runner.one_line(exc), where)
+    log.error(
+        "event=prolog_state_held spool=%s spool_error=%s held_in=%s",
+        config.spool_dir,
+        runner.one_line(exc),
+        where,
+    )
 
 
 def _prepare_marks(ctx: HookContext) -> None:

@@ -9,6 +9,12 @@
 - slurmdbd killed (SIGKILL) while the Epilogs of a few jobs write their records, and
   started again a few seconds later: every job gets one complete record.
 
+- the spool's disk full while a job's Prolog and Epilog run (a 1 MiB tmpfs mounted over
+  the spool directory in n1's mount namespace, filled until ENOSPC): the job runs and
+  ends on time, no drain, each hook logs one line naming the spool and "No space left
+  on device", the node files wait in [accounting] hold_dir (another filesystem), and
+  once space is freed one `slurm-ai deliver` on the node lands the record, complete,
+  once; a second pass changes nothing;
 - slurmd of one node killed before a two-node job: the job ends once the node is found
   not responding, its other node's part lands naming it missing; a job submitted while
   the node is down pends, runs once slurmd is back, and gets one complete record.
@@ -20,10 +26,15 @@ incomplete-record tests.
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
+import shutil
 import signal
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -37,7 +48,7 @@ from clusterjobs import (
     wait_for,
     wait_record,
 )
-from hooks_fixture import quiesce, replace_file
+from hooks_fixture import hold_dir, quiesce, replace_file
 
 pytestmark = pytest.mark.cluster
 
@@ -185,6 +196,156 @@ def test_slurmdbd_killed_while_epilogs_write(installed_hooks: Any) -> None:
                 break
             slurm_ai(installed_hooks, "deliver")  # the probe's record, for the tests after
             assert time.monotonic() < deadline, "accounting did not catch up in 240 s"
+
+
+# ---- the spool's disk full
+
+
+@dataclass
+class FullSpool:
+    """A full tmpfs mounted over the spool directory in n1's mount namespace (each node
+    of the local cluster has its own, private: a mount made from here would not reach
+    n1). Only the spool directory itself: the hold directory is on another filesystem."""
+
+    hooks: Any
+    pid: int  # n1's slurmd: its mount namespace has the tmpfs
+    spool: Path  # the spool as n1 sees it
+    hold: Path  # [accounting] hold_dir as n1 sees it
+    filler: Path
+
+    def seen(self, path: Path) -> Path:
+        """`path` as n1 sees it, from here."""
+        return Path(f"/proc/{self.pid}/root") / path.relative_to("/")
+
+    def on_node(self, *argv: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+        """Run argv in n1's mount and UTS namespaces (as the node's deliver timer would)."""
+        return subprocess.run(
+            ["nsenter", "-t", str(self.pid), "-m", "-u", "--", *argv],
+            env=self.hooks.env(),
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            check=False,
+        )
+
+    def slurm_ai(self, *args: str) -> subprocess.CompletedProcess[str]:
+        config = str(self.hooks.config_path)
+        return self.on_node(sys.executable, "-m", "slurm_ai", "--config", config, *args)
+
+    def free_bytes(self) -> int:
+        fs = os.statvfs(self.seen(self.spool))
+        return fs.f_bavail * fs.f_frsize
+
+
+def _fill(path: Path) -> None:
+    """Write `path` until its filesystem says ENOSPC."""
+    chunk = b"\0" * 65536
+    with open(path, "wb", buffering=0) as handle:
+        try:
+            for _ in range(4096):  # 256 MiB at most: the tmpfs is 1 MiB
+                handle.write(chunk)
+        except OSError as exc:
+            assert exc.errno == errno.ENOSPC, exc
+            return
+    raise AssertionError(f"{path} never filled up")
+
+
+@pytest.fixture
+def full_spool(installed_hooks: Any) -> Iterator[FullSpool]:
+    if shutil.which("nsenter") is None:
+        pytest.skip("nsenter (util-linux) is needed to mount into a node's namespace")
+    cluster = installed_hooks.cluster
+    spool = Path(cluster.prefix) / "spool" / "full-spool-test"
+    quiesce(cluster)
+    shutil.rmtree(spool, ignore_errors=True)
+    spool.mkdir(mode=0o700, parents=True)
+    pid = _pid(cluster, "slurmd-n1")
+    fs = FullSpool(installed_hooks, pid, spool, Path(hold_dir(cluster)), spool / "filler")
+    mount = fs.on_node("mount", "-t", "tmpfs", "-o", "size=1m,mode=0700", "tmpfs", str(spool))
+    assert mount.returncode == 0, mount.stderr
+    try:
+        _fill(fs.seen(fs.filler))
+        assert fs.free_bytes() == 0
+        # What the hooks hold must not land on the full filesystem.
+        fs.seen(fs.hold).mkdir(mode=0o700, parents=True, exist_ok=True)
+        assert os.stat(fs.seen(fs.hold)).st_dev != os.stat(fs.seen(spool)).st_dev
+        yield fs
+    finally:
+        quiesce(cluster)
+        with contextlib.suppress(Exception):
+            fs.on_node("umount", "-l", str(spool))
+        shutil.rmtree(spool, ignore_errors=True)
+
+
+def _job_lines(hooks: Any, job: str) -> list[str]:
+    return [line for line in hooks.log_text().splitlines() if f" job={job} " in line]
+
+
+def test_spool_full_while_hooks_run_is_held_then_lands_once_space_is_freed(
+    full_spool: FullSpool,
+) -> None:
+    fs, hooks = full_spool, full_spool.hooks
+    with hooks.configured({"spool": {"dir": str(fs.spool)}}):
+        t0 = time.monotonic()
+        job = sbatch(hooks, "-N1", "-n1", "-w", "n1", "-p", "bare", "--wrap", "srun -n1 true")
+        wait_for(lambda: job_done(hooks, job), 120, what=f"job {job} to end")
+        assert time.monotonic() - t0 < 90
+        done = hooks.cluster.run(["sacct", "-X", "-n", "-P", "-j", job, "-o", "State,ExitCode"])
+        assert done.stdout.split() == ["COMPLETED|0:0"], done.stdout
+        state = hooks.cluster.run(["sinfo", "-h", "-n", "n1", "-o", "%T"]).stdout.strip()
+        assert not state.startswith(("drain", "down")), state
+        # Prolog and Epilog: one error line each, naming the spool and the error (the
+        # Prolog's steps warn about their own spool files besides: the topology cache,
+        # the SPANK plugin's task plan).
+        lines = _job_lines(hooks, job)
+        errors = [line for line in lines if " ERROR " in line]
+        assert len(errors) == 2, lines
+        assert all(f"spool={fs.spool} " in line for line in errors), errors
+        assert all("No space left on device (ENOSPC)" in line for line in errors), errors
+        assert "event=prolog_state_held" in errors[0], errors
+        assert "event=node_record_held" in errors[1], errors
+        assert not [line for line in lines if "internal_error" in line or "Traceback" in line]
+        # The Epilog used the held Prolog state; its node record waits in the hold dir.
+        held = fs.seen(fs.hold) / job
+        assert sorted(os.listdir(held)) == ["node-n1.json", "prolog-n1.json"]
+        assert record_of(hooks, job) is None
+        listing = fs.slurm_ai("deliver", "--list")
+        assert f"{job} held on this node" in listing.stdout, listing
+        assert "node record of n1" in listing.stdout, listing.stdout
+        doctor = fs.slurm_ai("doctor")
+        assert f"{job} held on this node" in doctor.stdout, doctor.stdout
+        space = [line for line in doctor.stdout.splitlines() if "spool-space" in line]
+        assert len(space) == 1 and space[0].startswith("WARN"), doctor.stdout
+        assert "ENOSPC" in space[0], space
+        assert f"{fs.spool}: 0.0 MiB free" in space[0], space
+        # A deliver pass while the disk is still full: nothing moves, nothing is lost.
+        still = fs.slurm_ai("deliver")
+        assert still.returncode == 1, still
+        assert "nothing pending" not in still.stdout, still
+        assert "No space left on device (ENOSPC)" in still.stderr, still
+        assert f"1 job(s) held in {fs.hold}" in still.stderr, still
+        assert (held / "node-n1.json").exists()
+        assert record_of(hooks, job) is None
+
+        fs.seen(fs.filler).unlink()
+        freed = fs.slurm_ai("deliver")
+        assert freed.returncode == 0, freed
+        record = wait_record(hooks, job, {"n1"}, timeout=60)
+        assert record["complete"] is True and not record.get("missing"), record
+        assert "errors" not in record["nodes"]["n1"], record["nodes"]["n1"]
+        assert record["nodes"]["n1"]["time"]["prolog_s"] > 0, record["nodes"]["n1"]
+        assert _records_in_accounting(hooks, job) == 1
+        assert not held.exists()
+        assert "nothing pending" in fs.slurm_ai("deliver", "--list").stdout
+        doctor = fs.slurm_ai("doctor")
+        space = [line for line in doctor.stdout.splitlines() if "spool-space" in line]
+        assert len(space) == 1 and space[0].startswith("PASS"), doctor.stdout
+        assert f"PASS  held-records           nothing held in {fs.hold}" in doctor.stdout
+        before = admin_comment(hooks, job)
+        again = fs.slurm_ai("deliver")
+        assert again.returncode == 0, again
+        assert admin_comment(hooks, job) == before
+        assert _records_in_accounting(hooks, job) == 1
 
 
 # ---- slurmd of one node killed before a job

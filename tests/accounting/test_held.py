@@ -118,3 +118,14 @@ def test_release_moves_the_node_record_and_drops_a_used_prolog_state(tmp_path: P
     assert sorted(os.listdir(spool.job_dir("42"))) == ["node-n2.json"]
     assert sorted(os.listdir(spool.job_dir("43"))) == ["prolog-n2.json"]
     assert held.held_jobs(hold_dir) == [] and os.listdir(hold_dir) == []
+
+
+def test_doctor_spool_space_names_the_filesystem(tmp_path: Path) -> None:
+    """The full case is on the local cluster (test_cluster_faults: a filled tmpfs)."""
+    from slurm_ai.admin.doctor import _spool_space
+
+    check = _spool_space(tmp_path)
+    assert check.status == "pass" and f"{tmp_path}: " in check.message, check
+    assert "MiB free of" in check.message, check
+    gone = _spool_space(tmp_path / "absent")
+    assert gone.status == "warn" and "cannot stat" in gone.message, gone
