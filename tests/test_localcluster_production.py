@@ -20,6 +20,8 @@ from pathlib import Path
 import pytest
 from cluster_support import SlurmCluster
 
+from tests.admin.clusterhelp import node_namespace_argv
+
 pytestmark = pytest.mark.cluster
 
 CGROUP_CPUSET = Path("/sys/fs/cgroup/cpuset")
@@ -323,7 +325,7 @@ def in_node(cluster: SlurmCluster, node: str, argv: list[str]) -> subprocess.Com
     """Run `argv` in node `node`'s mount namespace (its slurmd's: where its Prolog and
     Epilog run), as scripts/localcluster_lib/nodes.py made it."""
     pid = int((cluster.prefix / "run" / f"slurmd-{node}.pid").read_text())
-    return subprocess.run(["nsenter", "--target", str(pid), "--mount", "--", *argv],
+    return subprocess.run(node_namespace_argv(pid, argv),
                           capture_output=True, text=True, timeout=60)  # fmt: skip
 
 

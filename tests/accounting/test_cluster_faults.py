@@ -50,6 +50,8 @@ from clusterjobs import (
 )
 from hooks_fixture import hold_dir, quiesce, replace_file
 
+from tests.admin.clusterhelp import node_namespace_argv
+
 pytestmark = pytest.mark.cluster
 
 SLOW_EPILOG_S = 8
@@ -220,7 +222,7 @@ class FullSpool:
     def on_node(self, *argv: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
         """Run argv in n1's mount and UTS namespaces (as the node's deliver timer would)."""
         return subprocess.run(
-            ["nsenter", "-t", str(self.pid), "-m", "-u", "--", *argv],
+            node_namespace_argv(self.pid, list(argv), uts=True),
             env=self.hooks.env(),
             capture_output=True,
             text=True,

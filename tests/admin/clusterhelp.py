@@ -82,3 +82,12 @@ def read_output(path: Path) -> str:
         return path.read_text(errors="replace")
     except FileNotFoundError:
         return ""
+
+
+def node_namespace_argv(pid: int, argv: list[str], *, uts: bool = False) -> list[str]:
+    """`argv` run in the mount (and UTS) namespace of process `pid`, a node's slurmd.
+    `--root` and `--wd` matter where the cluster runs inside a chroot (a fresh root of
+    scripts/check-debian13): entering a mount namespace resets root and working directory
+    to the namespace's own, the machine's /, where the instance's paths do not exist."""
+    flags = ["--mount", "--root", "--wd"] + (["--uts"] if uts else [])
+    return ["nsenter", "--target", str(pid), *flags, "--", *argv]
