@@ -83,7 +83,7 @@ def epilog(args: tuple[str, str, str, bool, float, float]) -> None:
         from slurm_ai.accounting.deliver import Deliverer, DeliveryStats
 
         entry = next(e for _, e in spool.pending() if e.job_id == job)
-        Deliverer(spool, backend, settings, LOG)._deliver_batch([entry], DeliveryStats())
+        Deliverer(spool, backend, settings, LOG).deliver_batch([entry], DeliveryStats())
     else:
         deliver_pending(spool, backend, settings, LOG, budget_s=10.0, sweep=False)
 

@@ -324,13 +324,15 @@ class Deliverer:
             if not batch:
                 return
             tried.update(e.job_id for e in batch)
-            if not self._deliver_batch(batch, stats):
+            if not self.deliver_batch(batch, stats):
                 return
             if budget_s is not None and self.clock.monotonic() - start > budget_s:
                 self.log.info("event=deliver_budget_spent left_for=sweeper")
                 return
 
-    def _deliver_batch(self, batch: list[OutboxEntry], stats: DeliveryStats) -> bool:
+    def deliver_batch(self, batch: list[OutboxEntry], stats: DeliveryStats) -> bool:
+        """One sacct read for the batch, one write per entry; False once the backend
+        is down (the rest waits)."""
         try:
             stats.reads += 1
             rows = self.backend.read([e.job_id for e in batch])

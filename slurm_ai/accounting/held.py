@@ -15,7 +15,8 @@ deliver` on that node (the timer) whose spool is writable again moves them into 
 spool and hands the node record over as the Epilog would have; delivery merges it
 with the record already in accounting (`missing` shrinks, `complete` becomes true).
 `slurm-ai deliver --list` shows held jobs. What is held in a tmpfs is lost at a
-reboot; the log line names it.
+reboot; the log line names it. Where the hold directory refuses too, the Epilog writes
+its node record straight into accounting (direct.py).
 """
 
 from __future__ import annotations

@@ -259,7 +259,7 @@ class Spool:
                 seen.add(path.name)
                 try:
                     data = spool.read_json(path)
-                    node, record, njob, nunits = _parse_node_file(data)
+                    node, record, njob, nunits = parse_node_file(data)
                 except SpoolError as exc:
                     self.quarantine(path, str(exc))
                     rejected[path.name[5:-5]] = _one_line(str(exc))[:200]
@@ -417,7 +417,7 @@ def _one_line(text: str) -> str:
     return " ".join(str(text).split())[:300]
 
 
-def _parse_node_file(data: Any) -> tuple[str, dict[str, Any], dict[str, Any], dict[str, Any]]:
+def parse_node_file(data: Any) -> tuple[str, dict[str, Any], dict[str, Any], dict[str, Any]]:
     if not isinstance(data, dict) or data.get("v") != ENTRY_VERSION:
         raise SpoolError("not a node file of a known version")
     node, record, job = data.get("node"), data.get("record"), data.get("job")

@@ -126,12 +126,8 @@ def _epilog(
         try:
             where = held.hold(settings.hold_dir, job.job_id, node, "node", data)
         except SpoolError as hold_exc:
-            log.error(
-                "event=node_record_lost spool=%s spool_error=%s hold_error=%s",
-                delivery.root,
-                runner.one_line(exc),
-                runner.one_line(hold_exc),
-            )
+            # Both refused (every local disk full): straight into accounting.
+            write_direct(data, settings, config, log, delivery.root, exc, hold_exc)
             return 0
         log.error(
             "event=node_record_held spool=%s spool_error=%s held_in=%s "
@@ -158,6 +154,43 @@ def _epilog(
     except SlurmAIError as exc:
         log.error("event=handover_failed error=%s left_for=sweeper", runner.one_line(exc))
     return 0
+
+
+def write_direct(
+    data: dict[str, Any],
+    settings: Any,
+    config: Any,
+    log: Any,
+    spool_root: Any,
+    spool_exc: Exception,
+    hold_exc: Exception,
+) -> None:
+    """The node record into AdminComment without the spool (accounting/direct.py)."""
+    from slurm_ai.accounting.backend import select_backend
+    from slurm_ai.accounting.direct import deliver_node_file
+
+    t0 = time.perf_counter()
+    try:
+        backend = select_backend(
+            settings.backend, config.slurm_env(), settings.timeout_s, settings.sacctmgr_folds_case
+        )
+        written, why = deliver_node_file(
+            data, backend, settings, log, budget_s=settings.inline_budget_s
+        )
+    except SlurmAIError as exc:
+        written, why = False, str(exc)
+    errors = (
+        f"spool={spool_root} spool_error={runner.one_line(spool_exc)} "
+        f"hold_error={runner.one_line(hold_exc)}"
+    )
+    if written:
+        log.error(
+            "event=node_record_written_direct s=%.3f %s written_to=accounting spool_copy=none",
+            time.perf_counter() - t0,
+            errors,
+        )
+    else:
+        log.error("event=node_record_lost %s direct_error=%s", errors, runner.one_line(why))
 
 
 def hand_over(

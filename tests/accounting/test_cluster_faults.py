@@ -263,20 +263,29 @@ def full_spool(installed_hooks: Any) -> Iterator[FullSpool]:
     spool.mkdir(mode=0o700, parents=True)
     pid = _pid(cluster, "slurmd-n1")
     fs = FullSpool(installed_hooks, pid, spool, Path(hold_dir(cluster)), spool / "filler")
-    mount = fs.on_node("mount", "-t", "tmpfs", "-o", "size=1m,mode=0700", "tmpfs", str(spool))
-    assert mount.returncode == 0, mount.stderr
     try:
-        _fill(fs.seen(fs.filler))
-        assert fs.free_bytes() == 0
-        # What the hooks hold must not land on the full filesystem.
-        fs.seen(fs.hold).mkdir(mode=0o700, parents=True, exist_ok=True)
-        assert os.stat(fs.seen(fs.hold)).st_dev != os.stat(fs.seen(spool)).st_dev
-        yield fs
+        with _full_tmpfs(fs, spool, fs.filler):
+            assert fs.free_bytes() == 0
+            # What the hooks hold must not land on the full filesystem.
+            fs.seen(fs.hold).mkdir(mode=0o700, parents=True, exist_ok=True)
+            assert os.stat(fs.seen(fs.hold)).st_dev != os.stat(fs.seen(spool)).st_dev
+            yield fs
     finally:
         quiesce(cluster)
-        with contextlib.suppress(Exception):
-            fs.on_node("umount", "-l", str(spool))
         shutil.rmtree(spool, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def _full_tmpfs(fs: FullSpool, path: Path, filler: Path) -> Iterator[None]:
+    """A 1 MiB tmpfs over `path` in n1's namespace, filled up by `filler`."""
+    mount = fs.on_node("mount", "-t", "tmpfs", "-o", "size=1m,mode=0700", "tmpfs", str(path))
+    assert mount.returncode == 0, mount.stderr
+    try:
+        _fill(fs.seen(filler))
+        yield
+    finally:
+        with contextlib.suppress(Exception):
+            fs.on_node("umount", "-l", str(path))
 
 
 def _job_lines(hooks: Any, job: str) -> list[str]:
@@ -348,6 +357,39 @@ def test_spool_full_while_hooks_run_is_held_then_lands_once_space_is_freed(
         assert again.returncode == 0, again
         assert admin_comment(hooks, job) == before
         assert _records_in_accounting(hooks, job) == 1
+
+
+def test_spool_and_hold_dir_both_full_the_epilog_writes_into_accounting(
+    full_spool: FullSpool,
+) -> None:
+    """Every local disk of n1 full (the spool's and the hold directory's): the node's
+    part goes straight into AdminComment (accounting/direct.py); the Prolog's state,
+    which had nowhere to go, is named missing in the node's record."""
+    fs, hooks = full_spool, full_spool.hooks
+    fs.on_node("mkdir", "-p", "-m", "0700", str(fs.hold))
+    with (
+        _full_tmpfs(fs, fs.hold, fs.hold / "filler"),
+        hooks.configured({"spool": {"dir": str(fs.spool)}}),
+    ):
+        job = sbatch(hooks, "-N1", "-n1", "-w", "n1", "-p", "bare", "--wrap", "srun -n1 true")
+        wait_for(lambda: job_done(hooks, job), 120, what=f"job {job} to end")
+        done = hooks.cluster.run(["sacct", "-X", "-n", "-P", "-j", job, "-o", "State,ExitCode"])
+        assert done.stdout.split() == ["COMPLETED|0:0"], done.stdout
+        record = wait_record(hooks, job, {"n1"}, timeout=60)
+        assert record["complete"] is True, record
+        assert "no Prolog state for this node" in record["nodes"]["n1"]["errors"], record
+        assert _records_in_accounting(hooks, job) == 1
+        lines = _job_lines(hooks, job)
+        prolog = [line for line in lines if "event=spool_write_failed" in line]
+        assert prolog and "hold_error=" in prolog[0] and "ENOSPC" in prolog[0], lines
+        [direct] = [line for line in lines if "event=node_record_written_direct" in line]
+        assert f"spool={fs.spool} " in direct and "ENOSPC" in direct, direct
+        assert "spool_copy=none" in direct, direct
+        assert not [line for line in lines if "node_record_lost" in line or "Traceback" in line]
+        held = fs.slurm_ai("deliver", "--list")
+        assert f"{job} held" not in held.stdout, held.stdout
+        state = hooks.cluster.run(["sinfo", "-h", "-n", "n1", "-o", "%T"]).stdout.strip()
+        assert not state.startswith(("drain", "down")), state
 
 
 # ---- slurmd of one node killed before a job
