@@ -15,7 +15,8 @@ child (the same command line, marked by WATCH_FD_ENV) and:
   itself stopped answering (the lowest such rank first: a later one waits
   STAGGER_S per rank, and `srun -K` ends the step at the first exit).
 - when its child dies (killed, crashed), the verdict is `fail` naming it,
-  at once rather than at the deadline.
+  at once rather than at the deadline. The other ranks' MPI must not abort the
+  step meanwhile (RANK_ENV).
 
 The step must end even when a supervisor itself is stopped: `srun -K`
 (--kill-on-bad-exit) kills every task once one exits non-zero, which the
@@ -53,6 +54,13 @@ STAGGER_S = 0.3
 CANCEL_AFTER_S = 1.0
 MAX_OUTPUT = 1 << 20
 WATCH_PORT_BASE = 10000  # rendezvous ports are 20000..29999; these 10000..19999
+# An MPI rank whose peer died must not abort: under Slurm 24.11 with PMIx 5 (Debian 13,
+# Open MPI 5) the abort reaches slurmstepd's PMIx error handler, which kills the whole
+# step (`STEP ... CANCELLED`, srun exits 14 or 137), every supervisor with it, before the
+# coordinator names the rank that died. Open MPI then loops instead ("Looping forever
+# (MCA parameter opal_abort_delay is < 0)" on the rank's stderr), and its supervisor
+# ends it after the verdict. Open MPI 4.1 reads the same parameter.
+RANK_ENV = {"OMPI_MCA_mpi_abort_delay": "-1"}
 
 
 def watch_port(env: Mapping[str, str]) -> int:
@@ -348,7 +356,7 @@ def supervise(sup: Supervisor, argv: list[str], env: Mapping[str, str]) -> int:
     """Run the rank as a child; returns this task's exit code."""
     read_fd, write_fd = os.pipe()
     os.set_blocking(read_fd, False)
-    child_env = {**env, WATCH_FD_ENV: str(write_fd)}
+    child_env = {**env, **RANK_ENV, WATCH_FD_ENV: str(write_fd)}
     from slurm_ai.proc import _die_with_parent_preexec
 
     started = time.monotonic()

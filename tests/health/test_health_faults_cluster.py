@@ -12,7 +12,6 @@ the check for a pid.
 from __future__ import annotations
 
 import json
-import shutil
 import time
 import uuid
 from typing import Any
@@ -101,21 +100,8 @@ GLOO_STOPS = [(0, "startup"), (1, "measure")]
 GLOO_KILLS = [(0, "warmup"), (1, "report")]
 
 
-# Known defect on Open MPI 5 (Debian 13, Slurm 24.11; issue 24 stays open for it): when an
-# mpi rank dies or rank 0 is stopped, the step is cancelled (`STEP ... CANCELLED`, Slurm's
-# PMIx side ending the step) before rank 0's supervisor prints its verdict, or srun exits 14
-# instead of the verdict's code. Not a pass or a warn either way, but the rank is not named.
-# Open MPI 4.1 (Debian 12, CI) is checked strictly. prterun ships with Open MPI 5 only.
-OPEN_MPI_5 = shutil.which("prterun") is not None
-OMPI5_DEFECT = pytest.mark.xfail(
-    OPEN_MPI_5,
-    reason="Open MPI 5: the step is cancelled before the verdict (issue 24, open)",
-    strict=False,
-)
-
-
 def _cases(mpi: list[tuple[int, str]], gloo: list[tuple[int, str]]) -> list[Any]:
-    return [pytest.param("mpi", r, p, marks=[needs_mpi, OMPI5_DEFECT]) for r, p in mpi] + [
+    return [pytest.param("mpi", r, p, marks=needs_mpi) for r, p in mpi] + [
         pytest.param("gloo", r, p, marks=needs_torch) for r, p in gloo
     ]
 
