@@ -33,7 +33,8 @@ def apply_plan(
         settings = TopologySettings()
     task = plan_for_task(env, settings)
     rank = task.rank
-    done: list[str] = []
+    # The rank's GPUs by the node's numbering, as the SPANK plugin's verbose line has them.
+    done: list[str] = [f"GPU {','.join(map(str, rank.gpus))}"] if rank.gpus else []
     warnings = list(task.warnings) + task.plan.all_warnings()
     if rank.cpus:
         try:

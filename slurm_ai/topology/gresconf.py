@@ -107,6 +107,21 @@ def step_denies_every_gpu(slurm_conf: str | None, node: str) -> str | None:
     return f"none of the node's {len(files)} GPUs is this step's (device cgroup)"
 
 
+def confined_gpus(slurm_conf: str | None, node: str, gpus: int) -> list[int] | None:
+    """The node's GPUs (Slurm's numbering) this process may open, when its device cgroup
+    allows it only some of them: a task of `--gpus-per-task` under ConstrainDevices,
+    which Slurm's variables name 0 whichever GPU it is. None when it may open all of
+    them or none (nothing to tell), or without a GPU file for each: Slurm's variables as
+    they are. What the SPANK plugin's sai_confined_gpus answers, for `slurm-ai bind` and
+    the TaskProlog."""
+    files, _ = device_files(slurm_conf, node, gpus)
+    if len(files) != gpus or gpus < 2:
+        return None
+    # As the plugin's may_open(): only the device cgroup's EPERM is a "no".
+    own = [index for index, path in enumerate(files) if _errno_of_access(path) != errno.EPERM]
+    return own if 0 < len(own) < len(files) else None
+
+
 def _errno_of_access(path: str) -> int:
     """access()'s errno (os.access hides it): the device cgroup's EPERM, or other."""
     import ctypes

@@ -67,6 +67,9 @@ class JobAllocation:
     ntasks: int = 1
     visible: str = "index"  # how CUDA_VISIBLE_DEVICES names GPUs: index|relative|uuid
     warnings: list[str] = field(default_factory=list)
+    # `gpus` are this task's own (its device cgroup's), not the step's: every rank
+    # planned over them shares them by design (task.py).
+    task_gpus: bool = False
 
 
 @dataclass
@@ -353,7 +356,7 @@ def compute_plan(
         else:
             for k, unit in enumerate(job_units):
                 rank_units[k * ntasks // count].append(unit)
-        if ntasks > count:
+        if ntasks > count and not alloc.task_gpus:
             warnings.append(f"{ntasks} ranks share {count} GPU(s)")
 
     node_cores: dict[int, list[list[int]]] = {}

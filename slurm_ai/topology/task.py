@@ -52,9 +52,13 @@ def plan_for_task(
     )
     if own_affinity is None and sysfs.is_live:
         own_affinity = sorted(os.sched_getaffinity(0))
+    own = own_gpus(env, len(probe.topology.gpus)) if gpus and sysfs.is_live else None
+    if own is not None:
+        env = {**env, "SLURM_STEP_GPUS": ",".join(str(g) for g in own)}
     alloc = allocation_from_env(
         env, sysfs, probe.topology, own_affinity=own_affinity, visible=settings.visible_devices
     )
+    alloc.task_gpus = own is not None
     plan = compute_plan(
         probe.topology,
         alloc,
@@ -68,3 +72,15 @@ def plan_for_task(
             f"SLURM_LOCALID {local_id} beyond the {len(plan.ranks)} planned ranks; wrapping"
         )
     return TaskPlan(plan=plan, local_id=local_id, warnings=warnings)
+
+
+def own_gpus(env: Mapping[str, str], node_gpus: int) -> list[int] | None:
+    """This task's own GPUs by the node's numbering, where its device cgroup says which
+    they are: with `--gpus-per-task` under ConstrainDevices every task sees
+    SLURM_STEP_GPUS=0 (and no SLURM_JOB_GPUS), so each would be planned next to GPU 0.
+    The plan then takes them for SLURM_STEP_GPUS, and CUDA_VISIBLE_DEVICES keeps the
+    name the task sees (0: "relative"). None: Slurm's variables as they are."""
+    from slurm_ai.topology.gresconf import confined_gpus
+
+    node = env.get("SLURMD_NODENAME") or ""
+    return confined_gpus(env.get("SLURM_CONF"), node, node_gpus) if node else None

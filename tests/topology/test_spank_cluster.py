@@ -26,7 +26,7 @@ import pytest
 from hooks_fixture import installed_hooks  # noqa: F401  (the fixture)
 
 from slurm_ai import cbuild
-from slurm_ai.sysfs import parse_cpu_list
+from slurm_ai.sysfs import format_cpu_list, parse_cpu_list
 from slurm_ai.topology import planfile, spank
 from tests.admin.clusterhelp import wait_record
 
@@ -484,3 +484,28 @@ def test_gpus_per_task_keep_slurms_gpu_and_get_cpus_of_their_own(plugin: Any) ->
     assert len(plan["gpus"]) == 1, plan
     gpus = record["nodes"]["n1"]["gpus"]
     assert len(gpus) == 1 and gpus[0]["energy_j"] > 0, gpus
+
+
+def test_bind_wrapper_finds_each_tasks_own_gpu_as_the_plugin_does(plugin: Any) -> None:
+    """`slurm-ai bind` (sites without the plugin; the plugin off here) under
+    `--gpus-per-task=1 -n2` with ConstrainDevices: each task sees SLURM_STEP_GPUS=0,
+    and bind asks the device cgroup which GPU is its own, as the plugin does: task r
+    planned next to GPU r, named 0 as the task sees it, the two tasks' CPUs apart."""
+    if not plugin.cluster.production:
+        pytest.skip("the lab shape has no GPUs (scripts/localcluster up --production)")
+    proc = srun(plugin, "-w", "n1", "-n2", "--gpus-per-task=1", "--mem=100", "--sai-bind=off",
+                *slurm_ai(), "bind", "-v", "--", sys.executable, "-c", GPU_PRINT)  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    got = gpu_tasks(proc.stdout)
+    assert sorted(got) == [0, 1], proc.stdout
+    assert [cuda for cuda, _ in got.values()] == ["0", "0"], got
+    (_, a), (_, b) = got.values()
+    assert a and b and not set(a) & set(b), got
+    lines = sorted(ln for ln in proc.stderr.splitlines() if ln.startswith("slurm-ai bind: rank"))
+    assert len(lines) == 2, proc.stderr
+    for rank, line in enumerate(lines):
+        cpus = format_cpu_list(got[rank][1])
+        parts = line.split(": ", 2)[2].split("; ")
+        assert parts[:2] == [f"GPU {rank}", f"CPUs {cpus}"], lines
+        assert "CUDA_VISIBLE_DEVICES=0" in parts, lines
+    assert "share" not in proc.stderr, proc.stderr
