@@ -205,7 +205,7 @@ def agent_daemons(inst: Instance, me: str) -> list[Daemon]:
     result = []
     for node in inst.nodes:
         store = agent_store(inst, node)
-        argv = (
+        argv: tuple[str, ...] = (
             "unshare", "--uts", "--mount", "--propagation", "private", "--",
             sys.executable, me, "--prefix", str(inst.prefix), "_node-exec", node, "--",
             sys.executable, "-m", "slurm_ai", "agent", "--node", node,

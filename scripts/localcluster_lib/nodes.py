@@ -119,8 +119,13 @@ CONTROLLERS = ("cpuset", "memory", "devices", "freezer", "cpuacct", "pids")
 
 def node_cgroup_name(inst: Instance, node: str) -> str:
     """The node's own cgroup below each controller's root: one per instance and node,
-    so that instances on one host (all with nodes n1, n2) never share slurm_n1/."""
-    digest = hashlib.sha1(str(inst.prefix).encode()).hexdigest()[:8]
+    so that instances on one host (all with nodes n1, n2) never share slurm_n1/. The
+    hierarchy is the machine's, chroots included: the same prefix in two roots (two
+    fresh roots of scripts/check-debian13 running the README at once) are two
+    instances, told apart by their root directory (its device and inode)."""
+    root = os.stat("/")
+    identity = f"{inst.prefix}\0{root.st_dev}:{root.st_ino}"
+    digest = hashlib.sha1(identity.encode()).hexdigest()[:8]
     return f"sai-{digest}-{node}"
 
 
