@@ -57,16 +57,19 @@ def deliver_node_file(
     settings: AccountingSettings,
     log: logging.Logger,
     *,
+    spool_root: Path,
     budget_s: float,
     clock: Any = time,
 ) -> tuple[bool, str]:
     """Write one node file's record into its job's AdminComment, merged with what is
-    there. (True, "") once written (or already there); else (False, why)."""
+    there. (True, "") once written (or already there); else (False, why).
+
+    `spool_root` names where detail files are (`[accounting] detail_dir` unset): a job
+    too large for AdminComment keeps its nodes there, read to merge and, full disk
+    permitting, written (else the reason says why nothing was)."""
     node, record, job, units = parse_node_file(node_data)
     entry = OutboxEntry(job=job, nodes={node: record}, units=units)
-    # The spool root only names where detail files would go; one node's record fits
-    # AdminComment in full, so none is written.
-    outbox = MemoryOutbox(settings.detail_dir or Path("/nonexistent"), log)
+    outbox = MemoryOutbox(spool_root, log)
     deliverer = Deliverer(outbox, backend, settings, log, clock=clock)
     deadline = clock.monotonic() + budget_s
     while True:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 from slurm_ai.errors import SlurmAIError, SpoolError
@@ -161,7 +162,7 @@ def write_direct(
     settings: Any,
     config: Any,
     log: Any,
-    spool_root: Any,
+    spool_root: Path,
     spool_exc: Exception,
     hold_exc: Exception,
 ) -> None:
@@ -175,7 +176,7 @@ def write_direct(
             settings.backend, config.slurm_env(), settings.timeout_s, settings.sacctmgr_folds_case
         )
         written, why = deliver_node_file(
-            data, backend, settings, log, budget_s=settings.inline_budget_s
+            data, backend, settings, log, spool_root=spool_root, budget_s=settings.inline_budget_s
         )
     except SlurmAIError as exc:
         written, why = False, str(exc)

@@ -24,6 +24,7 @@ from slurm_ai.hooks.prolog import run_prolog
 from slurm_ai.record import AdminComment, encode_record, merge_node_records
 
 LOG = logging.getLogger("test")
+SPOOL = Path("/nonexistent/spool")  # where detail files would be: none is needed here
 JOB = {"id": "41", "nodelist": "n[1-2]", "nodes": 2, "cluster": "c"}
 ENV = {
     "SLURM_JOB_ID": "41",
@@ -67,13 +68,19 @@ def test_merges_with_the_other_nodes_record_already_in_accounting() -> None:
     n1 = merge_node_records(dict(JOB), {"n1": {"time": {"epilog_s": 0.1}}})
     backend.comments["41"] = "JS1:kept " + encode_record(n1)
     data = node_file("n2", dict(JOB), {"time": {"epilog_s": 0.2}}, {"epochs": 1})
-    assert deliver_node_file(data, backend, _settings(), LOG, budget_s=5) == (True, "")
+    assert deliver_node_file(data, backend, _settings(), LOG, spool_root=SPOOL, budget_s=5) == (
+        True,
+        "",
+    )
     record = _record(backend.comments["41"])
     assert sorted(record["nodes"]) == ["n1", "n2"] and record["complete"] is True, record
     assert record["units"] == {"epochs": 1}
     assert backend.comments["41"].startswith("JS1:kept ")  # foreign content kept
     # Written again (an Epilog retried by hand): the same record, no second write.
-    assert deliver_node_file(data, backend, _settings(), LOG, budget_s=5) == (True, "")
+    assert deliver_node_file(data, backend, _settings(), LOG, spool_root=SPOOL, budget_s=5) == (
+        True,
+        "",
+    )
     assert backend.writes == 1
 
 
@@ -81,7 +88,7 @@ def test_alone_it_names_the_nodes_still_missing() -> None:
     backend = FakeBackend(folds_case=False)
     backend.comments["41"] = ""
     data = node_file("n2", dict(JOB), {"time": {}}, {})
-    assert deliver_node_file(data, backend, _settings(), LOG, budget_s=5)[0]
+    assert deliver_node_file(data, backend, _settings(), LOG, spool_root=SPOOL, budget_s=5)[0]
     record = _record(backend.comments["41"])
     assert record["complete"] is False and "n1" in str(record["missing"]), record
 
@@ -89,7 +96,9 @@ def test_alone_it_names_the_nodes_still_missing() -> None:
 def test_waits_for_the_job_to_reach_accounting_within_its_budget() -> None:
     backend, clock = FakeBackend(folds_case=False), StepClock()
     data = node_file("n2", dict(JOB), {"time": {}}, {})
-    written, why = deliver_node_file(data, backend, _settings(), LOG, budget_s=5, clock=clock)
+    written, why = deliver_node_file(
+        data, backend, _settings(), LOG, spool_root=SPOOL, budget_s=5, clock=clock
+    )
     assert not written and "not in accounting yet" in why
     assert 4 <= clock.slept <= 5 and backend.writes == 0
 
@@ -98,7 +107,9 @@ def test_slurmdbd_down_gives_up_at_once_and_says_why() -> None:
     backend, clock = FakeBackend(folds_case=False), StepClock()
     backend.down = True
     data = node_file("n2", dict(JOB), {"time": {}}, {})
-    written, why = deliver_node_file(data, backend, _settings(), LOG, budget_s=5, clock=clock)
+    written, why = deliver_node_file(
+        data, backend, _settings(), LOG, spool_root=SPOOL, budget_s=5, clock=clock
+    )
     assert not written and "slurmdbd unreachable" in why and clock.slept == 0
 
 
