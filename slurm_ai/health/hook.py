@@ -165,7 +165,10 @@ def _background_prolog(
     verdict, reason = conclude(checks)
     if quick_verdict.drains:
         ctx.request_drain(drain_reason_for(quick.checks, ""))
-    keep = ("backend", "busbw_gbps", "algbw_gbps", "size_bytes", "ranks", "wrong", "bench")
+    # device: what the all-reduce ran on (the report keys the job's busbw by it)
+    keep = (
+        "backend", "device", "busbw_gbps", "algbw_gbps", "size_bytes", "ranks", "wrong", "bench",
+    )  # fmt: skip
     fragment: dict[str, Any] = {k: cached.get(k) for k in keep if k in cached}
     fragment.update(
         verdict=verdict.value,

@@ -75,6 +75,9 @@ class HealthReport:
         return {
             "verdict": self.verdict.value,
             "backend": self.backend,
+            # What the all-reduce ran on: the report keys busbw by it (a gloo or host-buffer
+            # mpi run on a GPU node is a CPU figure, not the GPU model's).
+            "device": device_kind(self.sweep.device) if self.sweep else None,
             "busbw_gbps": round(largest.busbw_gbps, 4) if largest else None,
             "algbw_gbps": round(largest.algbw_gbps, 4) if largest else None,
             "size_bytes": largest.size_bytes if largest else None,
@@ -98,6 +101,15 @@ class HealthReport:
         data["rows"] = self.sweep.to_json()["rows"] if self.sweep else []
         data["device"] = self.sweep.device if self.sweep else None
         return data
+
+
+def device_kind(device: str | None) -> str | None:
+    """A torch device ("cpu", "cuda", "cuda:0") as a record says it: "cpu", "gpu" or None."""
+    if device == "cpu":
+        return "cpu"
+    if device is not None and (device == "cuda" or device.startswith("cuda:")):
+        return "gpu"
+    return None
 
 
 def _bench_summary(entry: dict[str, Any]) -> dict[str, Any]:

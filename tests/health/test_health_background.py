@@ -62,6 +62,7 @@ def store_last(ctx: HookContext, age_s: float, verdict: str = "pass") -> None:
     health = {
         "verdict": verdict,
         "backend": "nccl",
+        "device": "gpu",
         "busbw_gbps": 402.5,
         "ranks": 8,
         "reason": "",
@@ -102,6 +103,7 @@ def test_a_fresh_cached_verdict_stands_for_the_job_without_an_all_reduce(
     assert time.perf_counter() - started < 5
     assert health["verdict"] == "pass" and health["cached"] is True
     assert health["busbw_gbps"] == 402.5 and health["backend"] == "nccl"
+    assert health["device"] == "gpu"  # what it ran on: the report keys busbw by it
     assert health["provenance"]["source"] == "cached"
     assert 599 <= health["provenance"]["age_s"] <= 660
     assert ctx.drain_reasons == []

@@ -51,6 +51,7 @@ def test_impossible_floor_requests_a_readable_drain(tmp_path: Path) -> None:
     assert out is not None
     health = out["health"]
     assert health["verdict"] == "fail" and health["backend"] == "mpi" and health["busbw_gbps"] > 0
+    assert health["device"] == "cpu"  # host buffers here: the report keys it "cpu"
     assert len(ctx.drain_reasons) == 1
     assert ctx.drain_reasons[0].startswith("slurm_ai: allreduce-busbw: busbw ")
     assert "below the floor 1e+09 GB/s" in ctx.drain_reasons[0]
@@ -65,6 +66,7 @@ def test_after_boot_uses_the_cache_and_history_grows(tmp_path: Path) -> None:
     assert first["health"]["verdict"] == "pass" and first["health"]["cached"] is False
     assert second["health"]["cached"] is True
     assert second["health"]["busbw_gbps"] == first["health"]["busbw_gbps"]
+    assert second["health"]["device"] == first["health"]["device"] == "cpu"
     history = tmp_path / "spool" / "health" / "history" / "bare.json"
     assert history.exists()
 

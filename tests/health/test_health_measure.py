@@ -17,6 +17,8 @@ from slurm_ai.health.measure import (
     pattern_value,
     size_sweep,
 )
+from slurm_ai.health.node import HealthReport, device_kind
+from slurm_ai.health.verdict import Verdict
 
 
 def test_bus_factor_matches_nccl_tests() -> None:
@@ -98,3 +100,16 @@ def test_table_has_nccl_tests_columns() -> None:
     assert result.wrong == 3
     assert result.largest is rows[1] and result.smallest is rows[0]
     assert SweepResult.from_json(result.to_json()) == result
+
+
+@pytest.mark.parametrize(
+    ("device", "kind"),
+    [("cpu", "cpu"), ("cuda:0", "gpu"), ("cuda:7", "gpu"), ("cuda", "gpu"), ("mps", None)],
+)
+def test_a_record_says_what_the_all_reduce_ran_on(device: str, kind: str | None) -> None:
+    rows = [SizeResult(4096, 1024, "float32", "sum", 10.0, 0.41, 0.41, 0)]
+    report = HealthReport(Verdict.PASS, "", "gloo", SweepResult("gloo", 2, device, rows))
+    assert device_kind(device) == kind
+    assert report.fragment()["device"] == kind  # the record: "cpu" or "gpu", small
+    assert report.to_json()["device"] == device  # the CLI's JSON: the torch device
+    assert HealthReport(Verdict.ERROR, "x").fragment()["device"] is None  # no measurement
