@@ -180,7 +180,8 @@ def summarize(nodes: dict[str, Any]) -> dict[str, Any]:
         bw = finite(hl.get("busbw_gbps"))
         if verdict in MEASURED_VERDICTS and bw is not None:
             busbw_pairs.append((bw, name))
-            # The report's job busbw: the slowest node, its (ranks, size) as the key.
+            # The report's job busbw: the slowest node, its (ranks, size) as the key, and
+            # what the all-reduce ran on (report/facts.busbw_model: device, else backend).
             if busbw_min is None or bw < busbw_min["gbps"]:
                 busbw_min = {
                     "gbps": bw,
@@ -188,6 +189,11 @@ def summarize(nodes: dict[str, Any]) -> dict[str, Any]:
                     "ranks": _int(hl.get("ranks")),
                     "size_bytes": _int(hl.get("size_bytes")),
                 }
+                for key in ("device", "backend"):
+                    value = hl.get(key)
+                    # Anything else reads as absent there, and no longer word is read.
+                    if type(value) is str and len(value) <= 16:
+                        busbw_min[key] = value
     busbw_dist = distribution(busbw_pairs)
     outliers: list[str] = []
     if busbw_dist is not None:

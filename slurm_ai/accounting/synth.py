@@ -53,6 +53,7 @@ def node_record(rng: random.Random, index: int, gpus: int = 8) -> dict[str, Any]
         "health": {
             "verdict": verdict,
             "backend": "nccl",
+            "device": "gpu",
             "busbw_gbps": round(
                 rng.gauss(470, 8) if verdict == "pass" else rng.uniform(50, 200), 2
             ),

@@ -84,7 +84,9 @@ class JobFacts:
     measured_j: float
     estimated_j: float
     busbw_gbps: float | None
-    busbw_key: tuple[str, int, int] | None  # (model, ranks, size_bytes)
+    # (model, ranks, size_bytes): model is what the all-reduce ran on, the job's GPU
+    # model or "cpu" (busbw_model)
+    busbw_key: tuple[str, int, int] | None
     health: str | None  # "ok" | "failed" | None (not checked)
     units: dict[str, float] = field(default_factory=dict)
     user: str = ""
@@ -219,8 +221,10 @@ def job_facts(row: dict[str, str]) -> Outcome:
 
 
 # What a record gives the facts: node count, platform classes, GPU models,
-# energy (total, measured, estimated), GPUs, busbw and its (ranks, size) key,
-# health, units (unchecked), workload (unchecked) and health provenance.
+# energy (total, measured, estimated), GPUs, busbw and its (model, ranks, size) key,
+# health, units (unchecked), workload (unchecked) and health provenance. The key's model
+# is "cpu" when the all-reduce ran on CPUs (busbw_model), else "": the job's GPU model,
+# which row_facts fills in.
 _Figures = tuple[
     int, set[str], dict[str, int], float | None, float, float, int,
     float | None, tuple[str, int, int] | None, str | None, dict[str, Any], Any, str | None,
@@ -235,6 +239,22 @@ def _worse_source(current: str | None, provenance: Any) -> str | None:
     if source in _SOURCE_RANK and _SOURCE_RANK[source] > _SOURCE_RANK.get(current or "", 0):
         return str(source)
     return current
+
+
+def busbw_model(device: Any, backend: Any) -> str:
+    """The busbw key's model slot from the slowest node's health: "cpu" or "" (the job's).
+
+    A gloo check, or mpi with host buffers, on a GPU node measures the CPUs and the
+    network, not the GPUs: its busbw must not be compared under the GPU model. Records
+    say "device" ("cpu" or "gpu", health/node.py); older ones only the backend, where
+    gloo is a CPU run and nccl a GPU one, and mpi could be either: the job's model, as
+    before. Any other value (wrong type too) reads as absent. native/figures.c: the same.
+    """
+    if device == "cpu":
+        return "cpu"
+    if device == "gpu":
+        return ""
+    return "cpu" if backend == "gloo" else ""
 
 
 def _summary_figures(record: dict[str, Any], summary: dict[str, Any]) -> _Figures:
@@ -276,7 +296,11 @@ def _summary_figures(record: dict[str, Any], summary: dict[str, Any]) -> _Figure
     bw: Any = low.get("gbps")
     if type(bw) in _NUM and 0 <= bw < _INF:
         busbw = float(bw)
-        busbw_key = ("", int(_num(low.get("ranks")) or 0), int(_num(low.get("size_bytes")) or 0))
+        busbw_key = (
+            busbw_model(low.get("device"), low.get("backend")),
+            int(_num(low.get("ranks")) or 0),
+            int(_num(low.get("size_bytes")) or 0),
+        )
     worst = hl.get("worst_source")
     source = worst if worst in _SOURCE_RANK else None
     return (
@@ -354,7 +378,8 @@ def _dict_figures(record: dict[str, Any] | None) -> _Figures:
             busbw = float(bw)
             ranks = _num(hl.get("ranks"))
             size = _num(hl.get("size_bytes"))
-            busbw_key = ("", int(ranks or 0), int(size or 0))
+            model = busbw_model(hl.get("device"), hl.get("backend"))
+            busbw_key = (model, int(ranks or 0), int(size or 0))
     units = _dict(record.get("units")) if record else {}
     return (
         len(nodes_rec), classes, models, energy, measured, estimated, rec_gpus,
@@ -423,7 +448,7 @@ def _slim_figures(record: Any) -> _Figures:
             busbw = float(bw)
             ranks = _num(hl.ranks)
             size = _num(hl.size_bytes)
-            busbw_key = ("", int(ranks or 0), int(size or 0))
+            busbw_key = (busbw_model(hl.device, hl.backend), int(ranks or 0), int(size or 0))
     job = record.job
     return (
         len(nodes_rec), classes, models, energy, measured, estimated, rec_gpus,
@@ -531,8 +556,8 @@ def row_facts(
     gpus = tres_gpus(alloc_tres)
     if gpus is None:
         gpus = rec_gpus
-    if busbw_key is not None:
-        busbw_key = (model, busbw_key[1], busbw_key[2])
+    if busbw_key is not None:  # the job's GPU model unless the all-reduce ran on CPUs
+        busbw_key = (busbw_key[0] or model, busbw_key[1], busbw_key[2])
 
     units: dict[str, float] = {}
     for name, value in units_rec.items():

@@ -76,6 +76,8 @@ class _Health(TypedDict, total=False):
     busbw_gbps: Any
     ranks: Any
     size_bytes: Any
+    device: Any
+    backend: Any
 
 
 class _Node(TypedDict, total=False):
@@ -131,6 +133,8 @@ if msgspec is not None:
         busbw_gbps: Any = None
         ranks: Any = None
         size_bytes: Any = None
+        device: Any = None  # with backend: facts.busbw_model
+        backend: Any = None
 
     class SlimNode(msgspec.Struct, gc=False):
         platform: SlimPlatform | None = None

@@ -120,6 +120,7 @@ def make_job(
             health = {
                 "verdict": verdict,
                 "backend": "nccl",
+                "device": "gpu",
                 "busbw_gbps": round(busbw, 2),
                 "algbw_gbps": round(busbw * ranks / (2 * (ranks - 1)), 2),
                 "size_bytes": 268435456,

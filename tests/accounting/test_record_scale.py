@@ -94,9 +94,26 @@ def test_every_size_encodes_with_exact_totals_and_recoverable_detail(tmp_path, c
         assert "summarised" in text and "(verified)" in text
 
 
-def test_report_figures_equal_from_full_and_summarised_form(tmp_path, monkeypatch):
+# What the nodes' all-reduce ran on -> the busbw key's model (report/facts.busbw_model):
+# synth's nccl on GPUs; gloo on CPUs; a record before "device" (gloo: CPUs).
+RAN_ON = [({}, "NVIDIA H100 80GB HBM3"), ({"device": "cpu", "backend": "gloo"}, "cpu")]
+RAN_ON += [({"device": None, "backend": "gloo"}, "cpu")]
+
+
+@pytest.mark.parametrize(("ran_on", "model"), RAN_ON)
+def test_report_figures_equal_from_full_and_summarised_form(tmp_path, monkeypatch, ran_on, model):
     nodes = node_records(48, seed=3)
+    for node in nodes.values():
+        node["health"].update(ran_on)
+        if node["health"]["device"] is None:
+            del node["health"]["device"]
     record = merge_node_records(_job(48), nodes)
+    _validate(record)
+    low = record["summary"]["health"]["busbw_min"]
+    assert (low.get("device"), low["backend"]) == (
+        ran_on.get("device", "gpu"),
+        ran_on.get("backend", "nccl"),
+    )
     full = encode_fitting(json.loads(json.dumps(record)), tmp_path / "d")
     assert "detail" not in decode_token(full)
     monkeypatch.setattr(deliver_mod, "FULL_FORM_MAX_JSON", 0)  # force the summarised form
@@ -111,8 +128,24 @@ def test_report_figures_equal_from_full_and_summarised_form(tmp_path, monkeypatc
     assert (c.nnodes, c.gpus, c.platform, c.model, c.health, c.busbw_gbps, c.busbw_key) == (
         a.nnodes, a.gpus, a.platform, a.model, a.health, a.busbw_gbps, a.busbw_key
     )  # fmt: skip
+    assert a.busbw_key is not None and a.busbw_key[0] == model
     assert c.energy_j == pytest.approx(a.energy_j, rel=1e-12)
     assert c.measured_j == pytest.approx(a.measured_j, rel=1e-12)
+
+
+def test_summary_busbw_min_says_what_the_slowest_node_ran_on():
+    def checked(bw: float, device: Any, backend: Any) -> dict[str, Any]:
+        health = {"verdict": "pass", "busbw_gbps": bw, "device": device, "backend": backend}
+        return {"health": health}
+
+    nodes = {"a": checked(9.0, "gpu", "nccl"), "b": checked(3.0, "cpu", "gloo")}
+    nodes["c"] = checked(5.0, 7, "x" * 17)
+    low = summarize(nodes)["health"]["busbw_min"]
+    assert low == {"gbps": 3.0, "node": "b", "ranks": 0, "size_bytes": 0, "device": "cpu",
+                   "backend": "gloo"}  # fmt: skip
+    del nodes["b"]
+    low = summarize(nodes)["health"]["busbw_min"]
+    assert "device" not in low and "backend" not in low  # no word the report reads: absent
 
 
 def test_summary_is_bounded_and_never_non_finite():

@@ -77,8 +77,8 @@ def test_demo_runs_jobs_and_prints_the_report(slurm_cluster: Any) -> None:
     busbw_jobs = re.search(r"^busbw jobs\s+(\d+)\s+(\d+)\s*$", report, re.M)
     assert busbw_jobs and busbw_jobs.groups() == ("4", "4"), report
     assert re.search(r"^  cpu, 2 ranks, 1MiB: bare metal", report, re.M), report
-    # One group per GPU model of the job's nodes, ranks and size: on the production
-    # shape the training job's whole nodes carry the fake GPUs, a group of its own.
+    # One group per what the all-reduce ran on, ranks and size: the training job's whole
+    # nodes carry the fake GPUs, but its check ran on the CPUs (no CUDA): keyed "cpu" too.
     vm_rows = re.findall(r"^  vm-passthrough\s+\(n=(\d+)\)\s", report, re.M)
     assert sum(map(int, vm_rows)) == 4, report
     assert "reading the busbw tax: vm-passthrough/bare-metal = " in out

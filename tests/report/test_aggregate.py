@@ -6,7 +6,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from core_parts import DEV_EXTRA, missing
+from core_parts import DEV_EXTRA, FASTROW_BUILD, missing
 
 from slurm_ai.accounting.sacct import DELIMITER, FIELDS, read_rows
 from slurm_ai.config import Config
@@ -354,3 +354,129 @@ def test_health_provenance_counts_per_partition(
     ]
     health = group(report_of(lines), "bare", "bare-metal")["health"]
     assert (health["fresh"], health["cached"], health["unchecked"]) == (1, 1, 1)
+
+
+# The busbw tax compares like with like: a check that ran on CPUs (gloo, or mpi with host
+# buffers) on a GPU node is keyed "cpu", not the job's GPU model (facts.busbw_model).
+# (device, backend) of the slowest node's health (None: not in the record) -> the key's model.
+RAN_ON = [
+    ("cpu", "gloo", "cpu"),
+    ("cpu", "mpi", "cpu"),  # mpi with host buffers
+    ("gpu", "nccl", "GPU-X"),
+    ("gpu", "gloo", "GPU-X"),  # gloo on CUDA tensors
+    (None, "gloo", "cpu"),  # records before "device": gloo ran on CPUs
+    (None, "nccl", "GPU-X"),
+    (None, "mpi", "GPU-X"),  # either: the job's model, as before
+    (None, None, "GPU-X"),
+]
+READERS = ("dict", "slim", "c")  # json.loads + _dict_figures, msgspec, _fastrow
+FORMS = ("v1", "v2", "summarised")  # node by node; from the summary, in full and short form
+
+
+def use_reader(reader: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    if reader == "c" and not facts.fast_available:
+        missing("the report's C extension (slurm_ai/report/native/*.c)", FASTROW_BUILD)
+    if reader == "slim" and not facts.slim_available:
+        missing("msgspec (the report's fast decode)", DEV_EXTRA)
+    monkeypatch.setattr(facts, "fast_available", reader == "c")
+    monkeypatch.setattr(facts, "slim_available", reader == "slim")
+
+
+def ran_on(cls: str, busbw: float, device: str | None, backend: str | None) -> dict[str, Any]:
+    n = node(cls, 1e6, 1e6, "pass", busbw)
+    for key, value in (("device", device), ("backend", backend)):
+        if value is not None:
+            n["health"][key] = value
+    return n
+
+
+def token_in_form(nodes: dict[str, Any], form: str, tmp_path: Path) -> str:
+    from slurm_ai.accounting import deliver
+    from slurm_ai.record import decode_token, merge_node_records
+
+    if form == "v1":
+        return encode_record({"v": 1, "job": {"id": "7"}, "nodes": nodes})
+    job = {"id": "7", "cluster": "c1", "nodes_expected": len(nodes), "nodelist": "n1"}
+    record = merge_node_records(job, nodes)
+    if form == "v2":
+        return encode_record(record)
+    limit = deliver.FULL_FORM_MAX_JSON
+    deliver.FULL_FORM_MAX_JSON = 0  # every job summarised, as a job too large for full form
+    try:
+        token = deliver.encode_fitting(record, tmp_path)
+    finally:
+        deliver.FULL_FORM_MAX_JSON = limit
+    assert "detail" in decode_token(token)
+    return token
+
+
+def busbw_key_of(token: str, reader: str) -> Any:
+    args = ("7", "bare", "u", "a", "1", "COMPLETED", "0", "0", "60", "60", "gres/gpu=2", token)
+    outcome = facts.row_facts(*args)
+    assert outcome is not None and outcome.facts is not None
+    if reader == "c":  # the row in C too (_fastrow.row): the same key
+        fast = facts._fastrow.row(*args, None)
+        assert fast is not None and fast.facts.busbw_key == outcome.facts.busbw_key
+    return outcome.facts.busbw_key
+
+
+@pytest.mark.parametrize("reader", READERS)
+@pytest.mark.parametrize("form", FORMS)
+@pytest.mark.parametrize(("device", "backend", "model"), RAN_ON)
+def test_busbw_key_is_what_the_all_reduce_ran_on(
+    reader: str,
+    form: str,
+    device: str | None,
+    backend: str | None,
+    model: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    token = token_in_form({"n1": ran_on("bare-metal", 100.0, device, backend)}, form, tmp_path)
+    use_reader(reader, monkeypatch)
+    assert busbw_key_of(token, reader) == (model, 2, 1024)
+
+
+@pytest.mark.parametrize("reader", READERS)
+@pytest.mark.parametrize("form", FORMS)
+def test_busbw_key_follows_the_slowest_node(
+    reader: str, form: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    gpu_slower = {
+        "n1": ran_on("bare-metal", 90.0, "gpu", "nccl"),
+        "n2": ran_on("bare-metal", 100.0, "cpu", "gloo"),
+    }
+    cpu_slower = {
+        "n1": ran_on("bare-metal", 110.0, "gpu", "nccl"),
+        "n2": ran_on("bare-metal", 100.0, "cpu", "gloo"),
+    }
+    tokens = [token_in_form(nodes, form, tmp_path) for nodes in (gpu_slower, cpu_slower)]
+    use_reader(reader, monkeypatch)
+    assert [busbw_key_of(t, reader)[0] for t in tokens] == ["GPU-X", "cpu"]
+
+
+@pytest.mark.parametrize("reader", READERS)
+def test_busbw_tax_series_keyed_by_what_the_all_reduce_ran_on(
+    reader: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Through the whole aggregation, C's Tally included (its row() and, for a row it
+    declines, add() of row_facts' facts): CPU checks and GPU checks in their own series."""
+    lines = [D.join(FIELDS) + "\n"]
+    for i, (device, backend, _) in enumerate(RAN_ON):
+        for k, (cls, part) in enumerate((("bare-metal", "bare"), ("vm-passthrough", "vm"))):
+            record = rec(str(i), ran_on(cls, 100.0 + i, device, backend), 1e6)
+            lines.append(line(str(100 + 2 * i + k), part, "COMPLETED", 0, 0, 3600, record))
+    # The same jobs with foreign text before the token: C declines the row, row_facts reads it.
+    for row in lines[1:]:
+        head, comment = row.rstrip("\n").rsplit(D, 1)
+        lines.append(f"9{head}{D}JS1:abc {comment}\n")
+    use_reader(reader, monkeypatch)
+    layout, rows = read_rows(lines)
+    tax = aggregate_rows(layout, rows, workers=1).busbw_tax
+    want: dict[tuple[str, int, int, str], list[float]] = {}
+    for i, (_, _, model) in enumerate(RAN_ON):
+        for cls in ("bare-metal", "vm-passthrough"):
+            want.setdefault((model, 2, 1024, cls), []).append(100.0 + i)
+    assert {k: sorted(s.values) for k, s in tax.items()} == {
+        k: sorted(v * 2) for k, v in want.items()
+    }

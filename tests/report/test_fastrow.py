@@ -205,6 +205,12 @@ def test_an_oversized_token_is_declined() -> None:
         '{"v":1,"nod\\u0065s":{"a":{}}}',  # an escaped key
         '{"v":1,"nodes":{"a":{"platform":{"class":"v\\u006d"}}}}',  # an escaped value read
         '{"v":1,"nodes":{"a":{"health":{"verdict":["pass"]}}}}',  # unhashable: TypeError
+        # an escaped string compared with "cpu", "gpu" or "gloo": C declines (it could be one)
+        '{"v":1,"nodes":{"a":{"health":{"verdict":"pass","busbw_gbps":1,"device":"\\u0063pu"}}}}',
+        '{"v":1,"nodes":{"a":{"health":{"verdict":"pass","busbw_gbps":1,"backend":"glo\\u006f"}}}}',
+        '{"v":1,"nodes":{"a":{"health":{"verdict":"pass","busbw_gbps":1,"device":"x\\n"}}}}',
+        '{"v":1,"nodes":{"a":{"health":{"device":"cpu","device":"gpu"}}}}',  # repeated key
+        '{"v":1,"nodes":{"a":{"health":{"backend":"gloo","provenance":{},"backend":"x"}}}}',
         '{"v":1,"nodes":{"a":{"health":{"provenance":{"source":{}}}}}}',
         '{"v":1,"nodes":{"a":{"energy":{"total_j":1234567890123456789}}}}',  # not exact
         '{"v":1,"units":{"tokens":12345678901234567}}',
@@ -277,6 +283,36 @@ ODD_TAKEN: list[dict[str, Any] | str] = [
         },
     },
     {"v": 1, "nodes": {"a": {"health": {"verdict": "pass", "busbw_gbps": -1, "ranks": "8"}}}},
+    # what the all-reduce ran on (facts.busbw_model): the slowest node's device, else backend
+    *(
+        {"v": 1, "nodes": {"a": {"gpus": [{"model": "h100"}], "health": {**hl, **ran}}}}
+        for hl in ({"verdict": "pass", "busbw_gbps": 5}, {"verdict": "skipped"})
+        for ran in (
+            {"device": "cpu", "backend": "gloo"},
+            {"device": "cpu", "backend": "mpi"},
+            {"device": "gpu", "backend": "nccl"},
+            {"device": "gpu", "backend": "gloo"},
+            {"backend": "gloo"},
+            {"backend": "nccl"},
+            {"backend": "mpi"},
+            {},
+            {"device": None, "backend": "gloo"},
+            {"device": "cuda:0", "backend": "gloo"},
+            {"device": ["cpu"], "backend": {"gloo": 1}},
+            {"device": 1, "backend": "nccl"},
+            {"device": "CPU", "backend": "GLOO"},
+            {"device": "", "backend": None},
+        )
+    ),
+    {
+        "v": 1,
+        "nodes": {
+            "a": {"health": {"verdict": "pass", "busbw_gbps": 9, "device": "gpu"}},
+            "b": {"health": {"verdict": "pass", "busbw_gbps": 3, "device": "cpu"}},
+            "c": {"health": {"verdict": "pass", "busbw_gbps": 3, "device": "gpu"}},  # a tie
+            "d": {"health": {"verdict": "fail", "busbw_gbps": 8, "backend": "gloo"}},
+        },
+    },
     # "-0" is the int 0 (busbw 0.0), "-0.0" the float -0.0: the sign of zero is kept as read
     '{"v":1,"nodes":{"a":{"health":{"verdict":"pass","busbw_gbps":-0,"ranks":-0}}}}',
     '{"v":1,"nodes":{"a":{"health":{"verdict":"pass","busbw_gbps":-0.0,"size_bytes":-0.0}}}}',
@@ -380,6 +416,14 @@ ODD_V2: list[tuple[str, bool]] = [
     ('{"v":2,"summary":{"health":{"busbw_min":{"gbps":5,"ranks":12345678901234567}}}}', False),
     ('{"v":2,"summary":{"health":{"busbw_min":[5]}}}', True),
     ('{"v":2,"summary":{"health":{"busbw_min":{"gbps":1e400}}}}', True),
+    ('{"v":2,"summary":{"health":{"busbw_min":{"gbps":5,"device":"cpu","backend":"mpi"}}}}', True),
+    ('{"v":2,"summary":{"health":{"busbw_min":{"gbps":5,"device":"gpu","backend":"gloo"}}}}', True),
+    ('{"v":2,"summary":{"health":{"busbw_min":{"gbps":5,"backend":"gloo"}}}}', True),
+    ('{"v":2,"summary":{"health":{"busbw_min":{"gbps":5,"backend":"nccl"}}}}', True),
+    ('{"v":2,"summary":{"health":{"busbw_min":{"gbps":5,"device":[],"backend":7}}}}', True),
+    ('{"v":2,"summary":{"health":{"busbw_min":{"device":"cpu"}}}}', True),  # no busbw
+    ('{"v":2,"summary":{"health":{"busbw_min":{"gbps":5,"device":"\\u0063pu"}}}}', False),
+    ('{"v":2,"summary":{"health":{"busbw_min":{"gbps":5,"backend":"gloo","backend":"x"}}}}', False),
     ('{"v":2,"summary":{"health":[],"energy":5,"gpus":"x","platform":null}}', True),
     ("{" + SUM + ',"summary":{"nodes":3,"platform":{"vm":3}}}', True),
     ("{" + SUM + ',"summary":{"nodes":3},"summary":{"nodes":4}}', False),
@@ -404,7 +448,8 @@ def mutate(text: str, rng: random.Random) -> str:
     pieces = [
         "NaN", "1e400", "-0", "0.5", "true", "null", '""', '"x"', "[]", "{}", "1" * 20,
         '"pass"', '"fail"', '"measured"', '"estimated"', '"fresh"', '"unchecked"',
-        '"training"', "\\u0041", "\\", '"', ",", ":", "{", "}", "[", "]", " ", "\u00e9",
+        '"training"', '"cpu"', '"gpu"', '"gloo"', "\\u0041", "\\", '"', ",", ":", "{", "}", "[",
+        "]", " ", "\u00e9",
     ]  # fmt: skip
     for _ in range(rng.randrange(1, 4)):
         i = rng.randrange(len(text) + 1)

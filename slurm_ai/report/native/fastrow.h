@@ -146,6 +146,7 @@ typedef struct {
     long rec_gpus;
     int has_busbw;
     double busbw, ranks, size; /* ranks, size: _num's value or 0 */
+    int busbw_cpu;             /* the busbw key's model: 1 "cpu", 0 the job's (busbw_on_cpu) */
     int health;                /* 0 none, 1 ok, 2 failed */
     int source;                /* 0 none, 1 fresh, 2 cached, 3 unchecked */
     Val units[4];              /* tokens, epochs, samples, requests: a number or J_NONE */
@@ -156,6 +157,7 @@ typedef struct {
 extern const char *const UNIT_NAMES[4], *const WORKLOAD_NAMES[4], *const SOURCE_NAMES[4];
 extern Figs figs; /* the one Figs being read (the GIL guards it) */
 int read_figures(Py_ssize_t n, Figs *f);
+int busbw_on_cpu(const Val *device, const Val *backend);
 
 /* ------------------------------------------------------------------ summary.c */
 
@@ -175,7 +177,7 @@ typedef struct {
     int has_energy;
     double energy, measured, estimated;
     int health, source; /* as in Figs */
-    Val busbw_vals[3];  /* busbw_min: gbps, ranks, size_bytes (J_NONE: absent) */
+    Val busbw_vals[5];  /* busbw_min: gbps, ranks, size_bytes, device, backend (J_NONE: absent) */
 } Summ;
 
 extern Summ summ; /* the one Summ being read (the GIL guards it) */
@@ -191,6 +193,7 @@ enum { A_JOB, A_PART, A_USER, A_ACCOUNT, A_NNODES, A_STATE, A_SUBMIT, A_START, A
 typedef struct {
     int ok; /* kind: OK (a record), else NONE */
     PyObject *partition, *platform, *model, *gpus, *workload; /* all but workload: owned */
+    PyObject *busbw_model; /* the busbw key's model: model or "cpu" (row(): owned) */
     int guessed, completed, has_wait, has_energy, has_busbw, health, source;
     int has_start, has_end;
     double nnodes, gpu_count, elapsed, node_s, gpu_s, wait, energy, measured, estimated;

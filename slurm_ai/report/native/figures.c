@@ -172,14 +172,17 @@ static int energy_member(Cur *c, const Val *key, void *ctx) {
 }
 
 static const char *const PROVENANCE_KEYS[] = {"source"};
-static const char *const HEALTH_KEYS[] = {"verdict", "busbw_gbps", "ranks", "size_bytes"};
+#define N_HEALTH 6
+static const char *const HEALTH_KEYS[N_HEALTH] = {"verdict", "busbw_gbps", "ranks",
+                                                  "size_bytes", "device", "backend"};
+#define PROVENANCE_SEEN (1u << N_HEALTH)
 
 typedef struct {
     Figs *f;
     unsigned seen;
     int is_dict[4]; /* platform, gpus(list), energy, health present as the right type */
     Val cls;
-    Val health[4];
+    Val health[N_HEALTH];
     int has_provenance;
     Val source;
 } NodeCtx;
@@ -221,7 +224,7 @@ static int node_member(Cur *c, const Val *key, void *ctx) {
         n->is_dict[3] = 1;
         /* health's leaves and provenance.source */
         int empty;
-        for (int i = 0; i < 4; i++) n->health[i].type = J_NONE;
+        for (int i = 0; i < N_HEALTH; i++) n->health[i].type = J_NONE;
         n->source.type = J_NONE;
         if (obj_begin(c, &empty) < 0) return -1;
         unsigned seen = 0;
@@ -229,7 +232,7 @@ static int node_member(Cur *c, const Val *key, void *ctx) {
             Val k;
             if (obj_key(c, &k) < 0) return -1;
             int done = 0;
-            for (int i = 0; i < 4; i++) {
+            for (int i = 0; i < N_HEALTH; i++) {
                 if (key_is(&k, HEALTH_KEYS[i])) {
                     if (!first_time(&seen, 1u << i)) return -1;
                     if (read_value(c, &n->health[i]) < 0) return -1;
@@ -238,7 +241,7 @@ static int node_member(Cur *c, const Val *key, void *ctx) {
                 }
             }
             if (!done && key_is(&k, "provenance")) {
-                if (!first_time(&seen, 16)) return -1;
+                if (!first_time(&seen, PROVENANCE_SEEN)) return -1;
                 if (at_object(c)) {
                     n->has_provenance = 1;
                     if (read_leaves(c, PROVENANCE_KEYS, 1, &n->source) < 0) return -1;
@@ -255,6 +258,18 @@ static int node_member(Cur *c, const Val *key, void *ctx) {
         return 0;
     }
     return skip_value(c);
+}
+
+/* facts.busbw_model: 1 "cpu" (the all-reduce ran on CPUs), 0 "" (the job's GPU model), -1
+ * decline (a string with an escape: it could spell a word compared here). The device when it
+ * says cpu or gpu, else the backend (records before "device"): gloo is a CPU run. Any other
+ * value, of any type, reads as absent, as `==` reads it in Python. */
+int busbw_on_cpu(const Val *device, const Val *backend) {
+    if ((device->type == J_STR && device->escaped) || (backend->type == J_STR && backend->escaped))
+        return -1;
+    if (str_is(device, "cpu")) return 1;
+    if (str_is(device, "gpu")) return 0;
+    return str_is(backend, "gloo");
 }
 
 static int verdict_is(const Val *v, const char *const *set, int count) {
@@ -311,6 +326,7 @@ static int node_done(NodeCtx *n) {
             f->busbw = bw;
             if (num_or_zero(&n->health[2], &f->ranks) < 0) return -1;
             if (num_or_zero(&n->health[3], &f->size) < 0) return -1;
+            if ((f->busbw_cpu = busbw_on_cpu(&n->health[4], &n->health[5])) < 0) return -1;
         }
     }
     return 0;

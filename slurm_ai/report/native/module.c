@@ -65,7 +65,7 @@ static PyObject *figures_tuple(Figs *f) {
     if (f->has_busbw) {
         PyObject *ranks = PyLong_FromDouble(f->ranks);
         PyObject *size = ranks ? PyLong_FromDouble(f->size) : NULL;
-        key = size ? PyTuple_Pack(3, str_empty, ranks, size) : NULL;
+        key = size ? PyTuple_Pack(3, f->busbw_cpu ? str_cpu : str_empty, ranks, size) : NULL;
         Py_XDECREF(ranks);
         Py_XDECREF(size);
         if (!key) goto fail;
@@ -162,7 +162,7 @@ PyMODINIT_FUNC PyInit__fastrow(void) {
         unit_strs[i] = intern(UNIT_NAMES[i]);
         source_strs[i] = i ? intern(SOURCE_NAMES[i]) : NULL;
     }
-    if (!str_unknown || !str_ok || !str_failed || !str_empty ||
+    if (!str_unknown || !str_ok || !str_failed || !str_empty || !str_cpu ||
         PyModule_AddFunctions(m, row_functions) < 0 ||
         PyModule_AddStringConstant(m, "INFLATER", FASTROW_INFLATER) < 0 ||
         PyType_Ready(&TallyType) < 0 || PyType_Ready(&ScannerType) < 0 ||

@@ -96,6 +96,7 @@ void job_clear(Job *j) {
     Py_CLEAR(j->partition);
     Py_CLEAR(j->platform);
     Py_CLEAR(j->model);
+    Py_CLEAR(j->busbw_model);
     Py_CLEAR(j->gpus);
 }
 
@@ -216,6 +217,8 @@ int job_of_row(Fields *fl, PyObject *keep, Job *j) {
         j->model = Py_NewRef(str_cpu);
     }
     if (!j->platform || !j->model) return -2;
+    /* row_facts: the busbw key's model is the job's unless the all-reduce ran on CPUs */
+    j->busbw_model = Py_NewRef(f->busbw_cpu ? str_cpu : j->model);
     j->has_start = j->has_end = 1;
     j->has_busbw = f->has_busbw;
     j->busbw = f->busbw;
@@ -298,7 +301,7 @@ static PyObject *job_outcome(PyObject *const *args, Job *j) {
     if (j->has_busbw) {
         PyObject *ranks = PyLong_FromDouble(j->ranks);
         PyObject *size = ranks ? PyLong_FromDouble(j->size) : NULL;
-        obj[11] = size ? PyTuple_Pack(3, j->model, ranks, size) : NULL;
+        obj[11] = size ? PyTuple_Pack(3, j->busbw_model, ranks, size) : NULL;
         Py_XDECREF(ranks);
         Py_XDECREF(size);
     } else {

@@ -148,8 +148,8 @@ static int verdicts_member(Cur *c, const Val *key, Summ *s) {
 }
 
 static int busbw_member(Cur *c, const Val *key, Summ *s) {
-    static const char *const names[] = {"gbps", "ranks", "size_bytes"};
-    for (int i = 0; i < 3; i++) {
+    static const char *const names[] = {"gbps", "ranks", "size_bytes", "device", "backend"};
+    for (int i = 0; i < 5; i++) {
         if (!key_is(key, names[i])) continue;
         if (!first_time(&s->seen_busbw, 1u << i)) return -1;
         return read_value(c, &s->busbw_vals[i]);
@@ -212,7 +212,7 @@ static int summary_member(Cur *c, const Val *key, Summ *s) {
 
 int read_summary(Cur *c, Summ *s) {
     memset(s, 0, sizeof *s);
-    for (int i = 0; i < 3; i++) s->busbw_vals[i].type = J_NONE;
+    for (int i = 0; i < 5; i++) s->busbw_vals[i].type = J_NONE;
     s->present = 1;
     return members(c, summary_member, s);
 }
@@ -232,7 +232,7 @@ int summary_figures(const Summ *s, Py_ssize_t names, Figs *f) {
     f->estimated = s->estimated;
     f->health = s->health;
     f->source = s->source;
-    f->has_busbw = 0;
+    f->has_busbw = f->busbw_cpu = 0;
     f->busbw = f->ranks = f->size = 0;
     int r = usable_total(&s->busbw_vals[0], &f->busbw);
     if (r < 0) return -1;
@@ -241,6 +241,7 @@ int summary_figures(const Summ *s, Py_ssize_t names, Figs *f) {
         if (finite_or_zero(&s->busbw_vals[1], &f->ranks) < 0 ||
             finite_or_zero(&s->busbw_vals[2], &f->size) < 0)
             return -1;
+        if ((f->busbw_cpu = busbw_on_cpu(&s->busbw_vals[3], &s->busbw_vals[4])) < 0) return -1;
     }
     return 0;
 }

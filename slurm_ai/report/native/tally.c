@@ -197,7 +197,9 @@ static int tally_job(Tally *t, const Job *j) {
         PyObject *size = !ranks ? NULL
                          : j->size_o ? Py_NewRef(j->size_o)
                                      : PyLong_FromDouble(j->size);
-        PyObject *tkey = size ? PyTuple_Pack(4, j->model, ranks, size, j->platform) : NULL;
+        /* Aggregate.add_facts: (*busbw_key, platform), the key's own model */
+        PyObject *tkey =
+            size ? PyTuple_Pack(4, j->busbw_model, ranks, size, j->platform) : NULL;
         Py_XDECREF(ranks);
         Py_XDECREF(size);
         if (!tkey) return -1;
@@ -404,6 +406,7 @@ static PyObject *tally_add(Tally *t, PyObject *const *args, Py_ssize_t nargs) {
     /* Aggregate.add: a tax series needs the key too */
     PyObject *key = v[F_KEY];
     if (key != Py_None && PyTuple_Check(key) && PyTuple_GET_SIZE(key) == 3) {
+        j.busbw_model = PyTuple_GET_ITEM(key, 0); /* borrowed, as the fields above */
         j.ranks_o = PyTuple_GET_ITEM(key, 1);
         j.size_o = PyTuple_GET_ITEM(key, 2);
     } else {
