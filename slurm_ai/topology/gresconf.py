@@ -13,9 +13,11 @@ numbers minors in PCI bus order, as Slurm's NVML detection orders the GPUs).
 from __future__ import annotations
 
 import errno
+import functools
 import os
 import re
 from pathlib import Path
+from typing import Any
 
 from slurm_ai.slurmenv import expand_hostlist
 
@@ -122,11 +124,18 @@ def confined_gpus(slurm_conf: str | None, node: str, gpus: int) -> list[int] | N
     return own if 0 < len(own) < len(files) else None
 
 
+@functools.cache
+def _libc() -> Any:
+    """libc through ctypes, loaded once per process (a task probes every GPU file)."""
+    import ctypes
+
+    return ctypes.CDLL(None, use_errno=True)
+
+
 def _errno_of_access(path: str) -> int:
     """access()'s errno (os.access hides it): the device cgroup's EPERM, or other."""
     import ctypes
 
-    libc = ctypes.CDLL(None, use_errno=True)
-    if libc.access(os.fsencode(path), os.R_OK | os.W_OK) == 0:
+    if _libc().access(os.fsencode(path), os.R_OK | os.W_OK) == 0:
         return 0
     return ctypes.get_errno()

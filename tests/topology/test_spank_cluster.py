@@ -451,6 +451,18 @@ def gpu_tasks(stdout: str) -> dict[int, tuple[str, list[int]]]:
     return out
 
 
+def own_gpus_apart(proc: Any) -> dict[int, tuple[str, list[int]]]:
+    """Two --gpus-per-task=1 tasks: each names its GPU 0 (as it sees it), their CPUs
+    apart. Returns what each task printed."""
+    assert proc.returncode == 0, proc.stderr
+    got = gpu_tasks(proc.stdout)
+    assert sorted(got) == [0, 1], proc.stdout
+    assert [cuda for cuda, _ in got.values()] == ["0", "0"], got
+    (_, a), (_, b) = got.values()
+    assert a and b and not set(a) & set(b), got
+    return got
+
+
 def test_gpus_per_task_keep_slurms_gpu_and_get_cpus_of_their_own(plugin: Any) -> None:
     """The production shape (2 fake GPUs per node as GRES, ConstrainDevices): with
     `--gpus-per-task=1 -n2` Slurm gives each task its own GPU, which the task sees
@@ -462,12 +474,7 @@ def test_gpus_per_task_keep_slurms_gpu_and_get_cpus_of_their_own(plugin: Any) ->
         pytest.skip("the lab shape has no GPUs (scripts/localcluster up --production)")
     proc = srun(plugin, "-w", "n1", "-n2", "--gpus-per-task=1", "--mem=100",
                 "--sai-bind=verbose", sys.executable, "-c", GPU_PRINT)  # fmt: skip
-    assert proc.returncode == 0, proc.stderr
-    got = gpu_tasks(proc.stdout)
-    assert sorted(got) == [0, 1], proc.stdout
-    assert [cuda for cuda, _ in got.values()] == ["0", "0"], got
-    (_, a), (_, b) = got.values()
-    assert a and b and not set(a) & set(b), got
+    own_gpus_apart(proc)
     lines = sorted(verbose_lines(proc.stderr))
     assert len(lines) == 2, proc.stderr
     for rank, line in enumerate(lines):
@@ -495,12 +502,7 @@ def test_bind_wrapper_finds_each_tasks_own_gpu_as_the_plugin_does(plugin: Any) -
         pytest.skip("the lab shape has no GPUs (scripts/localcluster up --production)")
     proc = srun(plugin, "-w", "n1", "-n2", "--gpus-per-task=1", "--mem=100", "--sai-bind=off",
                 *slurm_ai(), "bind", "-v", "--", sys.executable, "-c", GPU_PRINT)  # fmt: skip
-    assert proc.returncode == 0, proc.stderr
-    got = gpu_tasks(proc.stdout)
-    assert sorted(got) == [0, 1], proc.stdout
-    assert [cuda for cuda, _ in got.values()] == ["0", "0"], got
-    (_, a), (_, b) = got.values()
-    assert a and b and not set(a) & set(b), got
+    got = own_gpus_apart(proc)
     lines = sorted(ln for ln in proc.stderr.splitlines() if ln.startswith("slurm-ai bind: rank"))
     assert len(lines) == 2, proc.stderr
     for rank, line in enumerate(lines):
